@@ -1,0 +1,16 @@
+"""raibid-deploy: the task graph. Thin on purpose: configuration and task creators only.
+
+`doit list` shows every task; `doit plan` shows the migration plan; `doit doctor` shows
+the external tools. The creators live in tasks/, one module per concern.
+"""
+from tasks import tools
+from tasks.reporter import RichReporter
+
+tools.activate()  # .tools/bin first on PATH for every task
+
+DOIT_CONFIG = {
+    "default_tasks": ["ci"],
+    "reporter": RichReporter,
+}
+
+from tasks.core import task_ci  # noqa: E402

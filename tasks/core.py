@@ -1,0 +1,31 @@
+"""Task creators that tie the workstreams together: the default ``ci`` task."""
+from __future__ import annotations
+
+import sys
+
+#: Offline checks the default task runs. Each workstream module registers its own
+#: with :func:`offline_check` when it is imported by dodo.py.
+CI_CHECKS: list[str] = []
+
+
+def offline_check(*names: str) -> None:
+    """Add tasks to the default ``ci`` task (every offline check)."""
+    for n in names:
+        if n not in CI_CHECKS:
+            CI_CHECKS.append(n)
+
+
+def plan_or_exit():
+    """The project's plan; on a broken plan.yaml print every problem and exit 2."""
+    from .plan import PlanError, current
+
+    try:
+        return current()
+    except PlanError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(2) from None
+
+
+def task_ci():
+    """Run every offline check (the default task; CI runs it, incrementally)."""
+    return {"actions": None, "task_dep": list(CI_CHECKS), "verbosity": 1}

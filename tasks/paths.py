@@ -1,0 +1,63 @@
+"""Where things live. Every path is relative to the project root.
+
+The project root is the directory doit runs in (doit changes into the directory of
+``dodo.py``), so the same installed package serves any checkout, including the
+temporary copies the tests make. ``RAIBID_DEPLOY_ROOT`` overrides it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def root() -> Path:
+    """The project root: ``$RAIBID_DEPLOY_ROOT`` or the current directory."""
+    return Path(os.environ.get("RAIBID_DEPLOY_ROOT") or os.getcwd()).resolve()
+
+
+def plan_file() -> Path:
+    return root() / "plan.yaml"
+
+
+def build() -> Path:
+    """Generated output (never committed)."""
+    return root() / "build"
+
+
+def tools_bin() -> Path:
+    """Where ``doit tools`` installs the pinned Go-built tools."""
+    return root() / ".tools" / "bin"
+
+
+def tanka() -> Path:
+    return root() / "tanka"
+
+
+def docker() -> Path:
+    return root() / "docker"
+
+
+def docs() -> Path:
+    return root() / "docs"
+
+
+def shared_crds() -> Path:
+    """The real KEDA and Flux CRDs kept as validation data (``../shared/crds``).
+
+    ``RAIBID_CRDS`` overrides the location.
+    """
+    env = os.environ.get("RAIBID_CRDS")
+    return Path(env).resolve() if env else (root().parent / "shared" / "crds").resolve()
+
+
+def raibid_src() -> Path:
+    """The raibid-ci Cargo workspace the images are built from (``RAIBID_SRC``)."""
+    return Path(os.environ.get("RAIBID_SRC") or (root().parent / "raibid-ci")).resolve()
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the project root when it is inside it, for messages."""
+    try:
+        return str(Path(path).resolve().relative_to(root()))
+    except ValueError:
+        return str(path)

