@@ -29,6 +29,22 @@ class Settings:
     cluster: str = "raibid-ci"
     environments: tuple[str, ...] = ("local", "staging", "prod")
     kubernetes_version: str = "1.33.0"
+    registry: str = "raibid-registry.localhost"
+    registry_port: int = 5111
+
+    @property
+    def registry_push(self) -> str:
+        """Where the host pushes images (the k3d registry's published port)."""
+        return f"localhost:{self.registry_port}"
+
+    @property
+    def registry_pull(self) -> str:
+        """How the cluster names the same registry (k3d prefixes its container name)."""
+        return f"k3d-{self.registry}:{self.registry_port}"
+
+    @property
+    def kube_context(self) -> str:
+        return f"k3d-{self.cluster}"
 
 
 @dataclass(frozen=True)
@@ -330,7 +346,8 @@ def _settings(c: _Checker, doc: _Map) -> Settings:
     if not isinstance(m, _Map):
         c.add(_line(doc, "settings"), f"'settings' must be a mapping, got {_kind(m)}", "write `settings:` with keys below it")
         return Settings()
-    fields = ("project", "namespace", "cluster", "environments", "kubernetes_version")
+    fields = ("project", "namespace", "cluster", "environments", "kubernetes_version", "registry",
+              "registry_port")
     c.keys(m, "settings", (), fields)
     d = Settings()
     envs = _str_list(c, m, "environments", "settings") if "environments" in m else d.environments
@@ -342,7 +359,14 @@ def _settings(c: _Checker, doc: _Map) -> Settings:
         c.add(_line(m, "kubernetes_version"), "settings: 'kubernetes_version' must be a string",
               'quote it: `kubernetes_version: "1.33.0"`')
         kv = d.kubernetes_version
+    port = m.get("registry_port", d.registry_port)
+    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
+        c.add(_line(m, "registry_port"), f"settings: 'registry_port' must be a port number, got {_kind(port)}",
+              "write e.g. `registry_port: 5111`")
+        port = d.registry_port
     return Settings(
+        registry=_str(c, m, "registry", "settings", d.registry),
+        registry_port=port,
         project=_str(c, m, "project", "settings", d.project),
         namespace=_str(c, m, "namespace", "settings", d.namespace),
         cluster=_str(c, m, "cluster", "settings", d.cluster),
