@@ -2,7 +2,7 @@
 
 A task is
 - ``done``: it exists, its last run succeeded and it is up to date now (and so is every
-  task it depends on);
+  task it depends on, through ``task_dep`` or a ``file_dep`` another task targets);
 - ``stale``: it ran successfully once but its inputs changed since;
 - ``not run``: it exists but has no successful run on record (a failure erases it);
 - ``not built``: no such task exists yet.
@@ -24,6 +24,8 @@ class StatusReader:
         self.tasks = tasks
         self.dep = dep_manager
         self._memo: dict[str, str] = {}
+        # doit's implicit dependencies: a file_dep that another task targets
+        self._producer = {str(t): task.name for task in tasks.values() for t in task.targets}
 
     def _ran(self, name: str) -> bool:
         return self.dep._get(name, "checker:") is not None
@@ -49,8 +51,9 @@ class StatusReader:
         if task is None:
             return "not built"
         status = self._own(task)
-        for dep in task.task_dep:
-            if dep in _stack or dep.startswith("_"):
+        implicit = (self._producer.get(str(f)) for f in task.file_dep)
+        for dep in dict.fromkeys([*task.task_dep, *(p for p in implicit if p)]):
+            if dep in _stack or dep == name or dep.startswith("_"):
                 continue
             dep_status = self.task(dep, _stack + (name,))
             if dep_status == "not built":
