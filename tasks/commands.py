@@ -202,17 +202,19 @@ class Doctor(DoitCmdBase):
             want = tool.version if tool.exact else f">= {tool.version}"
             if found is None:
                 status = Text("missing", style="yellow" if (tool.optional or tool.cluster_side) else "red")
-            elif tools.version_ok(tool, found):
-                status = Text("ok", style="green")
-            else:
+            elif not tools.version_ok(tool, found):
                 status = Text("version differs", style="yellow")
+            elif tools.live_problem(tool):
+                status = Text("not usable", style="yellow")
+            else:
+                status = Text("ok", style="green")
             if status.plain != "ok" and not (tool.optional or tool.cluster_side or tool.name == "go"):
                 bad.append(tool.name)
             needed = _summarise(users.get(tool.name, []))
             if tool.optional:
                 needed = needed or "optional"
-            table.add_row(tool.name, needed or "-", want, found or "-", status,
-                          tool.install if status.plain != "ok" else "")
+            hint = {"ok": "", "not usable": tool.live_hint}.get(status.plain, tool.install)
+            table.add_row(tool.name, needed or "-", want, found or "-", status, hint)
         console = _console(self.outstream)
         console.print(table)
         if bad:
