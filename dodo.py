@@ -14,3 +14,4 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.docs import task_docs  # noqa: E402
