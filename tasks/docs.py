@@ -113,7 +113,7 @@ def _doc_files() -> list[str]:
 
 _FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.M | re.S)
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-_DOIT_CALL = re.compile(r"(?:^|[\s`(;&|$])doit((?:[ \t]+[^\s`|;&)#]+)*)")
+_DOIT_CALL = re.compile(r"(?:^|[\s`(;&|$])doit(?=$|[\s`;&|)])((?:[ \t]+[^\s`|;&)#]+)*)")
 
 
 def doit_citations(text: str) -> list[list[str]]:
