@@ -14,3 +14,4 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.docker import task_docker, task_image, task_push  # noqa: E402
