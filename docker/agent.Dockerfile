@@ -62,7 +62,7 @@ RUN --mount=type=cache,id=raibid-apt-cache,target=/var/cache/apt,sharing=locked 
          "export CC_${env_triple}=${gnu}-gcc" \
          "export AR_${env_triple}=${gnu}-ar" \
          'export PKG_CONFIG_ALLOW_CROSS=1' \
-         "export PKG_CONFIG_PATH=/usr/lib/${gnu}/pkgconfig" \
+         "export PKG_CONFIG_LIBDIR=/usr/lib/${gnu}/pkgconfig:/usr/share/pkgconfig" \
          'exec cargo "$@"' > /usr/local/bin/xcargo \
     && chmod 0755 /usr/local/bin/xcargo \
     && echo "${triple}" > /etc/rust-target

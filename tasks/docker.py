@@ -384,6 +384,7 @@ def build_image(name: str):
     found = image_id(inp.tag)
     if not found:
         return TaskFailed(f"docker build reported success but the engine has no image {inp.tag}")
+    atomic.sweep_stale_temps(images_dir())
     atomic.write_text(record_path(name), json.dumps({
         "name": name, "tag": inp.tag, "image_id": found, "digest": inp.digest, "platform": inp.platform,
     }, indent=2) + "\n")
