@@ -342,3 +342,40 @@ def test_interpolation_matches_compose():
     assert problems == ["p: required variable EMPTY is empty: give it",
                         "q: required variable UNSET is not set: required",
                         "r: invalid interpolation '${1BAD}'"]
+
+
+# --------------------------------------------------------------------------- the fixture, for real
+
+
+def test_fixture_builds_offline_and_the_server_healthcheck_probes_it(src, tmp_path):
+    """The std-only workspace really builds; the image's HEALTHCHECK command, run as
+    Docker runs it, is healthy against the running server and unhealthy without it."""
+    import socket
+    import subprocess
+    import time
+
+    cargo = tool_or_fail("cargo")
+    target = tmp_path / "target"
+    proc = subprocess.run([cargo, "build", "--offline", "--locked", "--release", "--bin", "raibid-server"],
+                          cwd=src, env=dict(os.environ, CARGO_TARGET_DIR=str(target)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+    hc = next(l for l in stages(REPO / "docker" / "server.Dockerfile")["runtime-base"] if l.startswith("HEALTHCHECK"))
+    probe = json.loads(hc.split("CMD", 1)[1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, RAIBID_SERVER_PORT=port, RAIBID_SERVER_HOST="127.0.0.1")
+    assert subprocess.run(probe, env=env, capture_output=True, timeout=10).returncode != 0, "no server: unhealthy"
+    server = subprocess.Popen([str(target / "release" / "raibid-server")], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(probe, env=env, capture_output=True, timeout=10).returncode != 0:
+            assert time.monotonic() < deadline, "the probe never saw the server healthy"
+            time.sleep(0.1)
+        assert all(subprocess.run(probe, env=env, capture_output=True, timeout=10).returncode == 0
+                   for _ in range(5))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
