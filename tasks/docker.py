@@ -177,8 +177,11 @@ def context_files(root: Path, patterns: list[str]) -> list[str]:
     moby's), including ``!`` exceptions and ``**``. Directories are walked only when
     a pattern can still re-include something below an excluded one, as Docker does.
     """
-    from docker.utils.build import PatternMatcher
-
+    try:
+        from docker.utils.build import PatternMatcher
+    except ImportError:
+        raise SourceError("the Python package `docker` (Docker's .dockerignore matching) is not installed: "
+                          "pip install -e .  (or pip install 'docker>=7.1')") from None
     matcher = PatternMatcher(list(patterns))
     root_s = str(root)
     keep = []
