@@ -76,7 +76,7 @@ def main() -> None:
             warm.append(time.perf_counter() - t0)
 
         kept = len(docker.context_files(src, docker.ignore_patterns(docker.ignorefile("server"))))
-        print(f"workspace: {args.files} source files kept of {kept} kept + 2000 ignored (target/, .git)")
+        print(f"workspace: {args.files} source files + 2000 ignored (target/, .git); the ignore file keeps {kept}")
         print(f"imports (docker matcher): {imports:.3f} s")
         print(f"cold digest:   {cold:.3f} s")
         print(f"warm digest:   median {statistics.median(warm):.3f} s  "
