@@ -14,4 +14,5 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.docker import task_docker, task_image, task_push  # noqa: E402
 from tasks.docs import task_docs  # noqa: E402
