@@ -14,3 +14,5 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.tanka import task_vendor, task_tanka, task_libtest, task_secrets  # noqa: E402
+from tasks.tanka import task_render, task_validate, task_diff, task_apply  # noqa: E402

@@ -14,14 +14,9 @@
 local k8s = import 'k8s.libsonnet';
 
 {
-  // The keys `doit secrets:local` writes into environments/local/secrets.local.json.
-  localKeys:: [
-    'redisPassword',
-    'giteaAdminUsername',
-    'giteaAdminPassword',
-    'giteaWebhookSecret',
-    'githubWebhookSecret',
-  ],
+  // The keys `doit secrets:local` writes into environments/local/secrets.local.json
+  // (one list, shared with tasks/tanka.py).
+  localKeys:: import 'secret-keys.json',
 
   // checkValues(values): the values, or an error naming what is missing and the fix.
   checkValues(values)::
