@@ -14,7 +14,7 @@ local v = gitea.values(t.stagingCfg);
     [false, false, false, false],
   ),
   'persistent storage': t.eq(v.persistence.enabled, true),
-  'HTTP service on 3000': t.eq(v.service.http.port, 3000),
+  'HTTP service on 3000': t.eq([v.service.http.port, v.gitea.config.server.HTTP_PORT], [3000, 3000]),
   'one replica, recreated': t.eq([v.replicaCount, v.strategy.type], [1, 'Recreate']),
   'non-root without privilege escalation': t.eq(
     [v.containerSecurityContext.runAsNonRoot, v.containerSecurityContext.allowPrivilegeEscalation],

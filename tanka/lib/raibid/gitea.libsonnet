@@ -48,6 +48,8 @@ local helm = (import 'helm.libsonnet').new(std.thisFile);
         server: {
           DOMAIN: cfg.gitea.domain,
           ROOT_URL: cfg.giteaUrl + '/',
+          // the chart takes the Service's targetPort and the container port from here
+          HTTP_PORT: cfg.gitea.httpPort,
           SSH_PORT: 22,
           SSH_LISTEN_PORT: 2222,
         },
