@@ -115,6 +115,15 @@ def test_tanka_project_is_standard(real_tools):
     assert local["spec"]["contextNames"] == ["k3d-raibid-ci"]
 
 
+def test_helm_renders_for_the_kubernetes_version_validation_uses(real_tools):
+    plan = yaml.safe_load((REPO / "plan.yaml").read_text())
+    proc = subprocess.run(["tk", "eval", "tests/test.libsonnet", "-e", "config.defaults.kubeVersion"],
+                          cwd=REPO / "tanka", capture_output=True, text=True,
+                          env=env_for(REPO, path_first=[REPO / ".tools" / "bin"]))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == plan["settings"]["kubernetes_version"]
+
+
 def test_stand_in_charts_match_the_pins():
     chartfile = yaml.safe_load((REPO / "tanka" / "chartfile.yaml").read_text())
     for req in chartfile["requires"]:
