@@ -441,7 +441,7 @@ def render(env: str):
             cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             # raising leaves the previous output exactly as it was
-            raise _RenderError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
+            raise RuntimeError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
         digest = dir_digest(tmp)
         tmp.chmod(0o755)
     atomic.write_text(depfile(env), json.dumps({"env": env, "imports": imports, "files": files},
@@ -451,16 +451,10 @@ def render(env: str):
     print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
 
 
-class _RenderError(Exception):
-    pass
-
-
 def _render_action(env: str):
     try:
         render(env)
-    except _RenderError as e:
-        return _fail(str(e))
-    except RuntimeError as e:
+    except RuntimeError as e:  # tk export / tk tool imports failed: say which and why
         return _fail(str(e))
     return None
 

@@ -527,3 +527,30 @@ def test_diff_local_reports_differences_without_failing(stack_copy, shims):
     assert "differs" in proc.stdout
     assert any(r["argv"][:1] == ["diff"] for r in shims.records())
     assert _kubectl_applies(shims) == []
+
+
+def test_a_failing_render_names_the_error_and_keeps_the_previous_output(stack_copy):
+    out = stack_copy / "build/manifests/local"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    lib = stack_copy / "tanka/lib/raibid/agent.libsonnet"
+    lib.write_text(lib.read_text().replace("pollingInterval: cfg.agent.pollingInterval,",
+                                           "pollingInterval: cfg.agent.noSuchSetting,"))
+    proc = run_doit(stack_copy, "render:local")
+    assert proc.returncode != 0
+    out_text = proc.stdout + proc.stderr
+    assert "tk export" in out_text and "noSuchSetting" in out_text and "agent.libsonnet" in out_text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_missing_tool_is_named_before_anything_runs(tmp_path):
+    project = _fresh(tmp_path / "project")
+    bin_dir = with_tools(project)
+    (bin_dir / "tk").unlink()
+    env = env_for(project)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not (Path(p) / "tk").exists())
+    proc = run_doit(project, "render:staging", env=env)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "missing tool" in out and "tk v0.32.0" in out
+    assert not (project / "build" / "manifests" / "staging").exists()
