@@ -122,7 +122,10 @@ _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 def doit_citations(text: str, in_code_block: bool = False) -> list[list[str]]:
     """The argument lists of every ``doit ...`` call cited as code in a Markdown line:
     inside an inline code span, or anywhere on a line of a fenced code block."""
-    spans = [text] if in_code_block else _CODE_SPAN.findall(text)
+    if in_code_block:  # a shell line: what follows `#` is a comment, not a command
+        spans = [re.split(r"(?:^|\s)#", text, maxsplit=1)[0]]
+    else:
+        spans = _CODE_SPAN.findall(text)
     calls = []
     for span in spans:
         for m in _DOIT_CALL.finditer(span):

@@ -14,6 +14,7 @@ def test_citations_are_parsed_like_a_shell_would():
     assert doit_citations("`pydoit` is not `doit-like`") == []
     assert doit_citations("prose: the doit tasks of this project") == []
     assert doit_citations("doit up", in_code_block=True) == [["up"]]
+    assert doit_citations("python bench/core.py  # doit list, a no-op doit", in_code_block=True) == []
 
 
 def test_docs_check_passes_on_a_clean_copy(project):
