@@ -14,3 +14,4 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.cluster import task_cluster, task_cluster_delete  # noqa: E402
