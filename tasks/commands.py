@@ -1,13 +1,312 @@
-"""doit plugin commands (registered in pyproject.toml [tool.doit.plugins.command])."""
+"""doit plugin commands, registered in pyproject.toml ``[tool.doit.plugins.command]``.
+
+- ``doit plan``: the migration board (or ``--format json|markdown|mermaid|dot``)
+- ``doit graph``: the plan graph and the task graph as pictures (Graphviz) or text
+- ``doit doctor``: every external tool, who needs it, version found vs pinned, install hint
+- ``doit tools``: build the pinned Go tools into .tools/bin
+- ``doit list``: doit's list, in the plan's critical-path order
+"""
 from __future__ import annotations
 
+import json
+import sys
+
+from doit.cmd_base import DoitCmdBase
 from doit.cmd_list import List as _DoitList
+
+from . import paths
+
+
+def _console(outstream):
+    from rich.console import Console
+
+    return Console(file=outstream, highlight=False)
+
+
+def _load_plan(errstream=None):
+    """(plan, text) or raise SystemExit(2) after printing every problem."""
+    from .plan import PlanError, load
+
+    try:
+        plan = load()
+    except PlanError as e:
+        (errstream or sys.stderr).write(f"{e}\n")
+        raise SystemExit(2) from None
+    return plan, paths.plan_file().read_text(encoding="utf-8")
+
+
+def plan_view(task_list, dep_manager):
+    """The plan with statuses derived from the loaded tasks and doit's database."""
+    from .report import PlanView
+    from .status import StatusReader, criterion_statuses, item_statuses
+
+    plan, _ = _load_plan()
+    reader = StatusReader({t.name: t for t in task_list}, dep_manager)
+    return PlanView.build(plan, item_statuses(plan, reader), criterion_statuses(plan, reader))
+
+
+_FORMATS = ("table", "json", "markdown", "mermaid", "dot")
+
+
+class Plan(DoitCmdBase):
+    name = "plan"
+    doc_purpose = "show the migration plan: workstreams, status, critical path, waves, milestones"
+    doc_usage = "[--format table|json|markdown|mermaid|dot]"
+    doc_description = ("Status is derived from the build state: an item is done when every task it "
+                       "names ran successfully and is up to date.")
+    cmd_options = (
+        {"name": "format", "long": "format", "type": str, "default": "table",
+         "help": "output format: " + ", ".join(_FORMATS)},
+    )
+
+    def _execute(self, format="table"):
+        if format not in _FORMATS:
+            self.outstream.write(f"unknown --format {format!r}; choose one of: {', '.join(_FORMATS)}\n")
+            return 2
+        try:
+            view = plan_view(self.task_list, self.dep_manager)
+        finally:
+            self.dep_manager.close()
+        if format == "json":
+            self.outstream.write(json.dumps(view.to_json(), indent=2) + "\n")
+        elif format == "markdown":
+            self.outstream.write(view.markdown(paths.plan_file().read_text(encoding="utf-8")))
+        elif format == "mermaid":
+            self.outstream.write(view.mermaid())
+        elif format == "dot":
+            self.outstream.write(view.dot())
+        else:
+            console = _console(self.outstream)
+            console.print(view.board(wide=console.width >= 110))
+        return 0
+
+
+def task_graph_dot(task_list, highlight=()) -> str:
+    """DOT of the doit task graph: task_dep edges and file_dep -> target edges."""
+    highlight = set(highlight)
+    visible = [t for t in task_list if not t.name.startswith("_")]
+    names = {t.name for t in visible}
+    producer = {}
+    for t in visible:
+        for target in t.targets:
+            producer[str(target)] = t.name
+    lines = ["digraph tasks {", '  rankdir=LR; node [shape=box, style="rounded", fontname="Helvetica"];']
+    for t in visible:
+        pen = ', penwidth=3, color="#aa00aa"' if t.name in highlight else ""
+        lines.append(f'  "{t.name}" [tooltip="{(t.doc or "").replace(chr(34), chr(39))}"{pen}];')
+    edges = set()
+    for t in visible:
+        for dep in t.task_dep:
+            if dep in names:
+                edges.add((dep, t.name, "solid"))
+        for f in t.file_dep:
+            p = producer.get(str(f))
+            if p and p != t.name:
+                edges.add((p, t.name, "dashed"))
+    for a, b, style in sorted(edges):
+        lines.append(f'  "{a}" -> "{b}" [style={style}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def task_graph_mermaid(task_list) -> str:
+    visible = [t for t in task_list if not t.name.startswith("_")]
+    ids = {t.name: f"t{n}" for n, t in enumerate(visible)}
+    lines = ["flowchart LR"] + [f'  {ids[t.name]}["{t.name}"]' for t in visible]
+    for t in visible:
+        for dep in t.task_dep:
+            if dep in ids:
+                lines.append(f"  {ids[dep]} --> {ids[t.name]}")
+    return "\n".join(lines) + "\n"
+
+
+class Graph(DoitCmdBase):
+    name = "graph"
+    doc_purpose = "draw the plan graph and the task graph (SVG/PNG with Graphviz, DOT/Mermaid text otherwise)"
+    doc_usage = "[--format svg|png|dot|mermaid] [--output DIR]"
+    doc_description = ("With Graphviz `dot` installed, writes build/graph/plan.<fmt> and "
+                       "build/graph/tasks.<fmt>; the critical path is highlighted.")
+    cmd_options = (
+        {"name": "format", "long": "format", "type": str, "default": "",
+         "help": "svg or png (needs Graphviz), dot or mermaid (text on stdout); default svg if dot is installed"},
+        {"name": "output", "long": "output", "type": str, "default": "",
+         "help": "directory for the pictures (default build/graph)"},
+    )
+
+    def _execute(self, format="", output=""):
+        import subprocess
+
+        from . import atomic, tools
+
+        try:
+            view = plan_view(self.task_list, self.dep_manager)
+        finally:
+            self.dep_manager.close()
+        crit_tasks = {t for i in view.analysis.critical_path for t in view.plan.by_id[i].tasks}
+        have_dot = tools.which("dot") is not None
+        fmt = format or ("svg" if have_dot else "dot")
+        if fmt not in ("svg", "png", "dot", "mermaid"):
+            self.outstream.write(f"unknown --format {fmt!r}; choose svg, png, dot or mermaid\n")
+            return 2
+        if fmt == "mermaid":
+            self.outstream.write(view.mermaid() + "\n" + task_graph_mermaid(self.task_list))
+            return 0
+        sources = {"plan": view.dot(), "tasks": task_graph_dot(self.task_list, crit_tasks)}
+        if fmt == "dot":
+            if not format:
+                sys.stderr.write("Graphviz `dot` is not installed (apt-get install graphviz): "
+                                 "printing DOT text instead of pictures.\n")
+            self.outstream.write(sources["plan"] + "\n" + sources["tasks"])
+            return 0
+        if not have_dot:
+            self.outstream.write(tools.missing_message([tools.TOOLS["dot"]]) + "\n")
+            return 1
+        out_dir = paths.root() / output if output else paths.build() / "graph"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, src in sources.items():
+            proc = subprocess.run([tools.which("dot"), f"-T{fmt}"], input=src.encode(), capture_output=True)
+            if proc.returncode != 0:
+                self.outstream.write(f"dot failed on the {name} graph: {proc.stderr.decode().strip()}\n")
+                return 1
+            target = out_dir / f"{name}.{fmt}"
+            atomic.write_bytes(target, proc.stdout)
+            self.outstream.write(f"wrote {paths.rel(target)}\n")
+        return 0
+
+
+class Doctor(DoitCmdBase):
+    name = "doctor"
+    doc_purpose = "check every external tool: which tasks need it, version found vs pinned, how to install"
+    doc_usage = ""
+    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, hadolint) is missing "
+                       "or not at its pinned version; cluster-side tools only warn.")
+    cmd_options = ()
+
+    def _execute(self):
+        from rich.table import Table
+        from rich.text import Text
+
+        from . import tools
+
+        self.dep_manager.close()
+        users: dict[str, list[str]] = {}
+        for t in self.task_list:
+            for name in (t.meta or {}).get("tools", ()):
+                users.setdefault(name, []).append(t.name)
+        table = Table(title="External tools", title_justify="left")
+        for col in ("tool", "needed by", "pinned", "found", "status", "install"):
+            table.add_column(col, overflow="fold")
+        bad = []
+        for tool in tools.TOOLS.values():
+            found = tools.found_version(tool)
+            want = tool.version if tool.exact else f">= {tool.version}"
+            if found is None:
+                status = Text("missing", style="yellow" if (tool.optional or tool.cluster_side) else "red")
+            elif not tools.version_ok(tool, found):
+                status = Text("version differs", style="yellow")
+            elif tools.live_problem(tool):
+                status = Text("not usable", style="yellow")
+            else:
+                status = Text("ok", style="green")
+            if status.plain != "ok" and not (tool.optional or tool.cluster_side or tool.name == "go"):
+                bad.append(tool.name)
+            needed = _summarise(users.get(tool.name, []))
+            if tool.optional:
+                needed = needed or "optional"
+            hint = {"ok": "", "not usable": tool.live_hint}.get(status.plain, tool.install)
+            table.add_row(tool.name, needed or "-", want, found or "-", status, hint)
+        console = _console(self.outstream)
+        console.print(table)
+        if bad:
+            console.print(f"[red]Missing or wrong version:[/] {', '.join(bad)} - the offline checks need them. "
+                          "Run `doit tools` (Go tools) or `pip install -e '.[test]'`.")
+            return 1
+        console.print("[green]The offline tools are ready.[/] Cluster-side tools (docker, k3d, kubectl, tilt) "
+                      "are needed only by `doit up`, `doit dev` and the deploy tasks.")
+        return 0
+
+
+def _summarise(names: list[str]) -> str:
+    """``render:local, render:prod`` -> ``render:*``: keep the table readable."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n.split(":", 1)[0], []).append(n)
+    out = []
+    for base, members in groups.items():
+        out.append(members[0] if len(members) == 1 else f"{base}:*")
+    return ", ".join(out)
+
+
+class Tools(DoitCmdBase):
+    name = "tools"
+    doc_purpose = "install the pinned Go-built tools (tk, jb, helm) into .tools/bin"
+    doc_usage = "[TOOL ...]"
+    doc_description = ("Runs `go install` inside tools/<name>/, a Go module per tool whose go.mod pins "
+                       "the version and whose go.sum pins the checksums. Every task puts .tools/bin "
+                       "first on PATH.")
+    cmd_options = ()
+
+    def execute(self, params, args):  # no dodo.py needed to install tools
+        from . import tools
+
+        console = _console(self.outstream)
+        wanted = args or None
+        unknown = [a for a in (args or []) if a not in tools.TOOLS or not tools.TOOLS[a].go_module]
+        if unknown:
+            go_tools = [t.name for t in tools.TOOLS.values() if t.go_module]
+            console.print(f"[red]not a Go-built tool:[/] {', '.join(unknown)} (choose from {', '.join(go_tools)})")
+            return 2
+        try:
+            tools.require(["go"])
+        except tools.MissingTools as e:
+            console.print(str(e))
+            return 1
+        failed = 0
+        targets = [t for t in tools.TOOLS.values() if t.go_module and (wanted is None or t.name in wanted)]
+        for t in targets:
+            with console.status(f"go install {t.go_package}@{t.version} ..."):
+                (result,) = tools.install_go_tools([t.name])
+            if result.ok:
+                console.print(f"[green]ok[/] {t.name} {t.version} -> {paths.rel(paths.tools_bin() / t.name)}")
+            else:
+                failed += 1
+                console.print(f"[red]failed[/] {t.name}: {' '.join(result.argv)} in tools/{t.name}\n{result.detail}")
+        return 1 if failed else 0
+
+
+_SORT = {
+    "name": "sort", "long": "sort", "type": str, "default": "plan",
+    "choices": [("plan", "by the plan's critical path (default)"), ("name", "by task name"),
+                ("definition", "in the order tasks are defined")],
+    "help": "how to order tasks: plan (critical path, default), name or definition",
+}
 
 
 class List(_DoitList):
-    """``doit list`` with tasks in the plan's critical-path order instead of by name."""
+    """``doit list`` with the tasks in the plan's critical-path order (``--sort plan``)."""
+
+    cmd_options = tuple(o for o in _DoitList.cmd_options if o["name"] != "sort") + (_SORT,)
 
     def _execute(self, subtasks=False, quiet=True, status=False, private=False,
-                 list_deps=False, template=None, sort="name", pos_args=None):
-        return super()._execute(subtasks, quiet, status, private, list_deps, template,
-                                "definition", pos_args)
+                 list_deps=False, template=None, sort="plan", pos_args=None):
+        if sort == "plan":
+            from .graph import task_order
+            from .plan import PlanError, load
+
+            try:
+                plan = load()
+                order = task_order(plan, paths.plan_file().read_text(encoding="utf-8"),
+                                   paths.build() / ".plan-order.json")
+            except PlanError as e:
+                sys.stderr.write(f"{e}\n")
+                return 2
+            rank: dict[str, int] = {}
+            for n, name in enumerate(order):
+                rank.setdefault(name, n)
+                rank.setdefault(name.split(":", 1)[0], n)  # the group task of a subtask
+            first = {t.name: n for n, t in enumerate(self.task_list)}
+            big = len(order)
+            self.task_list = sorted(self.task_list,
+                                    key=lambda t: (rank.get(t.name, big), first[t.name]))
+            sort = "definition"
+        return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)

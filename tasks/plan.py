@@ -263,17 +263,20 @@ def _kind(v) -> str:
 
 
 def _str(c: _Checker, m: _Map, key: str, where: str, default=None):
-    v = m.get(key, default)
+    if key not in m:
+        return default  # a missing required key is reported once, by _Checker.keys
+    v = m[key]
     if isinstance(v, str) and v.strip():
         return v
-    if key in m or default is None:
-        c.add(_line(m, key), f"{where}: {key!r} must be a non-empty string, got {_kind(v)}",
-              f"write `{key}: some text`")
+    c.add(_line(m, key), f"{where}: {key!r} must be a non-empty string, got {_kind(v)}",
+          f"write `{key}: some text`")
     return default
 
 
 def _number(c: _Checker, m: _Map, key: str, where: str):
-    v = m.get(key)
+    if key not in m:
+        return None  # reported by _Checker.keys
+    v = m[key]
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and 0 <= v < 10_000:
         return float(v)
     c.add(_line(m, key), f"{where}: {key!r} must be a number of days between 0 and 10000, got {_kind(v)}",

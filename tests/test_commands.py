@@ -1,0 +1,190 @@
+"""The doit plugin commands and the status derivation, through real doit runs."""
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from support import REPO, env_for, run_doit
+
+MINI_PLAN = """\
+settings: {project: mini}
+workstreams:
+  - {id: core, title: Core}
+  - {id: docs, title: Docs}
+items:
+  - {id: 1, title: make a, workstream: core, estimate_days: 1, tasks: [a]}
+  - {id: 2, title: make b from a, workstream: core, estimate_days: 2, needs: [1], tasks: [b]}
+  - {id: 3, title: flaky, workstream: docs, estimate_days: 1, needs: [1], tasks: [flaky]}
+  - {id: 4, title: planned only, workstream: docs, estimate_days: 1, needs: [2], tasks: [later]}
+milestones:
+  - {id: m1, title: Core done, items: [1, 2], target_day: 2}
+success_criteria:
+  must:
+    - {text: b is built, tasks: [b]}
+"""
+
+MINI_DODO = '''\
+"""A tiny task graph to check status derivation with real doit runs."""
+import os
+from tasks import tools
+from tasks.reporter import RichReporter
+
+DOIT_CONFIG = {"default_tasks": ["b"], "reporter": RichReporter}
+
+
+def task_a():
+    """Copy in.txt to a.txt."""
+    return {"actions": ["cp in.txt a.txt"], "file_dep": ["in.txt"], "targets": ["a.txt"]}
+
+
+def task_b():
+    """Build b.txt from a.txt."""
+    return {"actions": ["cat a.txt a.txt > b.txt"], "file_dep": ["a.txt"], "targets": ["b.txt"]}
+
+
+def task_flaky():
+    """Fail when FAIL is set."""
+    return {"actions": ["test -z \\"$FAIL\\""], "file_dep": ["in.txt"], "verbosity": 2}
+
+
+def task_needs_tools():
+    """Needs two tools that are not installed; must touch nothing."""
+    return tools.needs({"actions": ["touch touched.txt"], "targets": ["touched.txt"]},
+                       "k3d", "tilt")
+'''
+
+
+@pytest.fixture
+def mini(tmp_path) -> Path:
+    d = tmp_path / "mini"
+    d.mkdir()
+    shutil.copy(REPO / "pyproject.toml", d / "pyproject.toml")
+    (d / "plan.yaml").write_text(MINI_PLAN)
+    (d / "dodo.py").write_text(MINI_DODO)
+    (d / "in.txt").write_text("hello\n")
+    return d
+
+
+def mini_env(d, **extra):
+    env = env_for(d, extra)
+    env["PYTHONPATH"] = str(REPO)   # the tasks package, with the mini dodo.py
+    return env
+
+
+def statuses(d, **extra):
+    proc = run_doit(d, "plan", "--format", "json", env=mini_env(d, **extra), check=True)
+    data = json.loads(proc.stdout)
+    return {i["id"]: i["status"] for i in data["items"]}, data
+
+
+def test_status_follows_the_build_state(mini):
+    s, _ = statuses(mini)
+    assert s == {1: "not run", 2: "not run", 3: "not run", 4: "not built"}
+
+    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    s, _ = statuses(mini)
+    assert s[1] == "done" and s[2] == "not run"
+
+    run_doit(mini, "run", "b", "flaky", env=mini_env(mini), check=True)
+    s, data = statuses(mini)
+    assert s == {1: "done", 2: "done", 3: "done", 4: "not built"}
+    assert data["success_criteria"][0]["status"] == "done"
+    assert data["milestones"][0]["done"] is True
+
+    (mini / "in.txt").write_text("changed\n")          # inputs changed since the runs
+    s, _ = statuses(mini)
+    assert s[1] == "stale" and s[3] == "stale"
+    assert s[2] == "stale"                             # its dependency a is stale
+
+    proc = run_doit(mini, "run", "flaky", env=mini_env(mini, FAIL="1"))
+    assert proc.returncode != 0
+    s, _ = statuses(mini)
+    assert s[3] == "not run"                           # a failure erases the success
+
+
+def test_plan_json_contract(mini):
+    _, data = statuses(mini)
+    assert set(data) >= {"items", "workstreams", "critical_path", "waves", "milestones"}
+    item = data["items"][1]
+    assert item == {"id": 2, "title": "make b from a", "workstream": "core", "needs": [1],
+                    "estimate_days": 2.0, "tasks": ["b"], "status": "not run"}
+    assert data["workstreams"] == [{"id": "core", "title": "Core", "items": [1, 2]},
+                                   {"id": "docs", "title": "Docs", "items": [3, 4]}]
+    assert data["critical_path"] == [1, 2, 4] and data["waves"] == [[1], [2, 3], [4]]
+    m = data["milestones"][0]
+    assert m["forecast_day"] == 3 and m["on_track"] is False and m["late_by_days"] == 1
+
+
+def test_board_markdown_mermaid_dot(mini):
+    env = mini_env(mini, COLUMNS="150")
+    board = run_doit(mini, "plan", env=env, check=True).stdout
+    for text in ("mini migration plan", "Core", "Docs", "Critical path", "#1 -> #2 -> #4",
+                 "wave 2", "Core done", "late by 1d", "not built", "b is built"):
+        assert text in board, text
+    md = run_doit(mini, "plan", "--format", "markdown", env=env, check=True).stdout
+    assert md.startswith("# mini: deployment migration plan") and "| #2 ★ | make b from a |" in md
+    assert "plan.yaml sha256:" in md and "```mermaid" in md
+    mer = run_doit(mini, "plan", "--format", "mermaid", env=env, check=True).stdout
+    assert mer.startswith("flowchart LR") and "i1 ==> i2" in mer and "i1 --> i3" in mer
+    dot = run_doit(mini, "plan", "--format", "dot", env=env, check=True).stdout
+    assert dot.startswith("digraph plan") and "i1 -> i2 [penwidth=3" in dot
+    bad = run_doit(mini, "plan", "--format", "yaml", env=env)
+    assert bad.returncode == 2 and "choose one of" in bad.stdout
+
+
+def test_list_is_in_critical_path_order_with_docs(mini):
+    out = run_doit(mini, "list", env=mini_env(mini), check=True).stdout.splitlines()
+    names = [line.split()[0] for line in out]
+    assert names == ["a", "b", "flaky", "needs_tools"]
+    assert "Copy in.txt to a.txt." in out[0]
+    by_name = run_doit(mini, "list", "--sort", "name", env=mini_env(mini), check=True).stdout
+    assert [line.split()[0] for line in by_name.splitlines()][0] == "a"
+
+
+def test_broken_plan_gives_file_line_and_fix_without_traceback(mini):
+    (mini / "plan.yaml").write_text(MINI_PLAN.replace("needs: [1], tasks: [b]", "needs: [9], tasks: [b]"))
+    for args in (["plan"], ["list"], ["graph", "--format", "dot"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        assert proc.returncode == 2, args
+        assert "plan.yaml:7: item 2 needs unknown item 9" in proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_tools_fail_before_anything_runs(mini):
+    proc = run_doit(mini, "run", "needs_tools", env=mini_env(mini, PATH="/usr/bin:/bin"))
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "missing tools: nothing was run." in out
+    assert "k3d >= v5.7.0" in out and "tilt >= v0.33.0" in out and "install:" in out
+    assert not (mini / "touched.txt").exists()
+
+
+def test_reporter_summary_and_noop_run(mini):
+    first = run_doit(mini, env=mini_env(mini), check=True).stdout
+    assert "ok a" in first and "ok b" in first and "2 executed" in first
+    second = run_doit(mini, env=mini_env(mini), check=True).stdout
+    assert "0 executed, 2 up to date" in second and "nothing to do" in second
+    as_json = run_doit(mini, "run", "-r", "json", "a", env=mini_env(mini), check=True).stdout
+    assert json.loads(as_json)["tasks"][0]["name"] == "a"
+
+
+def test_graph_writes_pictures_or_text(mini):
+    from tasks import tools
+    proc = run_doit(mini, "graph", "--format", "dot", env=mini_env(mini), check=True)
+    assert "digraph plan" in proc.stdout and "digraph tasks" in proc.stdout
+    assert '"a" -> "b" [style=dashed]' in proc.stdout      # b's file_dep is a's target
+    if tools.which("dot"):
+        proc = run_doit(mini, "graph", env=mini_env(mini), check=True)
+        svg = (mini / "build" / "graph" / "plan.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "#1 make a" in svg
+        assert (mini / "build" / "graph" / "tasks.svg").exists()
+
+
+def test_doctor_lists_every_tool_and_who_needs_it(mini):
+    proc = run_doit(mini, "doctor", env=mini_env(mini, COLUMNS="200"))
+    out = proc.stdout
+    for name in ("tk", "jb", "helm", "hadolint", "docker", "k3d", "kubectl", "tilt", "dot"):
+        assert f"│ {name} " in out, name
+    assert "needs_tools" in out        # k3d and tilt are needed by that task

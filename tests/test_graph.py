@@ -1,0 +1,92 @@
+"""Graph analyses on hand-made graphs with known answers."""
+import pytest
+
+from support import REPO
+from tasks.graph import analyse, critical_path, schedule, task_order, waves
+from tasks.plan import load, loads
+
+
+def plan_of(items, milestones=""):
+    lines = ["workstreams:", "  - {id: w, title: W}", "items:"]
+    for iid, est, needs in items:
+        lines.append(f"  - {{id: {iid}, title: t{iid}, workstream: w, estimate_days: {est}, "
+                     f"needs: {list(needs)}, tasks: [task{iid}]}}")
+    return loads("\n".join(lines) + "\n" + milestones)
+
+
+def test_critical_path_follows_the_weights_not_the_node_count():
+    # 1 -> 2 -> 3 -> 5 (1+1+1+1 = 4 days) versus 1 -> 4 -> 5 (1+5+1 = 7 days)
+    plan = plan_of([(1, 1, []), (2, 1, [1]), (3, 1, [2]), (4, 5, [1]), (5, 1, [3, 4])])
+    path, length = critical_path(plan)
+    assert path == (1, 4, 5) and length == 7
+
+
+def test_the_last_items_duration_counts():
+    # two independent chains: 1 -> 2 (1 + 1) and 3 alone (5): the answer is 3, 5 days
+    plan = plan_of([(1, 1, []), (2, 1, [1]), (3, 5, [])])
+    assert critical_path(plan) == ((3,), 5.0)
+
+
+def test_waves_are_topological_generations_sorted():
+    plan = plan_of([(9, 1, []), (2, 1, []), (5, 1, [9, 2]), (3, 1, [2]), (7, 1, [5, 3])])
+    assert waves(plan) == ((2, 9), (3, 5), (7,))
+
+
+def test_schedule_earliest_start_finish_and_slack():
+    plan = plan_of([(1, 2, []), (2, 1, [1]), (3, 4, [1]), (4, 1, [2, 3])])
+    s = schedule(plan)
+    assert (s[1].start, s[1].finish) == (0, 2)
+    assert (s[2].start, s[2].finish, s[2].slack) == (2, 3, 3)   # may start 3 days late
+    assert (s[3].start, s[3].finish, s[3].slack) == (2, 6, 0)
+    assert (s[4].start, s[4].finish) == (6, 7)
+
+
+def test_milestone_forecast_against_target():
+    ms = ("milestones:\n"
+          "  - {id: early, title: E, items: [1], target_day: 3}\n"
+          "  - {id: late, title: L, items: [1, 2], target_day: 4}\n")
+    a = analyse(plan_of([(1, 2, []), (2, 3, [1])], ms))
+    early, late = a.forecasts
+    assert early.forecast_day == 2 and early.on_track
+    assert late.forecast_day == 5 and not late.on_track and late.late_by == 1
+
+
+def test_the_real_plan():
+    plan = load(REPO / "plan.yaml")
+    a = analyse(plan)
+    assert a.critical_path[0] == 93 and a.critical_path[-1] in (108, 109)
+    assert 98 in a.critical_path and 96 in a.critical_path   # flux waits for gitea
+    assert sorted(i for w in a.waves for i in w) == list(range(93, 114))
+    assert a.waves[0] == (93, 99, 100, 102)
+    for f in a.forecasts:
+        assert f.forecast_day == max(a.schedule[i].finish for i in f.items)
+
+
+def test_task_order_is_critical_path_first_and_cached(tmp_path):
+    plan = plan_of([(1, 1, []), (2, 5, []), (3, 1, [1, 2])])
+    text = "irrelevant but fingerprinted"
+    order = task_order(plan, text, tmp_path / "order.json")
+    assert order == ["task2", "task1", "task3"]   # critical item 2 first in wave 1
+    assert (tmp_path / "order.json").exists()
+    # a stale cache (other plan text) is recomputed, a matching one is read
+    (tmp_path / "order.json").write_text('{"digest": "nope", "tasks": ["x"]}')
+    assert task_order(plan, text, tmp_path / "order.json") == order
+
+
+@pytest.mark.parametrize("n", [50, 400])
+def test_synthetic_plans_analyse_consistently(n):
+    import random
+
+    rnd = random.Random(n)
+    items = [(i, rnd.choice([0.5, 1, 2]), sorted(rnd.sample(range(i), min(i, 4)))) for i in range(n)]
+    plan = plan_of(items)
+    a = analyse(plan)
+    # the critical path length equals the latest earliest-finish of the schedule
+    assert a.length_days == pytest.approx(max(s.finish for s in a.schedule.values()))
+    # every critical item has zero slack; each wave only needs items of earlier waves
+    assert all(a.schedule[i].slack == pytest.approx(0) for i in a.critical_path)
+    seen = set()
+    for wave in a.waves:
+        for i in wave:
+            assert set(plan.by_id[i].needs) <= seen
+        seen |= set(wave)

@@ -1,0 +1,86 @@
+"""The tools registry: pins agree with tools/<name>/go.mod, checks, doit tools."""
+import os
+import re
+
+import pytest
+
+from support import REPO, env_for, run_doit
+from tasks import atomic, tools
+
+
+@pytest.mark.parametrize("tool", [t for t in tools.TOOLS.values() if t.go_module], ids=lambda t: t.name)
+def test_go_pins_match_the_tool_modules(tool):
+    gomod = (REPO / "tools" / tool.name / "go.mod").read_text()
+    m = re.search(rf"^\s*(?:require\s+)?{re.escape(tool.go_module)}\s+(\S+)", gomod, re.M)
+    assert m, f"tools/{tool.name}/go.mod does not require {tool.go_module}"
+    assert m.group(1) == tool.version
+    assert (REPO / "tools" / tool.name / "go.sum").read_text().count(tool.go_module) >= 2
+    assert tool.go_package in (REPO / "tools" / tool.name / "tools.go").read_text()
+
+
+def test_missing_message_names_each_tool_with_version_and_hint():
+    msg = tools.missing_message([tools.TOOLS["tk"], tools.TOOLS["docker"]])
+    assert msg.splitlines()[0] == "missing tools: nothing was run."
+    assert "tk v0.32.0" in msg and "doit tools" in msg
+    assert "docker >= 24.0" in msg and "docs.docker.com" in msg
+
+
+def test_check_action_reports_all_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    result = tools.check_action(["tk", "helm", "k3d"])()
+    assert result is not None
+    text = result.get_msg()
+    assert "tk v0.32.0" in text and "helm v3.22.0" in text and "k3d >= v5.7.0" in text
+
+
+def test_needs_prepends_the_check_and_records_meta():
+    task = tools.needs({"actions": ["echo hi"], "meta": {"x": 1}}, "tk", "helm")
+    assert callable(task["actions"][0]) and task["actions"][1] == "echo hi"
+    assert task["meta"] == {"x": 1, "tools": ("tk", "helm")}
+
+
+def test_activate_puts_tools_bin_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", f"/usr/bin{os.pathsep}{tmp_path / '.tools' / 'bin'}")
+    tools.activate()
+    assert os.environ["PATH"].split(os.pathsep) == [str(tmp_path / ".tools" / "bin"), "/usr/bin"]
+
+
+def test_version_comparison():
+    tk, docker = tools.TOOLS["tk"], tools.TOOLS["docker"]
+    assert tools.version_ok(tk, "v0.32.0") and not tools.version_ok(tk, "v0.31.1")
+    assert tools.version_ok(docker, "28.2.2") and not tools.version_ok(docker, "20.10.1")
+    assert not tools.version_ok(tk, "unknown") and not tools.version_ok(tk, None)
+
+
+def test_doit_tools_rejects_unknown_names_and_needs_go(project, tmp_path):
+    proc = run_doit(project, "tools", "docker")
+    assert proc.returncode == 2 and "not a Go-built tool: docker" in proc.stdout
+    (tmp_path / "empty").mkdir()
+    env = env_for(project, {"PATH": str(tmp_path / "empty")})
+    proc = run_doit(project, "tools", env=env)
+    assert proc.returncode == 1 and "go go1.22" in proc.stdout.replace(">= ", "")
+
+
+def test_replace_dir_keeps_the_old_output_on_failure(tmp_path):
+    target = tmp_path / "out"
+    with atomic.replace_dir(target) as tmp:
+        (tmp / "a.yaml").write_text("one")
+    assert (target / "a.yaml").read_text() == "one"
+    with pytest.raises(RuntimeError):
+        with atomic.replace_dir(target) as tmp:
+            (tmp / "a.yaml").write_text("half")
+            raise RuntimeError("interrupted")
+    assert (target / "a.yaml").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    with atomic.replace_dir(target) as tmp:
+        (tmp / "b.yaml").write_text("two")
+    assert [p.name for p in target.iterdir()] == ["b.yaml"]
+
+
+def test_write_text_is_atomic(tmp_path):
+    f = tmp_path / "deep" / "x.json"
+    atomic.write_text(f, "1")
+    atomic.write_text(f, "2")
+    assert f.read_text() == "2" and [p.name for p in f.parent.iterdir()] == ["x.json"]
