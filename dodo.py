@@ -14,4 +14,5 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.docs import task_docs  # noqa: E402
 from tasks.cluster import task_cluster, task_cluster_delete  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _mode(path, 0o666))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -46,6 +48,7 @@ def replace_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, _mode(target, 0o777))
     try:
         yield tmp
     except BaseException:
@@ -59,6 +62,16 @@ def replace_dir(target: Path) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _mode(existing: Path, default: int) -> int:
+    """Keep the mode of the file being replaced; a new one gets the usual umask'd mode."""
+    try:
+        return stat.S_IMODE(existing.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return default & ~umask
 
 
 def sweep_stale_temps(parent: Path) -> None:

@@ -37,9 +37,7 @@ class PlanView:
         return sum(1 for i in items if self.status.get(i) == "done"), len(items)
 
     def workstream_items(self, ws_id: str) -> list[int]:
-        crit_order = {i: n for n, i in enumerate(self.analysis.order())}
-        return sorted((i.id for i in self.plan.items if i.workstream == ws_id),
-                      key=lambda i: crit_order.get(i, 0))
+        return sorted(i.id for i in self.plan.items if i.workstream == ws_id)
 
     def to_json(self) -> dict:
         a = self.analysis

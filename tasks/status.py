@@ -20,10 +20,12 @@ _RANK = {s: i for i, s in enumerate(STATUSES)}  # done < stale < not run < not b
 class StatusReader:
     """Reads task status from doit's dependency database (``.doit.db``)."""
 
-    def __init__(self, tasks: dict, dep_manager):
+    def __init__(self, tasks: dict, dep_manager, assume: dict[str, str] | None = None):
         self.tasks = tasks
         self.dep = dep_manager
-        self._memo: dict[str, str] = {}
+        # ``assume``: statuses taken as given (a task asking about the plan from its own
+        # up-to-date check must not evaluate itself)
+        self._memo: dict[str, str] = dict(assume or {})
         # doit's implicit dependencies: a file_dep that another task targets
         self._producer = {str(t): task.name for task in tasks.values() for t in task.targets}
 

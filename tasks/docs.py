@@ -1,0 +1,215 @@
+"""Documentation tasks: the generated plan document and the checks that keep docs honest."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from doit.dependency import UptodateCalculator
+
+from . import atomic, paths
+from .core import offline_check
+
+PLAN_DOC = "docs/PLAN.md"
+PLAN_SVG = "docs/plan.svg"
+WORKFLOW = ".github/workflows/ci.yml"
+_GENERATORS = ("tasks/report.py", "tasks/graph.py", "tasks/status.py", "tasks/plan.py")
+_DOIT_COMMANDS = {"auto", "clean", "dumpdb", "forget", "help", "ignore", "info", "list", "reset-dep",
+                  "run", "strace", "tabcompletion", "plan", "graph", "doctor", "tools"}
+_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "-f", "--file", "-d", "--dir", "-r",
+                  "--reporter", "-o", "--output-file", "--db-file", "--backend", "-v", "--verbosity",
+                  "--format", "--output", "--sort", "--template", "--codec-cls", "--check_file_uptodate"}
+_SHELL_LANGS = {"bash", "sh", "shell", "console"}
+
+offline_check("docs:check", "docs:workflow")
+
+
+def _doit(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=paths.root(),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"doit {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+class StatusesChanged(UptodateCalculator):
+    """Up to date while the plan's derived statuses are those the document was made from."""
+
+    def setup(self, dep_manager, tasks_dict):
+        super().setup(dep_manager, tasks_dict)
+        self.dep_manager = dep_manager
+
+    def __call__(self, task, values):
+        from .plan import PlanError, current
+        from .status import StatusReader, item_statuses
+
+        try:
+            plan = current()
+        except PlanError:
+            return False
+        reader = StatusReader(self.tasks_dict, self.dep_manager, assume={task.name: "done"})
+        digest = repr(sorted(item_statuses(plan, reader).items()))
+
+        def save_now():
+            return {"statuses": digest}
+
+        task.value_savers.append(save_now)
+        return values.get("statuses") == digest
+
+
+def _write_plan_docs() -> None:
+    from . import tools
+
+    atomic.write_text(paths.root() / PLAN_DOC, _doit("plan", "--format", "markdown"))
+    dot = tools.which("dot")
+    if dot:
+        src = _doit("plan", "--format", "dot")
+        svg = subprocess.run([dot, "-Tsvg"], input=src.encode(), capture_output=True, check=True).stdout
+        atomic.write_bytes(paths.root() / PLAN_SVG, svg)
+    else:
+        print("Graphviz `dot` is not installed: docs/plan.svg was not redrawn (apt-get install graphviz)")
+
+
+def task_docs():
+    """Documentation: generate the plan document, check the docs, check the CI workflow."""
+    yield {
+        "name": "plan",
+        "doc": "Regenerate docs/PLAN.md (and docs/plan.svg with Graphviz) from plan.yaml and the build state.",
+        "actions": [_write_plan_docs],
+        "file_dep": ["plan.yaml", *_GENERATORS],
+        "targets": [PLAN_DOC],
+        "uptodate": [StatusesChanged()],
+    }
+    yield {
+        "name": "check",
+        "doc": "Check the docs: cited `doit` tasks exist, relative links resolve, shell blocks parse, PLAN.md is fresh.",
+        "actions": [check_docs],
+        "file_dep": _doc_files() + ["plan.yaml", "dodo.py", *sorted(_task_modules())],
+        "verbosity": 1,
+    }
+    yield {
+        "name": "workflow",
+        "doc": "Validate .github/workflows/ci.yml against the GitHub workflow schema (offline).",
+        "actions": [check_workflow],
+        "file_dep": [WORKFLOW],
+    }
+
+
+def _task_modules() -> list[str]:
+    return [f"tasks/{p.name}" for p in (paths.root() / "tasks").glob("*.py")]
+
+
+def _doc_files() -> list[str]:
+    root = paths.root()
+    files = [p for p in [root / "README.md"] if p.exists()]
+    for pattern in ("docs/**/*.md", "*/README.md", "docs/*.md"):
+        files += [p for p in root.glob(pattern) if p.is_file()]
+    skip = {root / PLAN_DOC}
+    return sorted({str(p.relative_to(root)) for p in files if p not in skip})
+
+
+# --------------------------------------------------------------------------- docs:check
+
+_FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.M | re.S)
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_DOIT_CALL = re.compile(r"(?:^|[\s`(;&|$])doit(?=$|[\s`;&|)])((?:[ \t]+[^\s`|;&)#]+)*)")
+
+
+def doit_citations(text: str) -> list[list[str]]:
+    """The argument lists of every ``doit ...`` call cited in a Markdown text."""
+    calls = []
+    for line in text.splitlines():
+        for m in _DOIT_CALL.finditer(line):
+            calls.append(m.group(1).split())
+    return calls
+
+
+def cited_tasks(args: list[str]) -> list[str]:
+    """Task names a ``doit`` command line selects (options and VAR=value skipped)."""
+    words, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = "=" not in a and a in _VALUE_OPTIONS
+        elif "=" not in a and not a.startswith(("<", "[")):
+            words.append(a)
+    if not words:
+        return []
+    if words[0] in _DOIT_COMMANDS:
+        return words[1:] if words[0] in ("run", "info", "forget", "clean", "ignore") else []
+    return words
+
+
+def _shell_ok(code: str, lang: str) -> str:
+    if lang == "console":
+        code = "\n".join(line[2:] for line in code.splitlines() if line.startswith("$ "))
+    proc = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True)
+    return proc.stderr.strip()
+
+
+def check_docs():
+    from doit.exceptions import TaskFailed
+
+    root = paths.root()
+    listed = _doit("list", "--all", "--quiet", "--sort", "name").split()
+    known = set(listed) | {n.split(":", 1)[0] for n in listed}
+    problems = []
+    for rel in _doc_files():
+        path = root / rel
+        text = path.read_text(encoding="utf-8")
+        for n, line in enumerate(text.splitlines(), 1):
+            for args in doit_citations(line):
+                for name in cited_tasks(args):
+                    if name not in known:
+                        problems.append(f"{rel}:{n}: `doit {' '.join(args)}` cites task {name!r}, "
+                                        "which does not exist (see `doit list --all`)")
+            for target in _LINK.findall(line):
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                    continue
+                file_part = target.split("#", 1)[0]
+                if file_part and not (path.parent / file_part).exists():
+                    problems.append(f"{rel}:{n}: link to {target!r} does not resolve")
+        for m in _FENCE.finditer(text):
+            lang = m.group(1).lower()
+            if lang in _SHELL_LANGS:
+                err = _shell_ok(m.group(2), lang)
+                if err:
+                    line_no = text[: m.start()].count("\n") + 1
+                    problems.append(f"{rel}:{line_no}: the {lang} block does not parse: {err}")
+    problems += plan_doc_problems(root)
+    if problems:
+        return TaskFailed("docs:check found problems:\n  " + "\n  ".join(problems))
+    print(f"docs ok: {len(_doc_files())} files checked")
+    return None
+
+
+def plan_doc_problems(root: Path) -> list[str]:
+    """docs/PLAN.md must have been generated from the current plan.yaml."""
+    import hashlib
+
+    doc = root / PLAN_DOC
+    if not doc.exists():
+        return [f"{PLAN_DOC} is missing: run `doit docs:plan` and commit it"]
+    want = hashlib.sha256((root / "plan.yaml").read_bytes()).hexdigest()
+    m = re.search(r"plan\.yaml sha256: ([0-9a-f]{64})", doc.read_text(encoding="utf-8"))
+    if not m or m.group(1) != want:
+        return [f"{PLAN_DOC} is stale: plan.yaml changed since it was generated; "
+                "run `doit docs:plan` and commit it"]
+    return []
+
+
+# --------------------------------------------------------------------------- docs:workflow
+
+
+def check_workflow():
+    from doit.exceptions import TaskFailed
+
+    path = paths.root() / WORKFLOW
+    proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
+                           "vendor.github-workflows", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return TaskFailed(f"{WORKFLOW} is not a valid GitHub workflow:\n{proc.stdout}{proc.stderr}")
+    print(proc.stdout.strip())
+    return None

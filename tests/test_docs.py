@@ -1,0 +1,76 @@
+"""docs:plan, docs:check and docs:workflow through real doit runs on a project copy."""
+import pytest
+
+from support import run_doit
+from tasks.docs import cited_tasks, doit_citations
+
+
+def test_citations_are_parsed_like_a_shell_would():
+    text = "run `doit up` then `doit -n 2 image:server image:agent`; `doit plan --format json`"
+    calls = doit_citations(text)
+    assert [cited_tasks(c) for c in calls] == [["up"], ["image:server", "image:agent"], []]
+    assert cited_tasks(["run", "-a", "render:local"]) == ["render:local"]
+    assert cited_tasks(["RAIBID_ENV=prod"]) == []
+    assert doit_citations("pydoit is not doit-like") == []
+
+
+def test_docs_check_passes_on_a_clean_copy(project):
+    proc = run_doit(project, "docs:check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "docs ok" in proc.stdout
+
+
+@pytest.mark.parametrize("addition, expected", [
+    ("Run `doit nosuch:task` to fail.\n", "cites task 'nosuch:task', which does not exist"),
+    ("See [the guide](docs/NOPE.md).\n", "link to 'docs/NOPE.md' does not resolve"),
+    ("```bash\nif then fi (\n```\n", "the bash block does not parse"),
+])
+def test_docs_check_names_each_problem_with_file_and_line(project, addition, expected):
+    readme = project / "README.md"
+    lines = readme.read_text().count("\n")
+    readme.write_text(readme.read_text() + addition)
+    proc = run_doit(project, "docs:check")
+    assert proc.returncode != 0
+    assert expected in proc.stdout
+    assert f"README.md:{lines + 1}:" in proc.stdout
+
+
+def test_plan_doc_goes_stale_when_plan_yaml_changes(project):
+    plan = project / "plan.yaml"
+    plan.write_text(plan.read_text().replace("estimate_days: 0.5\n", "estimate_days: 0.75\n", 1))
+    proc = run_doit(project, "docs:check")
+    assert proc.returncode != 0 and "docs/PLAN.md is stale" in proc.stdout
+    run_doit(project, "docs:plan", check=True)
+    assert "0.75d" in (project / "docs" / "PLAN.md").read_text()
+    assert run_doit(project, "docs:check").returncode == 0
+    again = run_doit(project, "docs:plan", check=True)
+    assert "nothing to do" in again.stdout
+
+
+def test_docs_plan_reruns_when_the_build_state_changes(project):
+    run_doit(project, "docs:plan", check=True)
+    run_doit(project, "docs:workflow", check=True)   # a task an item names now ran
+    proc = run_doit(project, "docs:plan", check=True)
+    assert "1 executed" in proc.stdout
+
+
+def test_workflow_is_validated_against_the_github_schema(project):
+    assert run_doit(project, "docs:workflow").returncode == 0
+    wf = project / ".github" / "workflows" / "ci.yml"
+    wf.write_text(wf.read_text().replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest", 1))
+    proc = run_doit(project, "docs:workflow")
+    assert proc.returncode != 0 and "is not a valid GitHub workflow" in proc.stdout
+
+
+def test_workflow_runs_the_same_steps_as_ci_run(project):
+    import yaml
+
+    wf = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    steps = " ".join(s.get("run", "") for s in wf["jobs"]["test"]["steps"])
+    for cmd in ("pip install -e '.[test]'", "doit tools", "doit doctor", "doit", "pytest"):
+        assert cmd in steps
+    ci_run = (project / ".ci" / "run").read_text()
+    for cmd in ("pip install -q --disable-pip-version-check -e '.[test]'", "doit tools", "doit doctor",
+                "pytest"):
+        assert cmd in ci_run
+    assert wf["jobs"]["tanka"]["if"] == "needs.changes.outputs.tanka == 'true'"
