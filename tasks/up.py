@@ -42,18 +42,22 @@ def settings():
 
 
 class ChainTools(UptodateCalculator):
-    """uptodate of ``up:tools``: every tool of every task in ``up``'s chain is installed
-    (and docker has an engine). The tools come from each task's ``meta.tools`` (recorded
-    by tools.needs), so a step added to the chain is covered without editing this list."""
+    """uptodate of a preflight task: every tool of every task in ``chain`` (and their
+    task_dep) is installed, and docker has an engine. The tools come from each task's
+    ``meta.tools`` (recorded by tools.needs), so a step added to a chain is covered
+    without editing a list here. When something is missing the task runs, and fails
+    with one message naming all of it."""
 
-    def __init__(self):
+    def __init__(self, chain, base=()):
         super().__init__()
-        self.names: tuple[str, ...] = BASE_TOOLS
+        self.chain = tuple(chain)
+        self.base = tuple(base)
+        self.names: tuple[str, ...] = self.base
         self.problems: list[str] = []
 
     def chain_tools(self, tasks: dict) -> tuple[str, ...]:
-        names = dict.fromkeys(BASE_TOOLS)
-        seen, todo = set(), list(CHAIN)
+        names = dict.fromkeys(self.base)
+        seen, todo = set(), list(self.chain)
         while todo:
             name = todo.pop()
             if name in seen or name not in tasks:
@@ -78,16 +82,31 @@ class ChainTools(UptodateCalculator):
         return not self.problems
 
 
-def task_up_tools():
-    """Check every tool `doit up` needs before anything starts (one message naming each missing one)."""
-    calc = ChainTools()
+def preflight(basename: str, chain, base=()) -> dict:
+    """A task that fails, before anything in ``chain`` starts, naming every missing tool."""
+    calc = ChainTools(chain, base)
 
     def report():
         from doit.exceptions import TaskFailed
 
         return TaskFailed("\n".join(calc.problems)) if calc.problems else None
 
-    return {"basename": "up:tools", "actions": [report], "uptodate": [calc], "verbosity": 1}
+    return {"basename": basename, "actions": [report], "uptodate": [calc], "verbosity": 1}
+
+
+def task_up_tools():
+    """Check every tool `doit up` needs before anything starts (one message naming each missing one)."""
+    return preflight("up:tools", CHAIN + ("up",), BASE_TOOLS)
+
+
+def task_dev_tools():
+    """Check every tool `doit dev` needs before anything starts (Tilt, and what its Tiltfile runs)."""
+    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",))
+
+
+def task_e2e_tools():
+    """Check every tool `doit e2e` needs before anything starts (Tilt, and what its Tiltfile runs)."""
+    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",))
 
 
 # --------------------------------------------------------------------------- up
@@ -123,7 +142,7 @@ def wait_rollouts():
     for ref, timeout in ROLLOUTS:
         argv = [kubectl, "--context", s.kube_context, "-n", s.namespace, "rollout", "status", ref,
                 f"--timeout={timeout}"]
-        print("$ " + " ".join(argv[1:]), flush=True)
+        print("$ kubectl " + " ".join(argv[1:]), flush=True)
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             return TaskFailed(f"{ref} did not become ready within {timeout}:\n"
@@ -190,9 +209,9 @@ def delete_stack():
         base + ["-n", s.namespace, "delete", "configmap", "raibid-deploy-applied", "--ignore-not-found"],
     ]
     for argv in steps:
-        print("$ " + " ".join(argv[1:]), flush=True)
+        print("$ kubectl " + " ".join(argv[1:]), flush=True)
         if subprocess.run(argv).returncode != 0:
-            return TaskFailed(f"`{' '.join(argv[1:])}` failed (is the cluster running? `doit cluster`)")
+            return TaskFailed(f"`kubectl {' '.join(argv[1:])}` failed (is the cluster running? `doit cluster`)")
     print(f"stack removed; the cluster {s.cluster} keeps running (`doit cluster:delete` removes it)")
     return None
 
@@ -210,7 +229,7 @@ def task_dev():
         "actions": [LongRunning(f"tilt up --file Tiltfile --port {TILT_PORT} -- --env %(env)s")],
         "params": [{"name": "env", "long": "env", "default": ENV,
                     "help": "Tanka environment whose manifests Tilt deploys"}],
-        "task_dep": ["cluster"],
+        "task_dep": ["dev:tools", "cluster"],
         "uptodate": [False],
         "verbosity": 2,
     }, "tilt", "docker", "k3d", "kubectl", "tk", "helm")
@@ -220,7 +239,7 @@ def task_e2e():
     """Run the stack once under Tilt and exit when every resource is ready (`tilt ci`)."""
     return tools.needs({
         "actions": [f"tilt ci --file Tiltfile --timeout 30m -- --env {ENV}"],
-        "task_dep": ["cluster"],
+        "task_dep": ["e2e:tools", "cluster"],
         "uptodate": [False],
         "verbosity": 2,
     }, "tilt", "docker", "k3d", "kubectl", "tk", "helm")
