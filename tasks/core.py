@@ -28,4 +28,5 @@ def plan_or_exit():
 
 def task_ci():
     """Run every offline check (the default task; CI runs it, incrementally)."""
+    plan_or_exit()  # a broken plan.yaml stops every run with its problems, before any task
     return {"actions": None, "task_dep": list(CI_CHECKS), "verbosity": 1}

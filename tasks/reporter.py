@@ -58,9 +58,20 @@ class RichReporter(ConsoleReporter):
         self.console.print(f"[yellow]!![/] {task.title()} (ignored)")
 
     def complete_run(self):
-        # failures first (doit's own formatting of the captured output and error)
-        if self.failures or self.runtime_errors:
-            super().complete_run()
+        # the captured output of failed tasks that did not show it live (only when there is some)
+        for result in self.failures:
+            task = result["task"]
+            if not task.executed:
+                continue
+            shown = {"out": task.verbosity >= 2, "err": task.verbosity >= 1}
+            for stream in ("out", "err"):
+                text = "".join(getattr(a, stream) or "" for a in task.actions).strip()
+                if text and not shown[stream]:
+                    self.console.rule(f"{task.name} std{stream}", style="red")
+                    self.write(text + "\n")
+        if self.runtime_errors:
+            self.console.print("[bold red]Execution aborted.[/]")
+            self.write("\n".join(self.runtime_errors) + "\n")
         wall = time.perf_counter() - self.t0
         ran = len(self.executed)
         parts = [f"{ran} executed", f"{len(self.uptodate)} up to date"]

@@ -188,3 +188,13 @@ def test_doctor_lists_every_tool_and_who_needs_it(mini):
     for name in ("tk", "jb", "helm", "hadolint", "docker", "k3d", "kubectl", "tilt", "dot"):
         assert f"│ {name} " in out, name
     assert "needs_tools" in out        # k3d and tilt are needed by that task
+
+
+def test_a_broken_plan_stops_every_run_of_the_project(project):
+    plan = project / "plan.yaml"
+    plan.write_text(plan.read_text().replace("  - id: infra\n", "  - id: infra\n    colour: red\n", 1))
+    for args in ([], ["list"], ["plan"]):
+        proc = run_doit(project, *args)
+        assert proc.returncode == 2, args
+        assert "plan.yaml:23: workstreams[1]: unknown key 'colour'" in proc.stderr
+        assert "Traceback" not in proc.stderr
