@@ -88,11 +88,16 @@ def cluster_arch() -> str:
 
 
 def rust_target() -> str:
-    """``RAIBID_DEV_TARGET``, else a static (musl) Linux target for the cluster's architecture."""
+    """``RAIBID_DEV_TARGET``, else the Linux glibc target of the cluster's architecture.
+
+    glibc, as the dev image expects (Debian slim with OpenSSL 3, docker/server.Dockerfile
+    target ``dev``): on a Linux host of the same architecture that is the host's own
+    target, so plain incremental ``cargo build`` works without a cross toolchain.
+    """
     if os.environ.get("RAIBID_DEV_TARGET"):
         return os.environ["RAIBID_DEV_TARGET"]
     arch = cluster_arch()
-    return f"{_ARCH.get(arch, arch)}-unknown-linux-musl"
+    return f"{_ARCH.get(arch, arch)}-unknown-linux-gnu"
 
 
 def cargo_manifests_digest(src: Path) -> str:

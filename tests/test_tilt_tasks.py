@@ -144,8 +144,8 @@ def test_server_binary_target_follows_the_cluster_architecture(project, tmp_path
     monkeypatch.delenv("RAIBID_DEV_TARGET", raising=False)
     (project / "build").mkdir()
     (project / "build" / "cluster.json").write_text(json.dumps({"arch": "arm64"}))
-    assert tilt.rust_target() == "aarch64-unknown-linux-musl"
+    assert tilt.rust_target() == "aarch64-unknown-linux-gnu"
     (project / "build" / "cluster.json").write_text(json.dumps({"arch": "amd64"}))
-    assert tilt.rust_target() == "x86_64-unknown-linux-musl"
-    monkeypatch.setenv("RAIBID_DEV_TARGET", "x86_64-unknown-linux-gnu")
     assert tilt.rust_target() == "x86_64-unknown-linux-gnu"
+    monkeypatch.setenv("RAIBID_DEV_TARGET", "x86_64-unknown-linux-musl")
+    assert tilt.rust_target() == "x86_64-unknown-linux-musl"
