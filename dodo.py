@@ -14,6 +14,7 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.docker import task_docker, task_image, task_push  # noqa: E402
 from tasks.docs import task_docs  # noqa: E402
 from tasks.cluster import task_cluster, task_cluster_delete  # noqa: E402
 from tasks.up import task_down, task_dev, task_dev_tools, task_e2e, task_e2e_tools  # noqa: E402

@@ -1,0 +1,250 @@
+"""image:* and push:* against the std-only raibid-ci fixture and a recording docker shim.
+
+The shim (tests/fixtures/shims/docker_handler.py) answers like an engine and records
+every call, so these tests assert exactly what would reach Docker: the context, the
+Dockerfile, the target, the platform, the tag and the build args.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support import FIXTURES, env_for, run_doit
+
+HANDLER = (FIXTURES / "shims" / "docker_handler.py").read_text()
+IMAGES = ("server", "agent")
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    """A fresh copy of the std-only raibid-ci workspace fixture."""
+    dst = tmp_path / "raibid-ci"
+    shutil.copytree(FIXTURES / "raibid-ci", dst, ignore=shutil.ignore_patterns("target"))
+    return dst
+
+
+@pytest.fixture
+def docker(shims):
+    shims.add("docker", HANDLER)
+    return shims
+
+
+def env(project, shims, src, **extra):
+    values = {"RAIBID_SRC": str(src), "RAIBID_PLATFORM": "linux/amd64"}
+    values.update(extra)
+    e = env_for(project, {k: v for k, v in values.items() if v is not None}, path_first=[shims.bin])
+    for k, v in values.items():
+        if v is None:
+            e.pop(k, None)
+    return e
+
+
+def builds(shims):
+    return shims.state().get("builds", [])
+
+
+def record(project, name, suffix=".json"):
+    return json.loads((project / "build" / "images" / f"{name}{suffix}").read_text())
+
+
+def doit(project, *args, e):
+    proc = run_doit(project, *args, env=e)
+    return proc, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def test_builds_each_image_once_with_the_asserted_arguments(project, docker, src):
+    e = env(project, docker, src)
+    proc, out = doit(project, "image:server", "image:agent", e=e)
+    assert proc.returncode == 0, out
+
+    done = builds(docker)
+    assert [b["tags"][0].split(":")[0] for b in done] == ["raibid-server", "raibid-agent"]
+    for name, b in zip(IMAGES, done):
+        rec = record(project, name)
+        assert set(rec) == {"name", "tag", "image_id", "digest", "platform"}
+        assert rec["name"] == name and rec["platform"] == "linux/amd64"
+        assert rec["tag"] == f"raibid-{name}:{rec['digest'][:12]}"
+        assert b["tags"] == [rec["tag"]]
+        assert b["cli"] == "buildx" and b["load"] is True
+        assert b["file"] == str(project / "docker" / f"{name}.Dockerfile")
+        assert b["target"] == "runtime"
+        assert b["platform"] == "linux/amd64"
+        assert b["context"] == str(src)
+        assert b["build_args"] == {"VERSION": "0.1.0", "REVISION": "unknown",
+                                   "SOURCE": "https://example.invalid/raibid-ci"}
+        assert rec["image_id"] == docker.state()["images"][rec["tag"]]
+    # the context is the same, the Dockerfiles differ: so do the tags
+    assert record(project, "server")["digest"] != record(project, "agent")["digest"]
+
+
+def test_second_run_does_nothing_until_an_input_changes(project, docker, src):
+    e = env(project, docker, src)
+    assert doit(project, "image:server", "image:agent", e=e)[0].returncode == 0
+    first = {n: record(project, n)["tag"] for n in IMAGES}
+    docker.clear()
+
+    proc, out = doit(project, "image:server", "image:agent", e=e)
+    assert proc.returncode == 0, out
+    assert len(builds(docker)) == 2, "nothing may be built again"
+    assert "up to date" in out
+    # the only engine calls are the live checks that the images still exist
+    assert docker.calls("docker") == [["image", "inspect", "--format", "{{.Id}}", first[n]] for n in IMAGES]
+
+    # a change to an ignored file changes nothing
+    (src / "target").mkdir()
+    (src / "target" / "x").write_text("build output")
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    e["RAIBID_IMAGE_REVISION"] = "unknown"  # the fixture is no git repository
+    assert doit(project, "image:server", "image:agent", e=e)[0].returncode == 0
+    assert len(builds(docker)) == 2
+
+    # a source change rebuilds both (they share the context), with new tags
+    main = src / "crates" / "common" / "src" / "lib.rs"
+    main.write_text(main.read_text() + "\n// changed\n")
+    proc, out = doit(project, "image:server", "image:agent", e=e)
+    assert proc.returncode == 0, out
+    assert len(builds(docker)) == 4
+    for n in IMAGES:
+        assert record(project, n)["tag"] != first[n]
+
+
+def test_a_server_dockerfile_change_rebuilds_the_server_only(project, docker, src):
+    e = env(project, docker, src)
+    assert doit(project, "image:server", "image:agent", e=e)[0].returncode == 0
+    agent_tag = record(project, "agent")["tag"]
+    server_tag = record(project, "server")["tag"]
+    df = project / "docker" / "server.Dockerfile"
+    df.write_text(df.read_text() + "# a comment\n")
+
+    proc, out = doit(project, "image:server", "image:agent", e=e)
+    assert proc.returncode == 0, out
+    assert [b["tags"][0] for b in builds(docker)[2:]] == [record(project, "server")["tag"]]
+    assert record(project, "server")["tag"] != server_tag
+    assert record(project, "agent")["tag"] == agent_tag
+
+
+def test_an_image_gone_from_the_engine_is_built_again(project, docker, src):
+    e = env(project, docker, src)
+    assert doit(project, "image:server", e=e)[0].returncode == 0
+    docker.set_state(images={})
+    proc, out = doit(project, "image:server", e=e)
+    assert proc.returncode == 0, out
+    assert len(builds(docker)) == 2
+    assert builds(docker)[0]["tags"] == builds(docker)[1]["tags"]
+
+
+def test_classic_builder_with_buildkit_when_buildx_is_missing(project, docker, src):
+    docker.set_state(buildx=False)
+    proc, out = doit(project, "image:agent", e=env(project, docker, src))
+    assert proc.returncode == 0, out
+    (b,) = builds(docker)
+    assert b["cli"] == "classic" and b["env_buildkit"] == "1"
+    assert b["target"] == "runtime" and b["tags"] == [record(project, "agent")["tag"]]
+
+
+def test_platform_defaults_to_the_host_and_is_overridable(project, docker, src):
+    from tasks.docker import host_platform
+
+    proc, out = doit(project, "image:server", e=env(project, docker, src, RAIBID_PLATFORM=None))
+    assert proc.returncode == 0, out
+    host = record(project, "server")
+    assert builds(docker)[0]["platform"] == host["platform"] == host_platform()
+
+    proc, out = doit(project, "image:server", e=env(project, docker, src, RAIBID_PLATFORM="linux/arm64"))
+    assert proc.returncode == 0, out
+    arm = record(project, "server")
+    assert builds(docker)[-1]["platform"] == arm["platform"] == "linux/arm64"
+    assert (arm["tag"] != host["tag"]) == (host_platform() != "linux/arm64")
+
+
+def test_an_unsupported_platform_is_refused_before_docker_runs(project, docker, src):
+    proc, out = doit(project, "image:server", e=env(project, docker, src, RAIBID_PLATFORM="linux/s390x"))
+    assert proc.returncode != 0
+    assert "RAIBID_PLATFORM=linux/s390x cannot be built" in out and "linux/arm64" in out
+    assert builds(docker) == []
+
+
+@pytest.mark.parametrize("case", ["missing", "no-workspace"])
+def test_missing_source_gives_one_message_and_no_docker_call(project, docker, src, case):
+    if case == "missing":
+        where = src.parent / "nowhere"
+        reason = "does not exist"
+    else:
+        where = src / "crates" / "server"  # a Cargo.toml without [workspace]
+        reason = "has a Cargo.toml without a [workspace] table"
+    proc, out = doit(project, "image:server", "image:agent", e=env(project, docker, src, RAIBID_SRC=str(where)))
+    assert proc.returncode != 0
+    assert out.count("nothing was built") == 1, out
+    assert f"{where} {reason}" in out
+    assert "Set RAIBID_SRC to the raibid-ci Cargo workspace" in out
+    assert docker.calls("docker") == []
+    assert not (project / "build" / "images").exists()
+
+
+def test_missing_docker_names_the_tool_and_touches_nothing(project, src, tmp_path):
+    path = [d for d in os.environ["PATH"].split(os.pathsep)
+            if d and not (Path(d) / "docker").exists()]
+    e = env_for(project, {"RAIBID_SRC": str(src), "PATH": os.pathsep.join(path)})
+    proc, out = doit(project, "image:server", "push:server", e=e)
+    assert proc.returncode != 0
+    assert "missing tool: nothing was run" in out
+    assert "docker >= 24.0" in out and "docs.docker.com/engine/install" in out
+    assert not (project / "build" / "images").exists()
+
+
+def test_a_failed_build_records_nothing(project, docker, src):
+    docker.set_state(build_rc=1)
+    proc, out = doit(project, "image:server", e=env(project, docker, src))
+    assert proc.returncode != 0
+    assert "docker build of raibid-server:" in out and "failed (exit 1)" in out
+    assert not (project / "build" / "images" / "server.json").exists()
+    # and the next run tries again
+    docker.set_state(build_rc=0)
+    assert doit(project, "image:server", e=env(project, docker, src))[0].returncode == 0
+    assert len(builds(docker)) == 2
+
+
+# --------------------------------------------------------------------------- push
+
+
+def test_push_tags_pushes_and_records_the_cluster_ref(project, docker, src):
+    e = env(project, docker, src)
+    proc, out = doit(project, "push:server", "push:agent", e=e)  # builds first (file_dep)
+    assert proc.returncode == 0, out
+    assert len(builds(docker)) == 2
+    for name in IMAGES:
+        tag = record(project, name)["tag"]
+        assert ["tag", tag, f"localhost:5111/{tag}"] in docker.calls("docker")
+        assert ["push", f"localhost:5111/{tag}"] in docker.calls("docker")
+        assert record(project, name, ".cluster.json") == {
+            "name": name, "ref": f"k3d-raibid-registry.localhost:5111/{tag}"}
+    assert docker.state()["pushed"] == [f"localhost:5111/{record(project, n)['tag']}" for n in IMAGES]
+
+    proc, out = doit(project, "push:server", "push:agent", e=e)
+    assert proc.returncode == 0, out
+    assert len(docker.state()["pushed"]) == 2, "an unchanged tag is not pushed again"
+
+    lib = src / "crates" / "server" / "src" / "main.rs"
+    lib.write_text(lib.read_text() + "\n// changed\n")
+    proc, out = doit(project, "push:server", e=e)
+    assert proc.returncode == 0, out
+    new = record(project, "server")["tag"]
+    assert docker.state()["pushed"][-1] == f"localhost:5111/{new}"
+    assert record(project, "server", ".cluster.json")["ref"].endswith(new)
+
+
+def test_a_failed_push_records_nothing(project, docker, src):
+    docker.set_state(push_rc=1)
+    proc, out = doit(project, "push:agent", e=env(project, docker, src))
+    assert proc.returncode != 0
+    assert "docker push localhost:5111/raibid-agent:" in out and "k3d registry" in out
+    assert (project / "build" / "images" / "agent.json").exists()
+    assert not (project / "build" / "images" / "agent.cluster.json").exists()
