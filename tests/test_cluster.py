@@ -119,6 +119,25 @@ def test_cluster_does_not_run_cluster_delete(project, cluster_shims):
     assert cluster_shims.state()["k3d"]["clusters"]["raibid-ci"]["running"] is True
 
 
+def test_a_new_cluster_forgets_what_was_pushed_to_the_old_registry(project, cluster_shims):
+    images = project / "build" / "images"
+    images.mkdir(parents=True)
+    for name in ("server", "agent"):
+        (images / f"{name}.json").write_text('{"tag": "raibid-%s:abc"}' % name)
+        (images / f"{name}.cluster.json").write_text('{"ref": "k3d-raibid-registry.localhost:5111/x"}')
+    # a running cluster: its registry holds the pushes, nothing forgotten
+    cluster_shims.set_state(k3d={"clusters": {"raibid-ci": {"servers": 1, "agents": 1, "running": True}}})
+    assert doit(project, cluster_shims, "cluster").returncode == 0
+    assert (images / "server.cluster.json").exists()
+    # created anew: the records of pushes into the old registry are gone, the builds kept
+    cluster_shims.set_state(k3d={"clusters": {}})
+    r = doit(project, cluster_shims, "cluster")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (images / "server.cluster.json").exists() and not (images / "agent.cluster.json").exists()
+    assert (images / "server.json").exists()
+    assert "push:server` pushes again" in r.stdout
+
+
 def test_cluster_delete(project, cluster_shims):
     assert doit(project, cluster_shims, "cluster").returncode == 0
     cluster_shims.clear()
