@@ -402,12 +402,19 @@ def cluster_ref(name: str, rec: dict) -> tuple[str, str]:
 
 
 def pushed_current(name: str) -> bool:
-    """doit uptodate: the cluster record names the current tag in the current registry."""
+    """doit uptodate: the cluster record names the current tag in the current registry, and
+    the registry still holds it (asked live: a recreated k3d registry is empty)."""
     rec = read_json(record_path(name))
     pushed = read_json(cluster_record_path(name))
     if not rec or not pushed or "tag" not in rec:
         return False
-    return pushed.get("ref") == cluster_ref(name, rec)[1]
+    push_ref, pull_ref = cluster_ref(name, rec)
+    if pushed.get("ref") != pull_ref:
+        return False
+    try:
+        return _docker("manifest", "inspect", "--insecure", push_ref).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def push_image(name: str):

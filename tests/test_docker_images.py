@@ -232,6 +232,12 @@ def test_push_tags_pushes_and_records_the_cluster_ref(project, docker, src):
     assert proc.returncode == 0, out
     assert len(docker.state()["pushed"]) == 2, "an unchanged tag is not pushed again"
 
+    # the k3d registry was recreated (empty): asked live, the images are pushed again
+    docker.set_state(pushed=[])
+    proc, out = doit(project, "push:server", "push:agent", e=e)
+    assert proc.returncode == 0, out
+    assert len(docker.state()["pushed"]) == 2 and len(builds(docker)) == 2
+
     lib = src / "crates" / "server" / "src" / "main.rs"
     lib.write_text(lib.read_text() + "\n// changed\n")
     proc, out = doit(project, "push:server", e=e)

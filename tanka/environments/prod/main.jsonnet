@@ -1,0 +1,39 @@
+// Production.
+//
+// Images from the registry with explicit version tags, Redis auth on, Secrets
+// referenced by name (tanka/README.md "Secrets"), larger volumes and resources, and
+// the server scaled by a HorizontalPodAutoscaler (3 to 10 replicas).
+local raibid = import 'raibid/main.libsonnet';
+
+local registry = 'git.raibid.internal/raibid';
+local version = '0.1.0';
+
+function(images={})
+  raibid.stack(raibid.config.new('prod', {
+    version: version,
+    logLevel: 'warn',
+    images: {
+      server: '%s/raibid-server:%s' % [registry, version],
+      agent: '%s/raibid-agent:%s' % [registry, version],
+    } + raibid.images(images),
+    imagePullSecrets: ['raibid-registry'],
+    redis: {
+      auth: true,
+      persistence: { size: '20Gi' },
+      resources: {
+        requests: { cpu: '500m', memory: '1Gi' },
+        limits: { cpu: '2', memory: '4Gi' },
+      },
+    },
+    gitea: {
+      persistence: { size: '50Gi' },
+      resources: {
+        requests: { cpu: '500m', memory: '1Gi' },
+        limits: { cpu: '2', memory: '4Gi' },
+      },
+    },
+    server: {
+      replicas: 3,
+      hpa: { enabled: true, minReplicas: 3, maxReplicas: 10, cpuUtilization: 70 },
+    },
+  }))

@@ -1,0 +1,22 @@
+// Staging: the production shape at a smaller size.
+//
+// Images from the registry with explicit version tags (override with
+// `--tla-code images=...`), Redis auth on, Secrets referenced by name (created in the
+// cluster beforehand, see tanka/README.md "Secrets"), two server replicas.
+local raibid = import 'raibid/main.libsonnet';
+
+local registry = 'git.raibid.internal/raibid';
+local version = '0.1.0';
+
+function(images={})
+  raibid.stack(raibid.config.new('staging', {
+    version: version,
+    images: {
+      server: '%s/raibid-server:%s' % [registry, version],
+      agent: '%s/raibid-agent:%s' % [registry, version],
+    } + raibid.images(images),
+    imagePullSecrets: ['raibid-registry'],
+    redis: { auth: true, persistence: { size: '8Gi' } },
+    gitea: { persistence: { size: '20Gi' } },
+    server: { replicas: 2 },
+  }))

@@ -1,0 +1,176 @@
+// raibid/config.libsonnet: the one configuration object of an environment, with the
+// project's naming and labelling conventions (app.kubernetes.io/*).
+//
+// Every library under raibid/ takes this object (`cfg`) and nothing else, so an
+// environment is "defaults + the overrides that make it different".
+//
+// Usage:
+//   local config = import 'raibid/config.libsonnet';
+//   local cfg = config.new('staging', { server+: { replicas: 3 } });
+//   cfg.namespace              // 'raibid-system'
+//   cfg.name('server')         // 'raibid-server'
+//   cfg.labels('server')       // { 'app.kubernetes.io/name': 'raibid-server', ... }
+//   cfg.selector('server')     // the stable subset of labels used in selectors
+//
+// `overrides` is deep-merged (util.deepMerge), so `{ server: { replicas: 3 } }` keeps
+// every other server setting.
+local util = import 'util.libsonnet';
+
+{
+  // Defaults: what local development uses unless an environment says otherwise.
+  defaults:: {
+    env: 'local',
+    project: 'raibid-ci',
+    namespace: 'raibid-system',
+    version: 'dev',  // app.kubernetes.io/version of our own objects
+    logLevel: 'info',
+    // Kubernetes version Helm renders the charts for (Capabilities.KubeVersion). Keep
+    // it equal to plan.yaml settings.kubernetes_version, which validation uses.
+    kubeVersion: '1.33.0',
+
+    // Image references of our two applications. Tilt (local) and `doit apply:<env>`
+    // (`--tla-code images=...`) replace them; staging/prod pin explicit versions.
+    images: {
+      server: 'raibid-server:dev',
+      agent: 'raibid-agent:dev',
+    },
+    imagePullPolicy: 'IfNotPresent',
+    // Secrets holding registry credentials, referenced by our pods (staging/prod).
+    imagePullSecrets: [],
+
+    // Names of the Secrets the stack reads. Local: rendered from the generated,
+    // gitignored environments/local/secrets.local.json. Elsewhere: created in the
+    // cluster by an operator (README.md, "Secrets"); the render only references them.
+    secrets: {
+      values: null,  // null: reference existing Secrets, render none
+      names: {
+        redis: 'raibid-redis',  // key: redis-password
+        gitea: 'raibid-gitea-admin',  // keys: username, password
+        webhooks: 'raibid-webhooks',  // keys: gitea-webhook-secret, github-webhook-secret
+        registry: 'raibid-registry',  // type kubernetes.io/dockerconfigjson
+      },
+    },
+
+    redis: {
+      release: 'redis',
+      // The Bitnami chart names the master Service `<release>-master`.
+      host: 'redis-master',
+      port: 6379,
+      auth: false,
+      stream: 'raibid:jobs',
+      consumerGroup: 'raibid-agents',
+      persistence: { enabled: true, size: '8Gi' },
+      resources: {
+        requests: { cpu: '100m', memory: '128Mi' },
+        limits: { cpu: '500m', memory: '512Mi' },
+      },
+      image: {
+        registry: 'docker.io',
+        repository: 'bitnamilegacy/redis',
+        tag: '8.2.1-debian-12-r0',
+      },
+    },
+
+    gitea: {
+      release: 'gitea',
+      httpService: 'gitea-http',
+      httpPort: 3000,
+      adminEmail: 'gitea-admin@raibid.local',
+      domain: 'gitea-http.raibid-system.svc.cluster.local',
+      persistence: { enabled: true, size: '10Gi' },
+      resources: {
+        requests: { cpu: '100m', memory: '256Mi' },
+        limits: { cpu: '1', memory: '1Gi' },
+      },
+      // The raibid-ci repository Flux deploys from.
+      repo: { owner: 'raibid', name: 'raibid-ci', branch: 'main' },
+    },
+
+    keda: {
+      release: 'keda',
+      resources: {
+        requests: { cpu: '100m', memory: '128Mi' },
+        limits: { cpu: '500m', memory: '512Mi' },
+      },
+    },
+
+    flux: {
+      release: 'flux',
+      enabled: true,
+      interval: '1m',
+      path: './deploy',
+      resources: {
+        requests: { cpu: '50m', memory: '64Mi' },
+        limits: { cpu: '500m', memory: '512Mi' },
+      },
+    },
+
+    server: {
+      replicas: 1,
+      port: 8080,
+      metricsPort: 8081,
+      logFormat: 'json',
+      corsEnabled: false,
+      maxBodySize: 10485760,
+      rateLimitRpm: 600,
+      resources: {
+        requests: { cpu: '500m', memory: '512Mi' },
+        limits: { cpu: '1', memory: '1Gi' },
+      },
+      hpa: { enabled: false, minReplicas: 2, maxReplicas: 6, cpuUtilization: 70 },
+      uid: 1000,
+    },
+
+    agent: {
+      pollingInterval: 10,
+      minReplicaCount: 0,
+      maxReplicaCount: 10,
+      lagCount: '5',
+      maxConcurrentJobs: 1,
+      pollIntervalMs: 1000,
+      terminationGracePeriodSeconds: 300,
+      activeDeadlineSeconds: 7200,
+      workspaceDir: '/workspace',
+      workspaceSizeLimit: '20Gi',
+      resources: {
+        requests: { cpu: '1', memory: '2Gi' },
+        limits: { cpu: '2', memory: '4Gi' },
+      },
+      uid: 1000,
+    },
+  },
+
+  // new(env, overrides): the configuration of environment `env`.
+  new(env, overrides={})::
+    local c = util.deepMerge($.defaults { env: env }, overrides);
+    c {
+      local this = self,
+
+      // name(component): the object name of one of our components.
+      name(component):: 'raibid-' + component,
+
+      // selector(component): labels that identify a component's pods (stable).
+      selector(component):: {
+        'app.kubernetes.io/name': this.name(component),
+        'app.kubernetes.io/instance': c.project,
+      },
+
+      // labels(component): the full recommended label set.
+      labels(component):: this.selector(component) {
+        'app.kubernetes.io/component': component,
+        'app.kubernetes.io/part-of': c.project,
+        'app.kubernetes.io/managed-by': 'tanka',
+        'app.kubernetes.io/version': c.version,
+        'raibid.dev/environment': c.env,
+      },
+
+      // redisAddress: host:port of the Redis master inside the cluster.
+      redisAddress:: '%s.%s.svc.cluster.local:%d' % [c.redis.host, c.namespace, c.redis.port],
+
+      // giteaUrl: the in-cluster HTTP URL of Gitea.
+      giteaUrl:: 'http://%s.%s.svc.cluster.local:%d' % [c.gitea.httpService, c.namespace, c.gitea.httpPort],
+
+      // secretsRendered: true when the render creates the Secrets itself (local).
+      secretsRendered:: c.secrets.values != null,
+    },
+}

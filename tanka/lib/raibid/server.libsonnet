@@ -1,0 +1,93 @@
+// raibid/server.libsonnet: the raibid-server Deployment, Service and optional HPA (#111).
+//
+// Contract (DESIGN.md): listens on RAIBID_SERVER_HOST:RAIBID_SERVER_PORT (0.0.0.0:8080
+// in a container), metrics on 8081, health at /health/ready and /health/live, JSON
+// logs with RAIBID_LOG_FORMAT=json, Redis at RAIBID_REDIS_URL.
+//
+// Usage:
+//   local server = import 'raibid/server.libsonnet';
+//   server.new(cfg)   // { deployment, service, [hpa] }
+local k8s = import 'k8s.libsonnet';
+local util = import 'util.libsonnet';
+
+{
+  // env(cfg): the container environment (secret references first, see util.envList).
+  env(cfg)::
+    local s = cfg.server;
+    local n = cfg.secrets.names;
+    util.envList({
+      REDIS_PASSWORD: if cfg.redis.auth then util.secretRef(n.redis, 'redis-password') else null,
+      RAIBID_GITEA_WEBHOOK_SECRET: util.secretRef(n.webhooks, 'gitea-webhook-secret'),
+      RAIBID_GITHUB_WEBHOOK_SECRET: util.secretRef(n.webhooks, 'github-webhook-secret'),
+      RAIBID_REDIS_URL: 'redis://%s%s' % [if cfg.redis.auth then ':$(REDIS_PASSWORD)@' else '', cfg.redisAddress],
+      RAIBID_SERVER_HOST: '0.0.0.0',
+      RAIBID_SERVER_PORT: s.port,
+      RAIBID_LOG_FORMAT: s.logFormat,
+      RAIBID_CORS_ENABLED: s.corsEnabled,
+      RAIBID_MAX_BODY_SIZE: s.maxBodySize,
+      RAIBID_RATE_LIMIT_RPM: s.rateLimitRpm,
+      RUST_LOG: cfg.logLevel,
+    }),
+
+  container(cfg):: {
+    name: 'server',
+    image: cfg.images.server,
+    imagePullPolicy: cfg.imagePullPolicy,
+    ports: [
+      k8s.containerPort('http', cfg.server.port),
+      k8s.containerPort('metrics', cfg.server.metricsPort),
+    ],
+    env: $.env(cfg),
+    resources: cfg.server.resources,
+    readinessProbe: k8s.httpProbe('/health/ready', 'http', initialDelaySeconds=3, periodSeconds=5),
+    livenessProbe: k8s.httpProbe('/health/live', 'http', initialDelaySeconds=10, periodSeconds=10),
+    securityContext: k8s.restrictedSecurityContext(cfg.server.uid),
+    // read-only root filesystem: scratch space only in /tmp
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+  },
+
+  deployment(cfg)::
+    local name = cfg.name('server');
+    k8s.deployment(
+      name,
+      cfg.selector('server'),
+      {
+        containers: [$.container(cfg)],
+        volumes: [{ name: 'tmp', emptyDir: { sizeLimit: '256Mi' } }],
+        securityContext: k8s.podSecurityContext(cfg.server.uid),
+        affinity: k8s.preferredAntiAffinity(cfg.selector('server')),
+        terminationGracePeriodSeconds: 30,
+        automountServiceAccountToken: false,
+        [if cfg.imagePullSecrets != [] then 'imagePullSecrets']: [{ name: s } for s in cfg.imagePullSecrets],
+      },
+      // with an HPA the replica count belongs to the autoscaler, not to the render
+      replicas=if cfg.server.hpa.enabled then null else cfg.server.replicas,
+      labels=cfg.labels('server'),
+      podLabels=cfg.labels('server'),
+    ),
+
+  service(cfg):: k8s.service(
+    cfg.name('server'),
+    cfg.selector('server'),
+    [
+      k8s.servicePort('http', cfg.server.port),
+      k8s.servicePort('metrics', cfg.server.metricsPort),
+    ],
+    cfg.labels('server'),
+  ),
+
+  hpa(cfg):: k8s.hpa(
+    cfg.name('server'),
+    cfg.name('server'),
+    cfg.server.hpa.minReplicas,
+    cfg.server.hpa.maxReplicas,
+    cfg.server.hpa.cpuUtilization,
+    cfg.labels('server'),
+  ),
+
+  new(cfg):: {
+    deployment: $.deployment(cfg),
+    service: $.service(cfg),
+    [if cfg.server.hpa.enabled then 'hpa']: $.hpa(cfg),
+  },
+}

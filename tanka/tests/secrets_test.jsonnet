@@ -1,0 +1,19 @@
+// Tests of raibid/secrets.libsonnet: local renders the generated values, elsewhere nothing.
+local secrets = import 'raibid/secrets.libsonnet';
+local t = import 'test.libsonnet';
+
+local loc = secrets.new(t.localCfg);
+local stg = secrets.new(t.stagingCfg);
+
+{
+  'local renders the four Secrets': t.eq(std.objectFields(loc.secrets), ['gitea', 'redis', 'registry', 'webhooks']),
+  'values come from the given (generated) values': t.eq(loc.secrets.gitea.stringData, { username: 'u', password: 'p' }),
+  'redis password key': t.eq(loc.secrets.redis.stringData, { 'redis-password': 'r' }),
+  'webhook secret keys': t.eq(std.objectFields(loc.secrets.webhooks.stringData), ['gitea-webhook-secret', 'github-webhook-secret']),
+  'registry Secret is a docker config': t.eq(loc.secrets.registry.type, 'kubernetes.io/dockerconfigjson'),
+  'staging renders no Secret': t.eq(stg.secrets, {}),
+  'common ConfigMap': t.eq(loc.config.data.QUEUE_STREAM + ' ' + loc.config.data.CONSUMER_GROUP, 'raibid:jobs raibid-agents'),
+  'ConfigMap has the Gitea URL': t.eq(loc.config.data.GITEA_HOST, 'http://gitea-http.raibid-system.svc.cluster.local:3000'),
+  'ConfigMap holds no secret': t.ok(std.length([k for k in std.objectFields(loc.config.data) if std.length(std.findSubstr('PASSWORD', k)) > 0]) == 0),
+  'required keys are the generated ones': t.eq(secrets.localKeys, ['redisPassword', 'giteaAdminUsername', 'giteaAdminPassword', 'giteaWebhookSecret', 'githubWebhookSecret']),
+}

@@ -1,0 +1,33 @@
+// Tests of raibid/server.libsonnet.
+local server = import 'raibid/server.libsonnet';
+local t = import 'test.libsonnet';
+
+local loc = server.new(t.localCfg);
+local prod = server.new(t.prodCfg);
+local c = loc.deployment.spec.template.spec.containers[0];
+local env = t.env(c);
+local prodEnv = t.env(prod.deployment.spec.template.spec.containers[0]);
+
+{
+  'readiness probe /health/ready on 8080': t.eq([c.readinessProbe.httpGet.path, c.ports[0].containerPort], ['/health/ready', 8080]),
+  'liveness probe /health/live': t.eq(c.livenessProbe.httpGet.path, '/health/live'),
+  'binds 0.0.0.0': t.eq(env.RAIBID_SERVER_HOST.value, '0.0.0.0'),
+  'port 8080': t.eq(env.RAIBID_SERVER_PORT.value, '8080'),
+  'JSON logs': t.eq(env.RAIBID_LOG_FORMAT.value, 'json'),
+  'Redis URL without auth locally': t.eq(env.RAIBID_REDIS_URL.value, 'redis://redis-master.raibid-system.svc.cluster.local:6379'),
+  'Redis URL with the password elsewhere': t.eq(prodEnv.RAIBID_REDIS_URL.value, 'redis://:$(REDIS_PASSWORD)@redis-master.raibid-system.svc.cluster.local:6379'),
+  'REDIS_PASSWORD defined before it is used': t.ok(
+    std.find('REDIS_PASSWORD', [e.name for e in prod.deployment.spec.template.spec.containers[0].env])[0]
+    < std.find('RAIBID_REDIS_URL', [e.name for e in prod.deployment.spec.template.spec.containers[0].env])[0]
+  ),
+  'webhook secrets from the Secret': t.eq(env.RAIBID_GITEA_WEBHOOK_SECRET.valueFrom.secretKeyRef, { name: 'raibid-webhooks', key: 'gitea-webhook-secret' }),
+  'requests 500m/512Mi, limits 1/1Gi': t.eq(c.resources, { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } }),
+  'non-root, no privilege escalation': t.eq([c.securityContext.runAsNonRoot, c.securityContext.allowPrivilegeEscalation], [true, false]),
+  'preferred pod anti-affinity': t.has(loc.deployment.spec.template.spec, 'affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution'),
+  'Service ports 8080 and 8081': t.eq([[p.name, p.port] for p in loc.service.spec.ports], [['http', 8080], ['metrics', 8081]]),
+  'no HPA unless enabled': t.ok(!std.objectHas(loc, 'hpa')),
+  'HPA when enabled': t.eq(prod.hpa.spec.scaleTargetRef.name, 'raibid-server'),
+  'replicas left to the HPA': t.ok(!std.objectHas(prod.deployment.spec, 'replicas')),
+  'image from the configuration': t.eq(prod.deployment.spec.template.spec.containers[0].image, 'reg.example/raibid-server:1.2.3'),
+  'pull secret outside local': t.eq(prod.deployment.spec.template.spec.imagePullSecrets, [{ name: 'raibid-registry' }]),
+}

@@ -1,0 +1,272 @@
+"""Checks of rendered Kubernetes manifests, offline: schemas, CRDs and policies.
+
+Three kinds of check, all reported together as :class:`Violation` lines naming the
+object (kind/name), the container where it applies, and the rule:
+
+- **schema**: every built-in object against the real Kubernetes JSON schemas of the
+  pinned version (``kubernetes_validate``, strict: unknown fields are errors);
+- **crd**: every custom resource against the ``openAPIV3Schema`` of its CRD, from
+  ``../shared/crds`` and from the CRDs found in the render itself (converted to JSON
+  Schema: ``nullable``, ``x-kubernetes-int-or-string``,
+  ``x-kubernetes-preserve-unknown-fields``; unknown fields are errors elsewhere, as the
+  API server would prune them);
+- **policy**: on every pod template (Deployment, StatefulSet, DaemonSet, Job,
+  CronJob, KEDA ScaledJob, Pod):
+
+  ========================  ===============================================================
+  ``resources``             every container and init container sets requests and limits
+                            for cpu and memory
+  ``probes``                every long-running container (Deployment, StatefulSet,
+                            DaemonSet; ours and the charts') has readiness and liveness
+                            probes; Jobs run to completion and are exempt
+  ``non-root``              runAsNonRoot (container or pod) or a numeric non-zero runAsUser
+  ``no-privilege-escalation``  allowPrivilegeEscalation: false on every container
+  ``image-tag``             outside local: every image has an explicit tag or digest,
+                            never ``:latest``
+  ========================  ===============================================================
+
+Heavy modules (yaml, jsonschema, kubernetes_validate) are imported inside the
+functions, so importing this module costs nothing.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+#: where the pod spec of each workload kind lives
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "ScaledJob": ("spec", "jobTargetRef", "template", "spec"),
+}
+#: kinds whose containers run for ever and so need probes
+LONG_RUNNING = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+
+
+@dataclass(frozen=True, order=True)
+class Violation:
+    kind: str
+    name: str
+    rule: str
+    detail: str
+    container: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.kind}/{self.name}"
+        if self.container:
+            where += f" container {self.container}"
+        return f"{where}: {self.detail} [{self.rule}]"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _yaml_docs(text: str):
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 5x faster
+    return yaml.load_all(text, Loader=loader)
+
+
+def load_dir(directory: Path) -> list[tuple[str, dict]]:
+    """Every object in the YAML files of a ``tk export`` directory, with its file name."""
+    out = []
+    for f in sorted(Path(directory).rglob("*.yaml")):
+        for doc in _yaml_docs(f.read_text()):
+            if isinstance(doc, dict) and doc:
+                out.append((str(f.relative_to(directory)), doc))
+    return out
+
+
+def load_crds(paths: Iterable[Path]) -> list[dict]:
+    """The CustomResourceDefinitions in the given YAML files."""
+    crds = []
+    for f in paths:
+        for doc in _yaml_docs(Path(f).read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    return crds
+
+
+def crd_files(directory: Path) -> list[Path]:
+    """The YAML files under a CRD directory (``../shared/crds``), sorted."""
+    d = Path(directory)
+    return sorted(d.rglob("*.yaml")) if d.is_dir() else []
+
+
+# --------------------------------------------------------------------------- CRD schemas
+
+
+def to_json_schema(node: Any) -> Any:
+    """An ``openAPIV3Schema`` converted to JSON Schema (draft 7), strict about unknown fields."""
+    if isinstance(node, list):
+        return [to_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: to_json_schema(v) if k not in ("enum", "default", "example", "required") else v
+            for k, v in node.items()}
+    if node.pop("x-kubernetes-int-or-string", False):
+        node.pop("type", None)
+        node["type"] = ["integer", "string"]
+    if node.pop("nullable", False) and "type" in node:
+        t = node["type"]
+        node["type"] = (t if isinstance(t, list) else [t]) + ["null"]
+    preserve = node.pop("x-kubernetes-preserve-unknown-fields", False)
+    if "properties" in node and "additionalProperties" not in node and not preserve:
+        node["additionalProperties"] = False
+    for key in list(node):
+        if key.startswith("x-kubernetes-"):
+            node.pop(key)
+    return node
+
+
+def crd_schemas(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
+    """``(apiVersion, kind) -> JSON schema`` for every served version of every CRD."""
+    out = {}
+    for crd in crds:
+        spec = crd.get("spec", {})
+        group, kind = spec.get("group"), spec.get("names", {}).get("kind")
+        for v in spec.get("versions", []):
+            schema = (v.get("schema") or {}).get("openAPIV3Schema")
+            if schema is None or not v.get("served", True):
+                continue
+            js = to_json_schema(copy.deepcopy(schema))
+            # metadata is validated by the API server itself, not by the CRD schema
+            js.setdefault("properties", {})["metadata"] = {"type": "object"}
+            out[(f"{group}/{v['name']}", kind)] = js
+    return out
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _ident(obj: dict) -> tuple[str, str]:
+    return obj.get("kind", "?"), (obj.get("metadata") or {}).get("name", "?")
+
+
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "(root)"
+
+
+def schema_violations(objs: list[dict], k8s_version: str, crds: dict) -> list[Violation]:
+    """Built-in objects against the Kubernetes schemas, custom resources against their CRD."""
+    import jsonschema
+    import kubernetes_validate
+
+    out = []
+    for obj in objs:
+        kind, name = _ident(obj)
+        key = (obj.get("apiVersion"), kind)
+        if key in crds:
+            validator = jsonschema.Draft7Validator(crds[key])
+            for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
+                out.append(Violation(kind, name, "crd",
+                                     f"{_path(err.absolute_path)}: {err.message} "
+                                     f"(CRD schema of {key[0]} {kind})"))
+            continue
+        try:
+            kubernetes_validate.validate(obj, k8s_version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            out.append(Violation(kind, name, "crd",
+                                 f"no schema for {key[0]} {kind}: not a Kubernetes {k8s_version} "
+                                 "kind and no CRD for it in ../shared/crds or in the render"))
+        except kubernetes_validate.ValidationError as err:
+            out.append(Violation(kind, name, "schema",
+                                 f"{_path(err.absolute_path)}: {err.message} (Kubernetes {k8s_version})"))
+        except kubernetes_validate.InvalidSchemaError as err:
+            out.append(Violation(kind, name, "schema", f"invalid schema: {err}"))
+    return out
+
+
+def _get(obj: dict, path: tuple[str, ...]):
+    for p in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(p)
+    return obj
+
+
+def _containers(pod: dict) -> Iterator[tuple[dict, bool]]:
+    for c in pod.get("initContainers") or []:
+        yield c, True
+    for c in pod.get("containers") or []:
+        yield c, False
+
+
+def image_problem(image: str) -> str | None:
+    """Why ``image`` is not pinned (no tag, or ``:latest``), or None when it is."""
+    if not image:
+        return "no image"
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag (pin a version)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"image {image!r} uses :latest (pin a version)"
+    return None
+
+
+def policy_violations(objs: list[dict], env: str) -> list[Violation]:
+    """The policy rules of the module docstring, on every pod template."""
+    out = []
+    for obj in objs:
+        kind, name = _ident(obj)
+        path = POD_SPEC_PATHS.get(kind)
+        if path is None:
+            continue
+        pod = _get(obj, path)
+        if not isinstance(pod, dict):
+            out.append(Violation(kind, name, "schema", f"no pod spec at {'.'.join(path)}"))
+            continue
+        pod_sc = pod.get("securityContext") or {}
+        for c, is_init in _containers(pod):
+            cname = c.get("name", "?") + (" (init)" if is_init else "")
+
+            def v(rule, detail, _c=cname):
+                out.append(Violation(kind, name, rule, detail, _c))
+
+            res = c.get("resources") or {}
+            for part in ("requests", "limits"):
+                missing = [r for r in ("cpu", "memory") if r not in (res.get(part) or {})]
+                if missing:
+                    v("resources", f"resources.{part} lacks {', '.join(missing)}")
+            if kind in LONG_RUNNING and not is_init:
+                for probe in ("readinessProbe", "livenessProbe"):
+                    if not c.get(probe):
+                        v("probes", f"no {probe}")
+            sc = c.get("securityContext") or {}
+            non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+            uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+            if uid == 0:
+                v("non-root", "runs as user 0 (root)")
+            elif non_root is not True and not (isinstance(uid, int) and uid > 0):
+                v("non-root", "neither runAsNonRoot: true nor a numeric non-zero runAsUser")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                v("no-privilege-escalation", "securityContext.allowPrivilegeEscalation is not false")
+            if env != "local":
+                problem = image_problem(c.get("image", ""))
+                if problem:
+                    v("image-tag", problem)
+    return out
+
+
+def validate_objects(objs: list[dict], env: str, k8s_version: str,
+                     extra_crds: Iterable[dict] = ()) -> list[Violation]:
+    """Every violation in ``objs`` (the CRDs among them are used for their resources)."""
+    in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
+    schemas = crd_schemas(list(extra_crds) + in_render)
+    return sorted(set(schema_violations(objs, k8s_version, schemas) + policy_violations(objs, env)))
+
+
+def validate_dir(directory: Path, env: str, k8s_version: str, crd_dir: Path) -> tuple[int, list[Violation]]:
+    """Validate a ``tk export`` directory: ``(number of objects, violations)``."""
+    objs = [o for _, o in load_dir(directory)]
+    return len(objs), validate_objects(objs, env, k8s_version, load_crds(crd_files(crd_dir)))

@@ -1,0 +1,663 @@
+"""Tanka tasks: chart vendoring, formatting, library tests, local secrets, and per
+environment render, validate, diff and apply.
+
+Up-to-date rules (DESIGN.md):
+
+- ``vendor:charts`` runs when chartfile.yaml changed or a chart is missing or not at its
+  pin; ``tk tool charts vendor`` itself skips charts already at their pin, so with the
+  charts present nothing touches the network.
+- ``render:<env>`` runs when a file the environment imports changed. The imports come
+  from the depfile ``build/manifests/<env>.deps.json`` that the previous render wrote
+  from ``tk tool imports`` (as Ninja does), with the state (mtime, size, sha256) of each
+  import, of spec.json, chartfile.yaml and every vendored chart file; no depfile means
+  render. The export parameters count too. The output directory is replaced
+  atomically; ``build/manifests/<env>.sha256`` is the digest of what was rendered.
+- ``validate:<env>`` runs when that digest, the CRDs or the checks changed.
+- ``apply:<env>`` asks the cluster: it is up to date only while the ConfigMap
+  ``raibid-deploy-applied`` in the namespace holds the digest of the rendered manifests
+  and the image references, so a recreated cluster is deployed again.
+
+``render:*`` and ``validate:*`` need the vendored charts, which a clean clone without
+network lacks: the ``ci`` task includes them through ``tanka:manifests`` only when the
+charts are present (it says so otherwise).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from . import atomic, core, paths, tools
+
+#: the chart directories chartfile.yaml vendors into tanka/charts/
+CHARTS = ("redis", "gitea", "keda", "flux2")
+#: library test suites: tanka/tests/<name>_test.jsonnet, run by libtest:<name>
+LIBTESTS = ("libs", "redis", "gitea", "keda", "flux", "server", "agent", "secrets")
+#: the environment whose render reads the generated local secrets
+LOCAL_ENV = "local"
+#: the ConfigMap apply:<env> records the applied digest in
+APPLIED_CONFIGMAP = "raibid-deploy-applied"
+#: parameters of `tk export`; changing them re-renders
+EXPORT_FORMAT = "{{.apiVersion}}.{{.kind}}-{{or .metadata.name .metadata.generateName}}"
+
+core.offline_check("tanka:fmt", *(f"libtest:{n}" for n in LIBTESTS), "tanka:manifests")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def chartfile() -> Path:
+    return paths.tanka() / "chartfile.yaml"
+
+
+def charts_dir() -> Path:
+    return paths.tanka() / "charts"
+
+
+def env_dir(env: str) -> Path:
+    return paths.tanka() / "environments" / env
+
+
+def local_secrets_file() -> Path:
+    """The generated, gitignored secrets the local render reads."""
+    return env_dir(LOCAL_ENV) / "secrets.local.json"
+
+
+def secret_keys_file() -> Path:
+    """The keys of the local secrets (shared with tanka/lib/raibid/secrets.libsonnet)."""
+    return paths.tanka() / "lib" / "raibid" / "secret-keys.json"
+
+
+def manifests_dir(env: str) -> Path:
+    return paths.build() / "manifests" / env
+
+
+def depfile(env: str) -> Path:
+    return paths.build() / "manifests" / f"{env}.deps.json"
+
+
+def digest_file(env: str) -> Path:
+    return paths.build() / "manifests" / f"{env}.sha256"
+
+
+def images_dir() -> Path:
+    return paths.build() / "images"
+
+
+def _files_under(*dirs: Path, suffixes: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for base, subdirs, files in os.walk(d):
+            subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
+            out.extend(str(Path(base) / f) for f in sorted(files)
+                       if not suffixes or f.endswith(suffixes))
+    return out
+
+
+def jsonnet_sources() -> list[str]:
+    """Our jsonnet files (libraries, environments, library tests), not vendored ones."""
+    t = paths.tanka()
+    return _files_under(t / "lib", t / "environments", t / "tests",
+                        suffixes=(".jsonnet", ".libsonnet"))
+
+
+def chart_files() -> list[str]:
+    return _files_under(*(charts_dir() / c for c in CHARTS))
+
+
+def charts_present() -> bool:
+    return all((charts_dir() / c / "Chart.yaml").is_file() for c in CHARTS)
+
+
+def _tk(*args: str, **kw) -> subprocess.CompletedProcess:
+    """Run ``tk`` in the Tanka project directory, capturing output."""
+    return subprocess.run(["tk", *args], cwd=paths.tanka(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def _fail(message: str):
+    from doit.exceptions import TaskFailed
+
+    return TaskFailed(message)
+
+
+# --------------------------------------------------------------------------- vendoring
+
+
+def pinned_charts() -> dict[str, str]:
+    """``directory -> version`` from chartfile.yaml."""
+    import yaml
+
+    data = yaml.safe_load(chartfile().read_text()) or {}
+    return {(r.get("directory") or r["chart"].split("/", 1)[1]): str(r["version"])
+            for r in data.get("requires", [])}
+
+
+def charts_at_pins() -> bool:
+    """True when every chart of chartfile.yaml is vendored at its pinned version."""
+    import yaml
+
+    try:
+        pins = pinned_charts()
+    except (OSError, KeyError, ValueError):
+        return False
+    for directory, version in pins.items():
+        chart_yaml = charts_dir() / directory / "Chart.yaml"
+        try:
+            if str((yaml.safe_load(chart_yaml.read_text()) or {}).get("version")) != version:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _vendor_charts():
+    proc = _tk("tool", "charts", "vendor")
+    if proc.returncode != 0:
+        return _fail(f"`tk tool charts vendor` failed (exit {proc.returncode}):\n{proc.stderr.strip()}\n"
+                     f"Check {paths.rel(chartfile())} and the network; charts already at their "
+                     "pinned version are never downloaded again.")
+    missing = [c for c in CHARTS if not (charts_dir() / c / "Chart.yaml").is_file()]
+    if missing:
+        return _fail(f"after vendoring, tanka/charts/ lacks {', '.join(missing)}: "
+                     f"{paths.rel(chartfile())} must pin exactly {', '.join(CHARTS)}")
+    return None
+
+
+def task_vendor():
+    """Vendor the pinned Helm charts into tanka/charts/ (offline once they are there)."""
+    yield tools.needs({
+        "name": "charts",
+        "doc": "Vendor the four pinned Helm charts (redis, gitea, keda, flux2) with `tk tool charts vendor`",
+        "actions": [_vendor_charts],
+        "file_dep": [str(chartfile())],
+        "targets": [str(charts_dir() / c / "Chart.yaml") for c in CHARTS],
+        "uptodate": [charts_at_pins],
+        "verbosity": 1,
+    }, "tk", "helm")
+
+
+# --------------------------------------------------------------------------- fmt, libtests
+
+
+def _fmt_check():
+    proc = _tk("fmt", "--test", ".")
+    if proc.returncode == 0:
+        return None
+    if proc.returncode == 16:
+        files = [line.strip() for line in (proc.stdout + proc.stderr).splitlines()
+                 if line.strip().endswith((".jsonnet", ".libsonnet"))]
+        listed = "\n".join(f"  tanka/{f}" if not f.startswith("tanka/") else f"  {f}" for f in files)
+        return _fail("jsonnet files are not formatted:\n"
+                     f"{listed or (proc.stdout + proc.stderr).strip()}\n"
+                     "Fix: tk fmt tanka/")
+    return _fail(f"`tk fmt --test` failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr).strip()}")
+
+
+def test_file(name: str) -> Path:
+    return paths.tanka() / "tests" / f"{name}_test.jsonnet"
+
+
+def run_libtest(name: str):
+    """Evaluate one jsonnet test suite and report every failing case readably.
+
+    A suite evaluates to ``{ 'case name': t.eq(actual, expected) or t.ok(bool), ... }``
+    (tanka/tests/test.libsonnet); a jsonnet error (a failed ``assert``) fails too.
+    """
+    f = test_file(name)
+    if not f.is_file():
+        return _fail(f"no test suite {paths.rel(f)}: libtest:{name} needs it")
+    proc = _tk("eval", str(f.relative_to(paths.tanka())))
+    if proc.returncode != 0:
+        return _fail(f"libtest:{name}: {paths.rel(f)} does not evaluate:\n{proc.stderr.strip()}")
+    try:
+        cases = json.loads(proc.stdout)
+    except ValueError:
+        return _fail(f"libtest:{name}: {paths.rel(f)} did not evaluate to JSON:\n{proc.stdout[:2000]}")
+    if not isinstance(cases, dict) or not cases:
+        return _fail(f"libtest:{name}: {paths.rel(f)} must evaluate to a non-empty object of test cases")
+    failed = []
+    for case, result in cases.items():
+        if not (isinstance(result, dict) and "ok" in result):
+            failed.append(f"  {case}: not a test result (use t.eq or t.ok from test.libsonnet)")
+        elif result["ok"] is not True:
+            if "expected" in result:
+                failed.append(f"  {case}:\n      expected {json.dumps(result['expected'], sort_keys=True)}\n"
+                              f"      actual   {json.dumps(result.get('actual'), sort_keys=True)}")
+            else:
+                failed.append(f"  {case}: {result.get('message', 'false')}")
+    if failed:
+        return _fail(f"libtest:{name}: {len(failed)} of {len(cases)} cases failed ({paths.rel(f)}):\n"
+                     + "\n".join(failed))
+    print(f"libtest:{name}: {len(cases)} cases passed")
+    return None
+
+
+def task_tanka():
+    """Tanka project checks: jsonnet formatting and the validated renders."""
+    yield tools.needs({
+        "name": "fmt",
+        "doc": "Check jsonnet formatting with `tk fmt --test` (fix: tk fmt tanka/)",
+        "actions": [_fmt_check],
+        "file_dep": jsonnet_sources(),
+        "verbosity": 1,
+    }, "tk")
+    if charts_present():
+        yield {
+            "name": "manifests",
+            "doc": "Render and validate every environment (part of `ci` when the charts are vendored)",
+            "actions": None,
+            "task_dep": [f"validate:{e}" for e in _environments()],
+        }
+    else:
+        yield {
+            "name": "manifests",
+            "doc": "Render and validate every environment: skipped until `doit vendor:charts` ran",
+            "actions": [lambda: print("tanka:manifests: charts are not vendored (tanka/charts/); "
+                                      "render and validate are skipped. Run `doit vendor:charts` "
+                                      "(needs network once), then `doit` again.")],
+            "uptodate": [False],
+            "verbosity": 2,
+        }
+
+
+def task_libtest():
+    """Run the jsonnet library tests (tanka/tests/<name>_test.jsonnet)."""
+    libs = _files_under(paths.tanka() / "lib") + _files_under(paths.tanka() / "tests")
+    for name in LIBTESTS:
+        yield tools.needs({
+            "name": name,
+            "doc": f"Library tests of {name} (tanka/tests/{name}_test.jsonnet)",
+            "actions": [(run_libtest, [name])],
+            "file_dep": sorted(set(libs + [str(test_file(name))])),
+            "verbosity": 1,
+        }, "tk", "helm")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def local_secret_keys() -> list[str]:
+    return json.loads(secret_keys_file().read_text())
+
+
+def _generate_value(key: str) -> str:
+    import secrets
+
+    if key == "giteaAdminUsername":
+        return "raibid-admin-" + secrets.token_hex(3)
+    return secrets.token_urlsafe(32)
+
+
+def local_secrets_complete() -> bool:
+    try:
+        values = json.loads(local_secrets_file().read_text())
+        return all(isinstance(values.get(k), str) and values[k] for k in local_secret_keys())
+    except (OSError, ValueError):
+        return False
+
+
+def generate_local_secrets() -> None:
+    """Create or complete the local secrets file; never changes an existing value."""
+    f = local_secrets_file()
+    try:
+        values = json.loads(f.read_text()) if f.exists() else {}
+    except ValueError:
+        raise SystemExit(f"{paths.rel(f)} is not valid JSON: fix or delete it, then run "
+                         "`doit secrets:local` again") from None
+    added = [k for k in local_secret_keys() if not (isinstance(values.get(k), str) and values[k])]
+    for k in added:
+        values[k] = _generate_value(k)
+    atomic.write_text(f, json.dumps(values, indent=2, sort_keys=True) + "\n")
+    f.chmod(0o600)
+    print(f"{paths.rel(f)}: {'generated ' + ', '.join(added) if added else 'complete'} "
+          "(random, this machine only, gitignored)")
+
+
+def task_secrets():
+    """Generate the local environment's secrets once per machine (random, gitignored)."""
+    yield {
+        "name": "local",
+        "doc": "Generate random local secrets into tanka/environments/local/secrets.local.json (gitignored)",
+        "actions": [generate_local_secrets],
+        "file_dep": [str(secret_keys_file())],
+        "targets": [str(local_secrets_file())],
+        "uptodate": [local_secrets_complete],
+        "verbosity": 1,
+    }
+
+
+# --------------------------------------------------------------------------- render
+
+
+def _environments() -> list[str]:
+    return list(core.plan_or_exit().settings.environments)
+
+
+def _file_state(path: Path) -> list:
+    """``[mtime_ns, size, sha256]`` of a file (what the depfile records)."""
+    st = path.stat()
+    return [st.st_mtime_ns, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest()]
+
+
+def render_inputs(env: str, imports: list[str]) -> list[str]:
+    """Project-relative inputs of a render: its imports, spec.json, chartfile.yaml and
+    every file of the vendored charts."""
+    extra = [env_dir(env) / "spec.json", chartfile()] + [Path(p) for p in chart_files()]
+    return sorted(set(imports) | {paths.rel(p) for p in extra})
+
+
+def read_depfile(env: str) -> dict | None:
+    try:
+        data = json.loads(depfile(env).read_text())
+        return data if isinstance(data.get("files"), dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def render_uptodate(env: str):
+    """doit ``uptodate`` of render:<env>: the depfile of the last render exists and no
+    file in it changed (mtime and size first, content hash when they differ), and the
+    set of chart files is the same. Ninja's depfile rule: the imports of the *last*
+    render decide, so adding or removing an import never forces a spurious render."""
+
+    def check(task, values):
+        recorded = read_depfile(env)
+        if recorded is None:
+            return False
+        files = recorded["files"]
+        charts_now = {paths.rel(Path(p)) for p in chart_files()}
+        charts_then = {p for p in files if p.startswith("tanka/charts/")}
+        if charts_now != charts_then:
+            return False
+        root = paths.root()
+        for rel, (mtime_ns, size, sha) in files.items():
+            f = root / rel
+            try:
+                st = f.stat()
+            except OSError:
+                return False
+            if (st.st_mtime_ns, st.st_size) == (mtime_ns, size):
+                continue
+            if st.st_size != size or hashlib.sha256(f.read_bytes()).hexdigest() != sha:
+                return False
+        return True
+
+    return check
+
+
+def tk_imports(env: str) -> list[str]:
+    """``tk tool imports`` of an environment, as project-relative paths.
+
+    tk asks git for the repository root; outside a git checkout (a copied project) it
+    gets a throwaway one, so the command works anywhere.
+    """
+    main = env_dir(env) / "main.jsonnet"
+    env_vars = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="tk-imports-") as tmp:
+        try:
+            probe = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths.tanka(),
+                                   capture_output=True, text=True)
+        except FileNotFoundError:
+            raise RuntimeError("`tk tool imports` needs git on PATH (install git)") from None
+        if probe.returncode != 0:
+            subprocess.run(["git", "init", "-q", "--bare", tmp], check=True, capture_output=True)
+            env_vars.update(GIT_DIR=tmp, GIT_WORK_TREE=str(paths.tanka()))
+        proc = subprocess.run(["tk", "tool", "imports", str(main)], cwd=paths.tanka(),
+                              capture_output=True, text=True, env=env_vars, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`tk tool imports {paths.rel(main)}` failed:\n{proc.stderr.strip()}")
+    rel_to_tanka = json.loads(proc.stdout)
+    return sorted(paths.rel(paths.tanka() / p) for p in rel_to_tanka)
+
+
+def dir_digest(directory: Path) -> str:
+    """sha256 over the relative names and contents of every file in ``directory``."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(directory)).encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def render(env: str):
+    """``tk export`` an environment into build/manifests/<env>/, atomically, and write
+    its depfile and digest."""
+    out = manifests_dir(env)
+    atomic.sweep_stale_temps(out.parent)
+    # the inputs are recorded as they are before the export: a file edited while tk runs
+    # makes the next run render again
+    imports = tk_imports(env)
+    files = {rel: _file_state(paths.root() / rel) for rel in render_inputs(env, imports)}
+    with atomic.replace_dir(out) as tmp:
+        proc = subprocess.run(
+            ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
+             "--log-level", "warn"],
+            cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            # raising leaves the previous output exactly as it was
+            raise RuntimeError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
+        digest = dir_digest(tmp)
+        tmp.chmod(0o755)
+    atomic.write_text(depfile(env), json.dumps({"env": env, "imports": imports, "files": files},
+                                               indent=1, sort_keys=True) + "\n")
+    atomic.write_text(digest_file(env), digest + "\n")
+    count = sum(1 for _ in out.glob("*.yaml"))
+    print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
+
+
+def _render_action(env: str):
+    try:
+        render(env)
+    except RuntimeError as e:  # tk export / tk tool imports failed: say which and why
+        return _fail(str(e))
+    return None
+
+
+def task_render():
+    """Render an environment with `tk export` into build/manifests/<env>/ (incremental)."""
+    from doit.tools import config_changed
+
+    for env in _environments():
+        task = {
+            "name": env,
+            "doc": f"Render the {env} environment into build/manifests/{env}/ (re-runs only when an import changed)",
+            "actions": [(_render_action, [env])],
+            "targets": [str(digest_file(env)), str(depfile(env))],
+            "task_dep": ["vendor:charts"] + (["secrets:local"] if env == LOCAL_ENV else []),
+            "uptodate": [config_changed({"format": EXPORT_FORMAT, "out": paths.rel(manifests_dir(env))}),
+                         manifests_dir(env).is_dir(), render_uptodate(env)],
+            "verbosity": 1,
+        }
+        yield tools.needs(task, "tk", "helm")
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _validate_action(env: str, k8s_version: str):
+    from . import manifests
+
+    directory = manifests_dir(env)
+    if not directory.is_dir():
+        return _fail(f"{paths.rel(directory)} does not exist: run `doit render:{env}`")
+    count, violations = manifests.validate_dir(directory, env, k8s_version, paths.shared_crds())
+    if violations:
+        lines = "\n".join(f"  {v}" for v in violations)
+        return _fail(f"validate:{env}: {len(violations)} violation(s) in {count} objects "
+                     f"({paths.rel(directory)}/):\n{lines}")
+    print(f"validate:{env}: {count} objects valid (Kubernetes {k8s_version} schemas, CRDs, policies)")
+    return None
+
+
+def task_validate():
+    """Validate a rendered environment: Kubernetes schemas, CRD schemas and policies."""
+    from doit.tools import config_changed
+
+    from . import manifests
+
+    plan = core.plan_or_exit()
+    version = plan.settings.kubernetes_version
+    crds = [str(p) for p in manifests.crd_files(paths.shared_crds())]
+    for env in plan.settings.environments:
+        yield {
+            "name": env,
+            "doc": f"Validate build/manifests/{env}/ against Kubernetes {version}, the CRDs and the policies",
+            "actions": [(_validate_action, [env, version])],
+            "file_dep": [str(digest_file(env)), manifests.__file__] + crds,
+            "uptodate": [config_changed({"kubernetes_version": version, "strict": True})],
+            "verbosity": 1,
+        }
+
+
+# --------------------------------------------------------------------------- diff, apply
+
+
+def context_of(env: str) -> str:
+    """The first kube context of an environment's spec.json."""
+    spec = json.loads((env_dir(env) / "spec.json").read_text())
+    names = spec.get("spec", {}).get("contextNames") or []
+    if not names:
+        raise SystemExit(f"{paths.rel(env_dir(env) / 'spec.json')}: spec.contextNames is empty")
+    return names[0]
+
+
+def namespace_of(env: str) -> str:
+    spec = json.loads((env_dir(env) / "spec.json").read_text())
+    return spec.get("spec", {}).get("namespace") or core.plan_or_exit().settings.namespace
+
+
+def image_overrides() -> dict[str, str]:
+    """Image refs the push tasks wrote (build/images/<name>.cluster.json: {"name", "ref"})."""
+    out = {}
+    for name in ("server", "agent"):
+        f = images_dir() / f"{name}.cluster.json"
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("ref"):
+            out[name] = str(data["ref"])
+    return out
+
+
+def tla_args() -> list[str]:
+    return ["--tla-code", "images=" + json.dumps(image_overrides(), sort_keys=True)]
+
+
+def deploy_digest(env: str) -> str:
+    """What apply:<env> deploys: the rendered manifests' digest and the image refs."""
+    try:
+        rendered = digest_file(env).read_text().strip()
+    except OSError:
+        rendered = "not-rendered"
+    payload = json.dumps({"env": env, "manifests": rendered, "images": image_overrides()},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def applied_digest(env: str) -> str | None:
+    """The digest recorded in the cluster by the last apply, or None (asked live)."""
+    if tools.which("kubectl") is None:
+        return None
+    try:
+        proc = subprocess.run(
+            ["kubectl", "--context", context_of(env), "--namespace", namespace_of(env),
+             "get", "configmap", APPLIED_CONFIGMAP, "-o", "jsonpath={.data.digest}"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def _applied_uptodate(env: str):
+    def check(task, values):
+        return applied_digest(env) == deploy_digest(env)
+
+    return check
+
+
+def _confirm_prod(env: str, yes_prod: bool):
+    if env == "prod" and not yes_prod:
+        return _fail("refusing to apply to prod without confirmation: run `doit apply:prod --yes-prod`")
+    return None
+
+
+def _apply_action(env: str):
+    proc = subprocess.run(["tk", "apply", str(env_dir(env)), "--auto-approve", "always", *tla_args()],
+                          cwd=paths.tanka(), text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return _fail(f"`tk apply {paths.rel(env_dir(env))}` failed (exit {proc.returncode}); "
+                     f"see the output above. `doit diff:{env}` shows what would change.")
+    digest = deploy_digest(env)
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": APPLIED_CONFIGMAP, "namespace": namespace_of(env),
+                     "labels": {"app.kubernetes.io/managed-by": "raibid-deploy"}},
+        "data": {"digest": digest, "environment": env,
+                 "images": json.dumps(image_overrides(), sort_keys=True)},
+    }
+    rec = subprocess.run(["kubectl", "--context", context_of(env), "apply", "-f", "-"],
+                         input=json.dumps(configmap), capture_output=True, text=True)
+    if rec.returncode != 0:
+        return _fail(f"applied, but recording {APPLIED_CONFIGMAP} failed (the next apply will run "
+                     f"again):\n{rec.stderr.strip()}")
+    print(f"apply:{env}: applied; recorded digest {digest[:12]} in ConfigMap {APPLIED_CONFIGMAP}")
+    return None
+
+
+def _diff_action(env: str):
+    proc = subprocess.run(["tk", "diff", str(env_dir(env)), *tla_args()], cwd=paths.tanka(), text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode == 16:
+        print(f"diff:{env}: the cluster differs from the render (see above); `doit apply:{env}` applies it")
+        return None
+    if proc.returncode != 0:
+        return _fail(f"`tk diff {paths.rel(env_dir(env))}` failed (exit {proc.returncode})")
+    print(f"diff:{env}: no differences")
+    return None
+
+
+def task_diff():
+    """Show what applying an environment would change in its cluster (`tk diff`)."""
+    for env in _environments():
+        yield tools.needs({
+            "name": env,
+            "doc": f"Diff the {env} environment against its cluster (`tk diff`, needs a cluster)",
+            "actions": [(_diff_action, [env])],
+            "task_dep": [f"validate:{env}"],
+            "uptodate": [False],
+            "verbosity": 2,
+        }, "tk", "helm", "kubectl")
+
+
+def task_apply():
+    """Deploy an environment to its cluster with `tk apply` (prod needs --yes-prod)."""
+    for env in _environments():
+        params = []
+        if env == "prod":
+            params = [{"name": "yes_prod", "long": "yes-prod", "type": bool, "default": False,
+                       "help": "confirm applying to production"}]
+            actions = [_confirm_prod_action, (_apply_action, [env])]
+        else:
+            actions = [(_apply_action, [env])]
+        yield tools.needs({
+            "name": env,
+            "doc": (f"Apply the {env} environment with `tk apply` (up to date while the cluster holds "
+                    f"its digest){'; needs --yes-prod' if env == 'prod' else ''}"),
+            "actions": actions,
+            "params": params,
+            "task_dep": [f"validate:{env}"],
+            "uptodate": [_applied_uptodate(env)],
+            "verbosity": 2,
+        }, "tk", "helm", "kubectl")
+
+
+def _confirm_prod_action(yes_prod):
+    return _confirm_prod("prod", yes_prod)

@@ -1,0 +1,556 @@
+"""The Tanka project and its tasks, with the real tk and helm and stand-in charts.
+
+One session-scoped project renders and validates the three environments once; tests
+that change files work on their own copies. kubectl is a recording shim
+(tests/fixtures/shims/kubectl_handler.py); nothing else is replaced.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support import REPO, Shims, copy_project, env_for, run_doit, tool_or_fail, tracked_files
+from tanka_fixtures import install_charts, kubectl_shim
+
+ENVS = ("local", "staging", "prod")
+
+
+@pytest.fixture(scope="session")
+def real_tools():
+    return {name: tool_or_fail(name) for name in ("tk", "helm")}
+
+
+def _fresh(dst: Path, charts: bool = True) -> Path:
+    project = copy_project(dst)
+    if charts:
+        install_charts(project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, real_tools) -> Path:
+    """A project with the stand-in charts, every environment rendered and validated."""
+    project = _fresh(tmp_path_factory.mktemp("stack") / "project")
+    run_doit(project, *(f"validate:{e}" for e in ENVS), check=True)
+    return project
+
+
+@pytest.fixture
+def stack_copy(stack, tmp_path) -> Path:
+    """A private copy of the rendered project (build/ and .doit.db included)."""
+    dst = tmp_path / "project"
+    shutil.copytree(stack, dst, symlinks=True)
+    return dst
+
+
+def objects(project: Path, env: str) -> list[dict]:
+    out = []
+    for f in sorted((project / "build" / "manifests" / env).glob("*.yaml")):
+        out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+    return out
+
+
+def find(objs: list[dict], kind: str, name: str) -> dict:
+    hits = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(hits) == 1, f"expected one {kind}/{name}, found {len(hits)}"
+    return hits[0]
+
+
+def executed(proc: subprocess.CompletedProcess) -> list[str]:
+    """Tasks the reporter says it ran (lines `ok <task> ...`)."""
+    return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
+
+
+def with_tools(project: Path, **scripts: str) -> Path:
+    """Replace the project's .tools/bin by real tk/helm/jb links plus ``scripts``
+    (name -> shell script body), so a test can wrap one tool."""
+    tools = project / ".tools"
+    if tools.is_symlink():
+        tools.unlink()
+    bin_dir = tools / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("tk", "helm", "jb"):
+        real = REPO / ".tools" / "bin" / name
+        target = bin_dir / name
+        if real.exists() and not target.exists():
+            target.symlink_to(real)
+    for name, body in scripts.items():
+        target = bin_dir / name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        target.write_text("#!/bin/sh\n" + body)
+        target.chmod(0o755)
+    return bin_dir
+
+
+# --------------------------------------------------------------------------- project shape
+
+
+def test_tanka_project_is_standard(real_tools):
+    proc = subprocess.run(["tk", "env", "list"], cwd=REPO / "tanka", capture_output=True, text=True,
+                          env=env_for(REPO, path_first=[REPO / ".tools" / "bin"]))
+    assert proc.returncode == 0, proc.stderr
+    for env in ENVS:
+        assert f"environments/{env}" in proc.stdout
+    chartfile = yaml.safe_load((REPO / "tanka" / "chartfile.yaml").read_text())
+    pins = {r["directory"]: (r["chart"], str(r["version"])) for r in chartfile["requires"]}
+    assert set(pins) == {"redis", "gitea", "keda", "flux2"}
+    assert pins["keda"] == ("kedacore/keda", "2.20.2")
+    assert pins["flux2"] == ("fluxcd-community/flux2", "2.18.3")
+    assert pins["redis"][0] == "bitnami/redis"
+    for env in ENVS:
+        spec = json.loads((REPO / "tanka" / "environments" / env / "spec.json").read_text())
+        assert spec["spec"]["namespace"] == "raibid-system"
+        assert "apiServer" not in spec["spec"] and spec["spec"]["contextNames"]
+    local = json.loads((REPO / "tanka" / "environments" / "local" / "spec.json").read_text())
+    assert local["spec"]["contextNames"] == ["k3d-raibid-ci"]
+
+
+def test_helm_renders_for_the_kubernetes_version_validation_uses(real_tools):
+    plan = yaml.safe_load((REPO / "plan.yaml").read_text())
+    proc = subprocess.run(["tk", "eval", "tests/test.libsonnet", "-e", "config.defaults.kubeVersion"],
+                          cwd=REPO / "tanka", capture_output=True, text=True,
+                          env=env_for(REPO, path_first=[REPO / ".tools" / "bin"]))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == plan["settings"]["kubernetes_version"]
+
+
+def test_stand_in_charts_match_the_pins():
+    chartfile = yaml.safe_load((REPO / "tanka" / "chartfile.yaml").read_text())
+    for req in chartfile["requires"]:
+        meta = yaml.safe_load((REPO / "tests" / "fixtures" / "charts" / req["directory"] / "Chart.yaml").read_text())
+        assert str(meta["version"]) == str(req["version"]), req
+        assert meta["name"] == req["chart"].split("/")[1]
+
+
+# --------------------------------------------------------------------------- render + validate
+
+
+def test_all_environments_render_and_validate(stack):
+    for env in ENVS:
+        out = stack / "build" / "manifests" / env
+        assert len(list(out.glob("*.yaml"))) > 40, env
+        deps = json.loads((stack / "build" / "manifests" / f"{env}.deps.json").read_text())["imports"]
+        assert f"tanka/environments/{env}/main.jsonnet" in deps
+        assert "tanka/lib/raibid/agent.libsonnet" in deps
+    # a second run does nothing
+    again = run_doit(stack, *(f"validate:{e}" for e in ENVS), check=True)
+    assert executed(again) == [], again.stdout
+
+
+def test_key_objects_of_the_local_stack(stack):
+    objs = objects(stack, "local")
+    sj = find(objs, "ScaledJob", "raibid-agent")["spec"]
+    assert (sj["minReplicaCount"], sj["maxReplicaCount"], sj["pollingInterval"]) == (0, 10, 10)
+    (trigger,) = sj["triggers"]
+    assert trigger["type"] == "redis-streams"
+    assert trigger["metadata"]["stream"] == "raibid:jobs"
+    assert trigger["metadata"]["consumerGroup"] == "raibid-agents"
+    assert trigger["metadata"]["lagCount"] == "5"
+    assert trigger["metadata"]["address"].startswith("redis-master.raibid-system.svc")
+    assert sj["rollout"] == {"strategy": "gradual"}
+    job = sj["jobTargetRef"]
+    assert job["backoffLimit"] == 0 and job["template"]["spec"]["restartPolicy"] == "Never"
+    agent = job["template"]["spec"]["containers"][0]
+    assert agent["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    assert agent["image"] == "raibid-agent:dev"
+
+    server = find(objs, "Deployment", "raibid-server")
+    c = server["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RAIBID_SERVER_HOST"]["value"] == "0.0.0.0"
+    assert env["RAIBID_SERVER_PORT"]["value"] == "8080"
+    assert env["RAIBID_LOG_FORMAT"]["value"] == "json"
+    assert env["RAIBID_REDIS_URL"]["value"] == "redis://redis-master.raibid-system.svc.cluster.local:6379"
+    assert env["RAIBID_GITEA_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "raibid-webhooks"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 8081}
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert c["image"] == "raibid-server:dev"
+    svc = find(objs, "Service", "raibid-server")
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8080), ("metrics", 8081)]
+
+    # the names the Tiltfile relies on
+    assert find(objs, "Service", "redis-master")["spec"]["ports"][0]["port"] == 6379
+    find(objs, "StatefulSet", "redis-master")
+    assert find(objs, "Service", "gitea-http")["spec"]["ports"][0]["port"] == 3000
+    find(objs, "Deployment", "keda-operator")
+    for ctrl in ("source-controller", "kustomize-controller", "helm-controller", "notification-controller"):
+        find(objs, "Deployment", ctrl)
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "CustomResourceDefinition"} >= {
+        "scaledjobs.keda.sh", "triggerauthentications.keda.sh",
+        "gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"}
+    repo = find(objs, "GitRepository", "raibid-ci")["spec"]
+    assert repo["ref"] == {"branch": "main"} and repo["interval"] == "1m"
+    assert repo["url"].endswith("/raibid/raibid-ci.git")
+    assert find(objs, "Kustomization", "raibid-ci")["spec"]["sourceRef"]["name"] == "raibid-ci"
+    # the chart hook Job and the image controllers are left out
+    assert not [o for o in objs if o["kind"] == "Job"]
+    assert not [o for o in objs if o["metadata"]["name"].startswith("image-")]
+
+
+def test_environments_differ_where_it_matters(stack):
+    local, staging, prod = (objects(stack, e) for e in ENVS)
+    # HPA only in prod, and then the Deployment leaves replicas to it
+    assert not [o for o in local + staging if o["kind"] == "HorizontalPodAutoscaler"]
+    assert find(prod, "HorizontalPodAutoscaler", "raibid-server")["spec"]["minReplicas"] == 3
+    assert "replicas" not in find(prod, "Deployment", "raibid-server")["spec"]
+    assert find(staging, "Deployment", "raibid-server")["spec"]["replicas"] == 2
+    assert find(local, "Deployment", "raibid-server")["spec"]["replicas"] == 1
+    # Redis auth outside local
+    for objs in (staging, prod):
+        redis_env = {e["name"]: e for e in find(objs, "StatefulSet", "redis-master")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert redis_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "raibid-redis"
+        find(objs, "TriggerAuthentication", "raibid-agent-redis")
+    assert not [o for o in local if o["kind"] == "TriggerAuthentication"]
+    # persistence sizes
+    size = lambda objs: find(objs, "StatefulSet", "redis-master")["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]  # noqa: E731
+    assert (size(local), size(staging), size(prod)) == ("1Gi", "8Gi", "20Gi")
+    # registry images with explicit versions outside local, never :latest
+    for objs in (staging, prod):
+        images = [c["image"] for o in objs if o["kind"] in ("Deployment", "StatefulSet")
+                  for c in o["spec"]["template"]["spec"]["containers"]]
+        assert images and all(":" in i.rsplit("/", 1)[-1] and not i.endswith(":latest") for i in images)
+        assert find(objs, "Deployment", "raibid-server")["spec"]["template"]["spec"]["containers"][0]["image"] \
+            == "git.raibid.internal/raibid/raibid-server:0.1.0"
+
+
+def test_staging_and_prod_render_no_secret_values(stack):
+    for env in ("staging", "prod"):
+        secrets = [o for o in objects(stack, env) if o["kind"] == "Secret"]
+        assert not [s for s in secrets if s["metadata"]["name"].startswith("raibid-")], env
+        for s in secrets:  # what charts render is configuration, not credentials
+            for key in {**s.get("stringData", {}), **s.get("data", {})}:
+                assert not any(w in key.lower() for w in ("password", "token", "secret")), \
+                    (env, s["metadata"]["name"], key)
+
+
+def test_local_secrets_are_generated_not_from_the_repo(stack):
+    generated = json.loads((stack / "tanka" / "environments" / "local" / "secrets.local.json").read_text())
+    assert set(generated) == set(json.loads((REPO / "tanka/lib/raibid/secret-keys.json").read_text()))
+    objs = objects(stack, "local")
+    gitea = find(objs, "Secret", "raibid-gitea-admin")["stringData"]
+    assert gitea == {"username": generated["giteaAdminUsername"], "password": generated["giteaAdminPassword"]}
+    assert find(objs, "Secret", "raibid-webhooks")["stringData"]["gitea-webhook-secret"] == generated["giteaWebhookSecret"]
+    # no generated value is in any file of the repository, and the file is never committed
+    values = [v for k, v in generated.items() if k != "giteaAdminUsername"]
+    for rel in tracked_files(REPO):
+        text = (REPO / rel).read_text(errors="ignore")
+        assert not any(v in text for v in values), rel
+    ignored = subprocess.run(["git", "check-ignore", "-q", "tanka/environments/local/secrets.local.json"], cwd=REPO)
+    assert ignored.returncode == 0
+    assert ((stack / "tanka/environments/local/secrets.local.json").stat().st_mode & 0o077) == 0
+    # gitea admin credentials come from the Secret, never a literal
+    gitea_dep = find(objs, "Deployment", "gitea")
+    init_env = {e["name"]: e for c in gitea_dep["spec"]["template"]["spec"]["initContainers"] for e in c.get("env", [])}
+    assert init_env["GITEA_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "raibid-gitea-admin"
+
+
+def test_secrets_local_keeps_existing_values_and_fills_gaps(project, real_tools):
+    run_doit(project, "secrets:local", check=True)
+    f = project / "tanka/environments/local/secrets.local.json"
+    first = json.loads(f.read_text())
+    again = run_doit(project, "secrets:local", check=True)
+    assert executed(again) == []
+    del first["githubWebhookSecret"]
+    f.write_text(json.dumps(first))
+    run_doit(project, "secrets:local", check=True)
+    second = json.loads(f.read_text())
+    assert {k: second[k] for k in first} == first
+    assert second["githubWebhookSecret"] and len(second["githubWebhookSecret"]) >= 32
+
+
+# --------------------------------------------------------------------------- validation catches
+
+
+def test_validation_reports_every_violation_by_object_and_rule(stack):
+    from tasks import manifests
+
+    objs = objects(stack, "staging")
+    assert manifests.validate_objects(objs, "staging", "1.33.0", manifests.load_crds(
+        manifests.crd_files(Path(env_for(stack)["RAIBID_CRDS"])))) == []
+    server = find(objs, "Deployment", "raibid-server")
+    c = server["spec"]["template"]["spec"]["containers"][0]
+    del c["resources"]["limits"]
+    del c["readinessProbe"]
+    c["securityContext"]["allowPrivilegeEscalation"] = True
+    c["image"] = "git.raibid.internal/raibid/raibid-server:latest"
+    server["spec"]["template"]["spec"]["securityContext"].pop("runAsNonRoot")
+    c["securityContext"].pop("runAsNonRoot")
+    c["securityContext"].pop("runAsUser")
+    server["spec"]["template"]["spec"]["securityContext"].pop("runAsUser")
+    sj = find(objs, "ScaledJob", "raibid-agent")
+    sj["spec"]["pollingInterval"] = "ten"
+    find(objs, "Service", "raibid-server")["spec"]["portz"] = []
+    got = [str(v) for v in manifests.validate_objects(objs, "staging", "1.33.0", manifests.load_crds(
+        manifests.crd_files(Path(env_for(stack)["RAIBID_CRDS"]))))]
+    expected_fragments = [
+        "Deployment/raibid-server container server: resources.limits lacks cpu, memory [resources]",
+        "Deployment/raibid-server container server: no readinessProbe [probes]",
+        "Deployment/raibid-server container server: securityContext.allowPrivilegeEscalation is not false [no-privilege-escalation]",
+        "Deployment/raibid-server container server: image 'git.raibid.internal/raibid/raibid-server:latest' uses :latest",
+        "Deployment/raibid-server container server: neither runAsNonRoot: true nor a numeric non-zero runAsUser [non-root]",
+        "ScaledJob/raibid-agent: spec.pollingInterval: 'ten' is not of type 'integer'",
+        "Service/raibid-server: spec: Additional properties are not allowed ('portz' was unexpected)",
+    ]
+    for frag in expected_fragments:
+        assert any(frag in line for line in got), (frag, got)
+    assert len(got) == len(expected_fragments), got
+
+
+def test_validate_task_fails_on_a_bad_render(stack_copy):
+    lib = stack_copy / "tanka/lib/raibid/server.libsonnet"
+    lib.write_text(lib.read_text().replace("    resources: cfg.server.resources,\n", ""))
+    proc = run_doit(stack_copy, "validate:local")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "Deployment/raibid-server container server: resources.requests lacks cpu, memory [resources]" in out
+    assert "validate:local" in out
+
+
+def test_crd_conversion_handles_kubernetes_extensions():
+    from tasks.manifests import to_json_schema
+
+    schema = to_json_schema({
+        "type": "object",
+        "properties": {
+            "port": {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]},
+            "note": {"type": "string", "nullable": True},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"a": {"type": "string"}}},
+        },
+    })
+    import jsonschema
+
+    v = jsonschema.Draft7Validator(schema)
+    assert not list(v.iter_errors({"port": 8080, "note": None, "free": {"a": "x", "b": 1}}))
+    assert not list(v.iter_errors({"port": "http"}))
+    assert list(v.iter_errors({"port": 1.5}))
+    assert list(v.iter_errors({"unknown": 1}))
+
+
+# --------------------------------------------------------------------------- incrementality
+
+
+def test_render_reruns_exactly_the_environments_that_import_a_change(tmp_path, real_tools):
+    project = _fresh(tmp_path / "project")
+    extra = project / "tanka/lib/raibid/staging-extra.libsonnet"
+    extra.write_text("{ replicas: 2 }\n")
+    main = project / "tanka/environments/staging/main.jsonnet"
+    main.write_text(main.read_text().replace("server: { replicas: 2 },",
+                                             "server: { replicas: (import 'raibid/staging-extra.libsonnet').replicas },"))
+    renders = [f"render:{e}" for e in ENVS]
+    first = run_doit(project, *renders, check=True)
+    assert sorted(t for t in executed(first) if t.startswith("render:")) == sorted(renders)
+    assert "tanka/lib/raibid/staging-extra.libsonnet" in (project / "build/manifests/staging.deps.json").read_text()
+
+    assert [t for t in executed(run_doit(project, *renders, check=True)) if t.startswith("render:")] == []
+
+    extra.write_text("{ replicas: 3 }\n")
+    third = run_doit(project, *renders, check=True)
+    assert [t for t in executed(third) if t.startswith("render:")] == ["render:staging"]
+    dep = yaml.safe_load((project / "build/manifests/staging/apps-v1.Deployment-raibid-server.yaml").read_text())
+    assert dep["spec"]["replicas"] == 3
+
+    util = project / "tanka/lib/util.libsonnet"
+    os.utime(util)  # a touch without a change is not a change
+    assert [t for t in executed(run_doit(project, *renders, check=True)) if t.startswith("render:")] == []
+    util.write_text(util.read_text() + "\n// a comment\n")
+    fifth = run_doit(project, *renders, check=True)
+    assert sorted(t for t in executed(fifth) if t.startswith("render:")) == sorted(renders)
+
+
+def test_interrupted_render_keeps_the_previous_output_and_reruns(stack_copy):
+    out = stack_copy / "build/manifests/local"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    marker = stack_copy / "tk-export-started"
+    real_tk = REPO / ".tools/bin/tk"
+    if not real_tk.exists():
+        real_tk = Path(shutil.which("tk"))
+    with_tools(stack_copy, tk=f"""case "$1" in
+  export) touch '{marker}'; sleep 60;;
+esac
+exec '{real_tk}' "$@"
+""")
+    lib = stack_copy / "tanka/lib/raibid/server.libsonnet"
+    lib.write_text(lib.read_text().replace("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 31"))
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "render:local"], cwd=stack_copy,
+                            env=env_for(stack_copy), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not marker.exists():
+            assert time.time() < deadline, "tk export never started"
+            assert proc.poll() is None, "doit ended before tk export started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # previous output intact
+    assert [p for p in out.parent.iterdir() if p.name.startswith(".local.") and p.name.endswith(".tmp")]
+
+    with_tools(stack_copy, tk=f"exec '{real_tk}' \"$@\"\n")
+    again = run_doit(stack_copy, "render:local", check=True)
+    assert "render:local" in executed(again)
+    dep = yaml.safe_load((out / "apps-v1.Deployment-raibid-server.yaml").read_text())
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 31
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # stale temps swept
+
+
+# --------------------------------------------------------------------------- vendoring, fmt, libtests, ci
+
+
+def test_vendor_charts_does_not_touch_the_network_when_charts_are_at_their_pins(tmp_path, real_tools):
+    project = _fresh(tmp_path / "project")
+    log = tmp_path / "helm-calls"
+    with_tools(project, helm=f"echo \"$@\" >> '{log}'\nexit 1\n")
+    run_doit(project, "vendor:charts", check=True)
+    assert not log.exists()  # tk skipped every chart: helm (and the network) never ran
+    chartfile = project / "tanka/chartfile.yaml"
+    chartfile.write_text(chartfile.read_text().replace("version: 2.20.2", "version: 2.20.1"))
+    proc = run_doit(project, "vendor:charts")
+    assert proc.returncode != 0  # the pin changed: it really tries to pull (and the fake helm fails)
+    assert "repo update" in log.read_text() or "pull" in log.read_text()
+    assert "tk tool charts vendor" in proc.stdout + proc.stderr
+
+
+def test_fmt_check_names_the_files_and_the_fix(project, real_tools):
+    assert run_doit(project, "tanka:fmt").returncode == 0
+    (project / "tanka/lib/ugly.libsonnet").write_text("{a:1,\n   b:   2}\n")
+    proc = run_doit(project, "tanka:fmt")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "tanka/lib/ugly.libsonnet" in out and "tk fmt tanka/" in out
+
+
+def test_library_tests_pass_and_a_failure_is_readable(project, real_tools):
+    proc = run_doit(project, *(f"libtest:{n}" for n in
+                               ("libs", "redis", "gitea", "keda", "flux", "server", "agent", "secrets")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    suite = project / "tanka/tests/agent_test.jsonnet"
+    suite.write_text(suite.read_text().replace("[sj.minReplicaCount, sj.maxReplicaCount], [0, 10]",
+                                               "[sj.minReplicaCount, sj.maxReplicaCount], [0, 11]"))
+    proc = run_doit(project, "libtest:agent")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "scales 0 to 10" in out and "expected [0, 11]" in out and "actual   [0, 10]" in out
+
+
+def test_ci_runs_the_offline_checks_without_charts(project, real_tools):
+    proc = run_doit(project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ran = executed(proc)
+    assert "tanka:fmt" in ran and "libtest:agent" in ran
+    assert not [t for t in ran if t.startswith(("render:", "validate:"))]
+    assert "doit vendor:charts" in proc.stdout
+
+
+def test_ci_renders_and_validates_when_the_charts_are_there(stack_copy):
+    proc = run_doit(stack_copy, check=True)
+    for env in ENVS:  # through tanka:manifests, a group task
+        assert f"validate:{env}" in proc.stdout
+
+
+# --------------------------------------------------------------------------- apply, diff
+
+
+def _kubectl_applies(shims: Shims) -> list[dict]:
+    return [r for r in shims.records() if r["tool"] == "kubectl" and "apply" in r["argv"]]
+
+
+def test_apply_local_records_its_digest_and_is_checked_live(stack_copy, shims):
+    kubectl_shim(shims)
+    env = env_for(stack_copy, path_first=[shims.bin])
+    first = run_doit(stack_copy, "apply:local", env=env, check=True)
+    assert "apply:local" in executed(first)
+    applies = _kubectl_applies(shims)
+    assert len(applies) == 2  # tk apply, then the ConfigMap recording the digest
+    assert applies[0]["argv"][:3] == ["apply", "--context", "k3d-raibid-ci"]
+    assert "kind: ScaledJob" in applies[0]["stdin"] or '"ScaledJob"' in applies[0]["stdin"]
+    assert any(r["argv"][:2] == ["config", "view"] for r in shims.records())
+    recorded = shims.state()["configmaps"]["raibid-system/raibid-deploy-applied"]
+    assert len(recorded["digest"]) == 64
+
+    shims.clear()
+    second = run_doit(stack_copy, "apply:local", env=env, check=True)
+    assert "apply:local" not in executed(second)
+    assert _kubectl_applies(shims) == []
+    assert any("raibid-deploy-applied" in r["argv"] for r in shims.records())  # asked the cluster
+
+    # a new image pushed: applied again, with the image passed to tk
+    images = stack_copy / "build/images"
+    images.mkdir(parents=True, exist_ok=True)
+    ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
+    (images / "server.cluster.json").write_text(json.dumps({"name": "server", "ref": ref}))
+    shims.clear()
+    third = run_doit(stack_copy, "apply:local", env=env, check=True)
+    assert "apply:local" in executed(third)
+    assert ref in _kubectl_applies(shims)[0]["stdin"]
+
+    # the cluster was recreated: the ConfigMap is gone, so it deploys again
+    state = shims.state()
+    state["configmaps"] = {}
+    shims.set_state(**state)
+    shims.clear()
+    fourth = run_doit(stack_copy, "apply:local", env=env, check=True)
+    assert "apply:local" in executed(fourth)
+    assert len(_kubectl_applies(shims)) == 2
+
+
+def test_apply_prod_needs_explicit_confirmation(stack_copy, shims):
+    kubectl_shim(shims)
+    shims.set_state(contexts=["k3d-raibid-ci", "raibid-prod"])
+    env = env_for(stack_copy, path_first=[shims.bin])
+    refused = run_doit(stack_copy, "apply:prod", env=env)
+    assert refused.returncode != 0
+    assert "--yes-prod" in refused.stdout + refused.stderr
+    assert _kubectl_applies(shims) == []
+    run_doit(stack_copy, "apply:prod", "--yes-prod", env=env, check=True)
+    assert _kubectl_applies(shims)[0]["argv"][:3] == ["apply", "--context", "raibid-prod"]
+
+
+def test_diff_local_reports_differences_without_failing(stack_copy, shims):
+    kubectl_shim(shims)
+    env = env_for(stack_copy, path_first=[shims.bin])
+    proc = run_doit(stack_copy, "diff:local", env=env, check=True)
+    assert "differs" in proc.stdout
+    assert any(r["argv"][:1] == ["diff"] for r in shims.records())
+    assert _kubectl_applies(shims) == []
+
+
+def test_a_failing_render_names_the_error_and_keeps_the_previous_output(stack_copy):
+    out = stack_copy / "build/manifests/local"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    lib = stack_copy / "tanka/lib/raibid/agent.libsonnet"
+    lib.write_text(lib.read_text().replace("pollingInterval: cfg.agent.pollingInterval,",
+                                           "pollingInterval: cfg.agent.noSuchSetting,"))
+    proc = run_doit(stack_copy, "render:local")
+    assert proc.returncode != 0
+    out_text = proc.stdout + proc.stderr
+    assert "tk export" in out_text and "noSuchSetting" in out_text and "agent.libsonnet" in out_text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_missing_tool_is_named_before_anything_runs(tmp_path):
+    project = _fresh(tmp_path / "project")
+    bin_dir = with_tools(project)
+    (bin_dir / "tk").unlink()
+    env = env_for(project)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not (Path(p) / "tk").exists())
+    proc = run_doit(project, "render:staging", env=env)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "missing tool" in out and "tk v0.32.0" in out
+    assert not (project / "build" / "manifests" / "staging").exists()
