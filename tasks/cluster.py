@@ -127,18 +127,6 @@ def cluster_ready(task=None, values=None) -> bool:
 # --------------------------------------------------------------------------- actions
 
 
-def forget_pushes() -> None:
-    """A new cluster comes with a new, empty registry: what was pushed is gone, so the
-    push records (build/images/<name>.cluster.json) must not vouch for it any more."""
-    from . import docker
-
-    for name in docker.IMAGES:
-        rec = docker.cluster_record_path(name)
-        if rec.exists():
-            rec.unlink()
-            print(f"new registry: {paths.rel(rec)} forgotten (`push:{name}` pushes again)")
-
-
 def _run(argv: list[str]) -> None:
     print("$ " + " ".join(argv), flush=True)
     proc = subprocess.run(argv)
@@ -160,7 +148,6 @@ def ensure_cluster():
         if state == "missing":
             digest = config_digest()
             _run([k3d, "cluster", "create", "--config", str(cfg)])
-            forget_pushes()
             info = {"name": s.cluster, "config": paths.rel(cfg), "config_digest": digest,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         else:
@@ -200,7 +187,6 @@ def delete_cluster():
     except RuntimeError as e:
         return TaskFailed(str(e))
     state_file().unlink(missing_ok=True)
-    forget_pushes()
     return None
 
 

@@ -15,7 +15,7 @@ SHIMS = FIXTURES / "shims"
 @pytest.fixture
 def cluster_shims(shims):
     shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
-    shims.add("kubectl", (SHIMS / "kubectl_cluster_handler.py").read_text())
+    shims.add("kubectl", (SHIMS / "kubectl_handler.py").read_text())
     shims.add("docker")
     return shims
 
@@ -117,25 +117,6 @@ def test_cluster_does_not_run_cluster_delete(project, cluster_shims):
         assert r.returncode == 0, r.stdout + r.stderr
     assert not any("delete" in c for c in verbs(cluster_shims, "k3d"))
     assert cluster_shims.state()["k3d"]["clusters"]["raibid-ci"]["running"] is True
-
-
-def test_a_new_cluster_forgets_what_was_pushed_to_the_old_registry(project, cluster_shims):
-    images = project / "build" / "images"
-    images.mkdir(parents=True)
-    for name in ("server", "agent"):
-        (images / f"{name}.json").write_text('{"tag": "raibid-%s:abc"}' % name)
-        (images / f"{name}.cluster.json").write_text('{"ref": "k3d-raibid-registry.localhost:5111/x"}')
-    # a running cluster: its registry holds the pushes, nothing forgotten
-    cluster_shims.set_state(k3d={"clusters": {"raibid-ci": {"servers": 1, "agents": 1, "running": True}}})
-    assert doit(project, cluster_shims, "cluster").returncode == 0
-    assert (images / "server.cluster.json").exists()
-    # created anew: the records of pushes into the old registry are gone, the builds kept
-    cluster_shims.set_state(k3d={"clusters": {}})
-    r = doit(project, cluster_shims, "cluster")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert not (images / "server.cluster.json").exists() and not (images / "agent.cluster.json").exists()
-    assert (images / "server.json").exists()
-    assert "push:server` pushes again" in r.stdout
 
 
 def test_cluster_delete(project, cluster_shims):

@@ -18,7 +18,7 @@ SHIMS = FIXTURES / "shims"
 @pytest.fixture
 def stack_shims(shims):
     shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
-    shims.add("kubectl", (SHIMS / "kubectl_cluster_handler.py").read_text())
+    shims.add("kubectl", (SHIMS / "kubectl_handler.py").read_text())
     shims.add("tilt", (SHIMS / "tilt_handler.py").read_text())
     shims.add("docker")
     return shims
@@ -54,7 +54,7 @@ def test_e2e_runs_tilt_ci_and_reports_its_failure(project, stack_shims):
 
 def test_dev_without_tilt_names_it_and_starts_nothing(project, shims):
     shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
-    shims.add("kubectl", (SHIMS / "kubectl_cluster_handler.py").read_text())
+    shims.add("kubectl", (SHIMS / "kubectl_handler.py").read_text())
     shims.add("docker")
     env = env_for(project, path_first=[shims.bin])
     env["PATH"] = os.pathsep.join([str(shims.bin), str(project / ".tools" / "bin")])
