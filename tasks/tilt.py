@@ -42,14 +42,19 @@ def check_tiltfile():
 
 def task_tilt_check():
     """Check the Tiltfile offline: evaluate it with a real Starlark interpreter and Tilt's checks."""
+    from .tanka import digest_file
+
     root = paths.root()
-    deps = [tiltfile(), root / "plan.yaml", Path(__file__).with_name("tiltcheck.py")]
+    # what the evaluation reads: the Tiltfile, plan.yaml, the rendered manifests (their
+    # digest, written by render:local), the Dockerfiles it names, and the evaluator
+    deps = [tiltfile(), root / "plan.yaml", digest_file("local"), Path(__file__).with_name("tiltcheck.py"),
+            paths.docker() / "server.Dockerfile", paths.docker() / "agent.Dockerfile"]
     return {
         "basename": "tilt:check",
         "actions": [check_tiltfile],
-        "file_dep": [str(p) for p in deps if p.exists()],
+        "file_dep": [str(p) for p in deps],
         "task_dep": ["render:local"],
-        "verbosity": 1,
+        "verbosity": 2,
     }
 
 

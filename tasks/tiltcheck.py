@@ -227,8 +227,23 @@ def selector_matches(sel: str, obj: dict) -> bool:
 # --------------------------------------------------------------------------- the builtins
 
 
-def _builtins(rec: Recording, root: Path, args: dict, env: dict):
+def _load_yaml_stream(path: Path, cache: dict) -> list:
+    """Every document of a YAML file (libyaml when present; parsed once per evaluation)."""
     import yaml
+
+    key = str(path)
+    if key not in cache:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        cache[key] = list(yaml.load_all(path.read_text(), Loader=loader))
+    return cache[key]
+
+
+def _builtins(rec: Recording, root: Path, args: dict, env: dict):
+    import copy
+
+    import yaml
+
+    parsed: dict[str, list] = {}
 
     def record(_builtin, **kw):
         rec.calls.append(Call(_builtin, kw))
@@ -300,7 +315,7 @@ def _builtins(rec: Recording, root: Path, args: dict, env: dict):
             if default is not None:
                 return default
             raise TiltfileError(f"read_yaml_stream: {p} does not exist")
-        return [d for d in yaml.safe_load_all(f.read_text())]
+        return copy.deepcopy(_load_yaml_stream(f, parsed))
 
     def read_json(p, default=None):
         f = path(p)
@@ -316,7 +331,7 @@ def _builtins(rec: Recording, root: Path, args: dict, env: dict):
             fp = path(f)
             if not fp.is_file():
                 raise TiltfileError(f"k8s_yaml: {f} does not exist")
-            docs = [d for d in yaml.safe_load_all(fp.read_text()) if d]
+            docs = [copy.deepcopy(d) for d in _load_yaml_stream(fp, parsed) if d]
             for d in docs:
                 if not isinstance(d, dict) or "kind" not in d or "metadata" not in d:
                     raise TiltfileError(f"k8s_yaml: {f}: not a Kubernetes object: {str(d)[:80]}")

@@ -222,3 +222,33 @@ def test_missing_manifests_fail_with_the_command_to_run(project):
     (project / "tanka").mkdir(exist_ok=True)
     with pytest.raises(tiltcheck.TiltfileError, match=r"no manifests in build/manifests/local: run `doit render:local`"):
         tiltcheck.check(project / "Tiltfile", env={})
+
+
+# ---------------------------------------------------------------- `doit tilt:check`, on the real render
+
+
+def test_tilt_check_task_evaluates_against_the_rendered_environment(project):
+    """render:local (real tk + helm, stand-in charts) then the Tiltfile checked on its output."""
+    from support import env_for, run_doit, tool_or_fail
+    from tanka_fixtures import install_charts
+
+    tool_or_fail("tk")
+    tool_or_fail("helm")
+    install_charts(project)
+    env = env_for(project, {"RAIBID_SRC": str(FIXTURES / "raibid-ci")})
+    r = run_doit(project, "tilt:check", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "render:local" in r.stdout and "evaluates cleanly" in r.stdout
+    rec = tiltcheck.check(project / "Tiltfile", env={})
+    res = rec.resources()
+    assert set(res) == set(rec.workloads()) >= {"redis-master", "gitea", "keda-operator", "source-controller",
+                                                "raibid-server", "raibid-agent"}
+    assert rec.images_of(rec.workloads()["raibid-agent"]) == ["raibid-agent:dev"]
+    # up to date until the Tiltfile (or what it reads) changes
+    r = run_doit(project, "tilt:check", env=env)
+    assert r.returncode == 0 and "0 executed" in r.stdout
+    tf = project / "Tiltfile"
+    tf.write_text(tf.read_text().replace("k8s_resource(w, **args)", "k8s_resource(w + '-typo', **args)"))
+    r = run_doit(project, "tilt:check", env=env)
+    assert r.returncode != 0
+    assert "no workload named 'raibid-server-typo'" in r.stdout + r.stderr
