@@ -42,8 +42,18 @@ def check_tiltfile():
 
 def task_tilt_check():
     """Check the Tiltfile offline: evaluate it with a real Starlark interpreter and Tilt's checks."""
-    from .tanka import digest_file
+    from .tanka import charts_present, digest_file
 
+    if not charts_present():
+        # like tanka:manifests: the Tiltfile deploys the render, which needs the charts
+        return {
+            "basename": "tilt:check",
+            "actions": [lambda: print("tilt:check: charts are not vendored (tanka/charts/): the Tiltfile "
+                                      "is checked against the rendered manifests, so it is skipped. "
+                                      "Run `doit vendor:charts` (needs network once), then `doit` again.")],
+            "uptodate": [False],
+            "verbosity": 2,
+        }
     root = paths.root()
     # what the evaluation reads: the Tiltfile, plan.yaml, the rendered manifests (their
     # digest, written by render:local), the Dockerfiles it names, and the evaluator

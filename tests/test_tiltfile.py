@@ -252,3 +252,12 @@ def test_tilt_check_task_evaluates_against_the_rendered_environment(project):
     r = run_doit(project, "tilt:check", env=env)
     assert r.returncode != 0
     assert "no workload named 'raibid-server-typo'" in r.stdout + r.stderr
+
+
+def test_tilt_check_without_vendored_charts_says_it_is_skipped(project):
+    from support import env_for, run_doit
+
+    r = run_doit(project, "tilt:check", env=env_for(project))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "charts are not vendored" in r.stdout and "doit vendor:charts" in r.stdout
+    assert not (project / "build" / "manifests").exists()
