@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import FIXTURES, env_for, run_doit
+from support import FIXTURES, env_for, run_doit, tool_or_fail
 
 SHIMS = FIXTURES / "shims"
 
@@ -85,47 +85,39 @@ def test_down_deletes_the_rendered_stack_and_the_applied_record(project, stack_s
 # ---------------------------------------------------------------- the live-reload host build
 
 
-def _workspace(root: Path) -> Path:
-    """A minimal Cargo workspace with a raibid-server binary (std only)."""
-    (root / "crates" / "server" / "src").mkdir(parents=True)
-    (root / "Cargo.toml").write_text('[workspace]\nmembers = ["crates/server"]\nresolver = "2"\n')
-    (root / "crates" / "server" / "Cargo.toml").write_text(
-        '[package]\nname = "raibid-server"\nversion = "0.1.0"\nedition = "2021"\n\n'
-        '[[bin]]\nname = "raibid-server"\npath = "src/main.rs"\n')
-    (root / "crates" / "server" / "src" / "main.rs").write_text('fn main() { println!("v1"); }\n')
-    return root
-
-
 def test_server_binary_builds_incrementally_into_the_dev_context(project, tmp_path):
-    cargo = shutil.which("cargo")
-    if cargo is None:
-        pytest.skip("cargo is not installed") if os.environ.get("RAIBID_REQUIRE_TOOLS") != "1" \
-            else pytest.fail("cargo is required")
-    src = _workspace(tmp_path / "raibid-ci")
+    tool_or_fail("cargo")
+    # a copy of the Docker workstream's std-only stand-in workspace, to edit
+    src = tmp_path / "raibid-ci"
+    shutil.copytree(FIXTURES / "raibid-ci", src, ignore=shutil.ignore_patterns("target"))
     host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
     triple = next(line.split()[1] for line in host.splitlines() if line.startswith("host:"))
     extra = {"RAIBID_SRC": str(src), "RAIBID_DEV_TARGET": triple, "CARGO_TARGET_DIR": str(tmp_path / "target")}
-    # wired through the Tiltfile's local_resource: `doit tilt:server-binary`
+    # what the Tiltfile's local_resource runs: `doit tilt:server-binary`
     env = env_for(project, extra)
     r = run_doit(project, "tilt:server-binary", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert f"--target {triple}" in r.stdout
     out = project / "build" / "tilt" / "server"
     binary = out / "raibid-server"
-    assert subprocess.run([binary], capture_output=True, text=True).stdout == "v1\n"
+    built = tmp_path / "target" / triple / "debug" / "raibid-server"
+    assert binary.read_bytes() == built.read_bytes() and os.access(binary, os.X_OK)
     digest = (out / "cargo-manifests.sha256").read_text()
     mtime = binary.stat().st_mtime_ns
     # nothing changed: the binary is not rewritten (Tilt would sync and restart for nothing)
     r = run_doit(project, "tilt:server-binary", env=env)
-    assert r.returncode == 0 and "unchanged" in r.stdout
+    assert r.returncode == 0 and "raibid-server: unchanged" in r.stdout
     assert binary.stat().st_mtime_ns == mtime
-    # a source change: new binary, same Cargo manifests digest (a live update, no image build)
-    (src / "crates" / "server" / "src" / "main.rs").write_text('fn main() { println!("v2"); }\n')
-    assert run_doit(project, "tilt:server-binary", env=env).returncode == 0
-    assert subprocess.run([binary], capture_output=True, text=True).stdout == "v2\n"
+    # a source change: a new binary, the same manifests digest (a live update, no image build)
+    main = src / "crates" / "server" / "src" / "main.rs"
+    main.write_text(main.read_text().replace('"404 Not Found"', '"404 Nothing Here"'))
+    r = run_doit(project, "tilt:server-binary", env=env)
+    assert r.returncode == 0 and "raibid-server: updated" in r.stdout
+    assert b"404 Nothing Here" in binary.read_bytes()
     assert (out / "cargo-manifests.sha256").read_text() == digest
     # a Cargo.toml change: the digest file changes (Tilt's fall_back_on: full image build)
     toml = src / "crates" / "server" / "Cargo.toml"
-    toml.write_text(toml.read_text().replace('version = "0.1.0"', 'version = "0.1.1"'))
+    toml.write_text(toml.read_text() + '\n[features]\nextra = []\n')
     r = run_doit(project, "tilt:server-binary", env=env)
     assert r.returncode == 0 and "full image rebuild" in r.stdout
     assert (out / "cargo-manifests.sha256").read_text() != digest

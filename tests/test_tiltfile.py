@@ -261,3 +261,15 @@ def test_tilt_check_without_vendored_charts_says_it_is_skipped(project):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "charts are not vendored" in r.stdout and "doit vendor:charts" in r.stdout
     assert not (project / "build" / "manifests").exists()
+
+
+def test_every_doit_task_the_tiltfile_runs_exists(staged):
+    """The Tiltfile calls doit by task name: a renamed task must not go unnoticed."""
+    from support import env_for, run_doit
+
+    rec = tiltcheck.check(staged / "Tiltfile", env={})
+    commands = [c["command"] for c in rec.of("local")] + [c["cmd"] for c in rec.of("local_resource")]
+    cited = [w for cmd in commands if cmd.startswith("doit ") for w in cmd.split()[1:]]
+    assert cited == ["cluster", "render:local", "validate:local", "tilt:server-binary"]
+    listed = run_doit(staged, "list", "--all", "--quiet", env=env_for(staged), check=True).stdout.split()
+    assert set(cited) <= set(listed)
