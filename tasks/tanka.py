@@ -474,7 +474,7 @@ def task_render():
                          manifests_dir(env).is_dir(), render_uptodate(env)],
             "verbosity": 1,
         }
-        yield tools.needs(task, "tk", "helm")
+        yield tools.needs(task, "tk", "helm", "git")
 
 
 # --------------------------------------------------------------------------- validate
