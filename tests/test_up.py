@@ -3,7 +3,7 @@ real tk and helm rendering the stand-in charts: the chain runs in order, a secon
 executes nothing, a recreated cluster is redeployed, a missing tool stops it first."""
 from __future__ import annotations
 
-import os
+import subprocess
 
 import pytest
 
@@ -91,10 +91,7 @@ def test_a_cluster_deleted_behind_doits_back_is_created_and_redeployed(stack):
     project, shims = stack
     assert up(project, shims).returncode == 0
     # `k3d cluster delete` by hand: no cluster, an empty registry, nothing deployed
-    state = shims.state()
-    state["k3d"]["clusters"] = {}
-    state.update(pushed=[], configmaps={}, namespaces=["default", "kube-system"], rollouts=[])
-    shims.set_state(**state)
+    subprocess.run([str(shims.bin / "k3d"), "cluster", "delete", "raibid-ci"], check=True, capture_output=True)
     shims.clear()
     r = up(project, shims)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -180,3 +177,18 @@ def test_up_names_every_missing_tool_at_once(stack):
     assert r.returncode != 0 and "missing tools: nothing was run." in out
     assert "- docker" in out and "- k3d" in out and "- kubectl" not in out
     assert shims.records() == []
+
+
+def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(stack):
+    """README's `reset-local`: `doit cluster:delete up`."""
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    shims.clear()
+    r = up(project, shims, "cluster:delete", "up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    # the registry went with the cluster: pushed again (not rebuilt), then deployed
+    assert first(calls, "k3d cluster create") < first(calls, "docker push localhost:5111/raibid-server:")
+    assert not [c for c in calls if "buildx build" in c]
+    assert first(calls, "k3d cluster delete raibid-ci") < first(calls, "k3d cluster create") \
+        < first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
