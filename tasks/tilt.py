@@ -178,3 +178,23 @@ def task_tilt_server_binary():
         "uptodate": [False],  # cargo is the judge of what is out of date
         "verbosity": 2,
     }
+
+
+# --------------------------------------------------------------------------- tilt:takeover
+
+
+def take_over():
+    from doit.exceptions import TaskFailed
+
+    from .up import ENV, forget_applied
+
+    if not forget_applied():
+        return TaskFailed("could not delete the deploy record (is the cluster running? `doit cluster`)")
+    print(f"Tilt deploys {ENV} now: `doit up` will deploy its own images again")
+    return None
+
+
+def task_tilt_takeover():
+    """Hand the deployment to Tilt: forget what `apply:local` recorded, so `doit up` redeploys later."""
+    return tools.needs({"basename": "tilt:takeover", "actions": [take_over], "uptodate": [False],
+                        "verbosity": 2}, "kubectl")

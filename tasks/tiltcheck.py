@@ -372,10 +372,6 @@ def _builtins(rec: Recording, root: Path, args: dict, env: dict):
                      live_update=None, match_in_env_vars=False, ignore=None, only=None, entrypoint=None,
                      target="", ssh="", network="", secret="", extra_tag="", container_args=None,
                      cache_from=None, pull=False, platform="", extra_hosts=None):
-        if not path(context).is_dir() and context != ".":
-            # Tilt fails at build time; offline the context may not exist yet (RAIBID_SRC,
-            # build/tilt/server): recorded, not fatal
-            pass
         record("docker_build", ref=ref, context=context, dockerfile=dockerfile,
                dockerfile_contents=dockerfile_contents, live_update=list(live_update or []),
                ignore=[ignore] if isinstance(ignore, str) else list(ignore or []),

@@ -193,25 +193,32 @@ def task_up():
 # --------------------------------------------------------------------------- down, dev, e2e
 
 
+def forget_applied(env: str = ENV) -> bool:
+    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
+    from .tanka import APPLIED_CONFIGMAP, context_of, namespace_of
+
+    argv = [tools.which("kubectl") or "kubectl", "--context", context_of(env), "-n", namespace_of(env),
+            "delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
+    print("$ kubectl " + " ".join(argv[1:]), flush=True)
+    return subprocess.run(argv).returncode == 0
+
+
 def delete_stack():
     from doit.exceptions import TaskFailed
+
+    from .tanka import context_of
 
     s = settings()
     manifests = paths.build() / "manifests" / ENV
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
                           f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
-    kubectl = tools.which("kubectl") or "kubectl"
-    base = [kubectl, "--context", s.kube_context]
-    steps = [
-        base + ["delete", "--recursive", "-f", str(manifests), "--ignore-not-found", "--wait=false"],
-        # forget what was applied, so the next `doit up` deploys again
-        base + ["-n", s.namespace, "delete", "configmap", "raibid-deploy-applied", "--ignore-not-found"],
-    ]
-    for argv in steps:
-        print("$ kubectl " + " ".join(argv[1:]), flush=True)
-        if subprocess.run(argv).returncode != 0:
-            return TaskFailed(f"`kubectl {' '.join(argv[1:])}` failed (is the cluster running? `doit cluster`)")
+    argv = [tools.which("kubectl") or "kubectl", "--context", context_of(ENV), "delete", "--recursive",
+            "-f", str(manifests), "--ignore-not-found", "--wait=false"]
+    print("$ kubectl " + " ".join(argv[1:]), flush=True)
+    # then forget what was applied, so the next `doit up` deploys again
+    if subprocess.run(argv).returncode != 0 or not forget_applied():
+        return TaskFailed("deleting the stack failed (is the cluster running? `doit cluster`)")
     print(f"stack removed; the cluster {s.cluster} keeps running (`doit cluster:delete` removes it)")
     return None
 

@@ -43,7 +43,7 @@ def test_context_registry_and_doit_bootstrap(rec):
     reg = rec.one("default_registry")
     assert reg["host"] == "localhost:5111"
     assert reg["host_from_cluster"] == "k3d-raibid-registry.localhost:5111"
-    assert rec.one("local")["command"] == "doit cluster render:local validate:local"
+    assert rec.one("local")["command"] == "doit cluster render:local validate:local tilt:takeover"
     assert {c["path"] for c in rec.of("watch_file")} >= {"tanka/"}
     assert rec.one("config.define_string")["name"] == "env"
     # the bootstrap comes before anything reads the manifests
@@ -54,7 +54,7 @@ def test_context_registry_and_doit_bootstrap(rec):
 def test_env_selects_the_rendered_environment(staged):
     shutil.copytree(staged / "build" / "manifests" / "local", staged / "build" / "manifests" / "staging")
     rec = tiltcheck.check(staged / "Tiltfile", args={"env": "staging"}, env={})
-    assert rec.one("local")["command"] == "doit cluster render:staging validate:staging"
+    assert rec.one("local")["command"] == "doit cluster render:staging validate:staging tilt:takeover"
     assert all("/build/manifests/staging/" in f for f in rec.one("k8s_yaml")["files"])
 
 
@@ -270,6 +270,6 @@ def test_every_doit_task_the_tiltfile_runs_exists(staged):
     rec = tiltcheck.check(staged / "Tiltfile", env={})
     commands = [c["command"] for c in rec.of("local")] + [c["cmd"] for c in rec.of("local_resource")]
     cited = [w for cmd in commands if cmd.startswith("doit ") for w in cmd.split()[1:]]
-    assert cited == ["cluster", "render:local", "validate:local", "tilt:server-binary"]
+    assert cited == ["cluster", "render:local", "validate:local", "tilt:takeover", "tilt:server-binary"]
     listed = run_doit(staged, "list", "--all", "--quiet", env=env_for(staged), check=True).stdout.split()
     assert set(cited) <= set(listed)

@@ -192,3 +192,21 @@ def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(stack):
     assert not [c for c in calls if "buildx build" in c]
     assert first(calls, "k3d cluster delete raibid-ci") < first(calls, "k3d cluster create") \
         < first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+
+
+def test_after_tilt_took_over_doit_up_deploys_again(stack):
+    """Tilt replaces the images `doit up` deployed: the Tiltfile runs `doit tilt:takeover`,
+    after which the deploy record is gone and `doit up` applies its own images again."""
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    shims.clear()
+    r = up(project, shims, "tilt:takeover")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert shims.calls("kubectl") == [["--context", "k3d-raibid-ci", "-n", "raibid-system", "delete",
+                                       "configmap", "raibid-deploy-applied", "--ignore-not-found"]]
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    assert first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+    assert not [c for c in calls if "buildx build" in c or "docker push" in c]
