@@ -301,29 +301,20 @@ def _builtins(rec: Recording, root: Path, args: dict, env: dict):
         it = d.rglob("*") if recursive else d.iterdir()
         return sorted(str(p) for p in it if p.is_file())
 
-    def read_yaml(p, default=None):
-        f = path(p)
-        if not f.exists():
-            if default is not None:
-                return default
-            raise TiltfileError(f"read_yaml: {p} does not exist")
-        return yaml.safe_load(f.read_text())
+    def reader(name, parse):
+        """A Tilt read_* builtin: the parsed file, or ``default`` when it is missing."""
+        def read(p, default=None):
+            f = path(p)
+            if not f.exists():
+                if default is not None:
+                    return default
+                raise TiltfileError(f"{name}: {p} does not exist")
+            return parse(f)
+        return read
 
-    def read_yaml_stream(p, default=None):
-        f = path(p)
-        if not f.exists():
-            if default is not None:
-                return default
-            raise TiltfileError(f"read_yaml_stream: {p} does not exist")
-        return copy.deepcopy(_load_yaml_stream(f, parsed))
-
-    def read_json(p, default=None):
-        f = path(p)
-        if not f.exists():
-            if default is not None:
-                return default
-            raise TiltfileError(f"read_json: {p} does not exist")
-        return json.loads(f.read_text())
+    read_yaml = reader("read_yaml", lambda f: yaml.safe_load(f.read_text()))
+    read_yaml_stream = reader("read_yaml_stream", lambda f: copy.deepcopy(_load_yaml_stream(f, parsed)))
+    read_json = reader("read_json", lambda f: json.loads(f.read_text()))
 
     def k8s_yaml(yaml_, allow_duplicates=False):
         files = [yaml_] if isinstance(yaml_, str) else list(yaml_)
