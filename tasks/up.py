@@ -113,13 +113,16 @@ def task_e2e_tools():
 
 
 class StackSettled(UptodateCalculator):
-    """uptodate of ``up``: no task of the chain executed in this run and the previous
-    ``up`` finished its waits. The chain's own checks are live (cluster state, the
-    applied digest held by the cluster), so "nothing below ran" means the cluster still
-    holds what ``up`` last saw roll out."""
+    """uptodate of ``up``: the previous ``up`` finished its waits for the deploy that is
+    current now, and no task of the chain executed in this run. The chain's own checks
+    are live (cluster state, the applied digest held by the cluster), so "nothing below
+    ran" means the cluster still holds what ``up`` last saw roll out; the digest catches
+    an ``apply:local`` run on its own since."""
 
     def __call__(self, task, values):
-        if not values.get("settled"):
+        from .tanka import deploy_digest
+
+        if not values.get("settled") or values.get("deployed") != deploy_digest(ENV):
             return False
         seen, todo = set(), list(task.task_dep)
         while todo:
@@ -149,7 +152,9 @@ def wait_rollouts():
                               f"{(proc.stderr or proc.stdout).strip()}\n"
                               f"  look: kubectl --context {s.kube_context} -n {s.namespace} describe {ref}\n"
                               f"  logs: kubectl --context {s.kube_context} -n {s.namespace} logs {ref}")
-    return {"settled": True}
+    from .tanka import deploy_digest
+
+    return {"settled": True, "deployed": deploy_digest(ENV)}
 
 
 def show_panel():

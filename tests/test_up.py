@@ -210,3 +210,17 @@ def test_after_tilt_took_over_doit_up_deploys_again(stack):
     calls = [line(rec) for rec in shims.records()]
     assert first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
     assert not [c for c in calls if "buildx build" in c or "docker push" in c]
+
+
+def test_a_deploy_made_outside_up_is_waited_for_by_the_next_up(stack):
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    # a jsonnet change deployed with `doit apply:local` on its own
+    lib = project / "tanka" / "environments" / "local" / "main.jsonnet"
+    lib.write_text(lib.read_text().replace("server: { replicas: 1 }", "server: { replicas: 2 }"))
+    assert up(project, shims, "apply:local").returncode == 0
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 executed" in r.stdout                       # only up: it waits for that deploy
+    assert [c for c in shims.calls("kubectl") if "rollout" in c]
