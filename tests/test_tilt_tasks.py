@@ -93,11 +93,12 @@ def test_server_binary_builds_incrementally_into_the_dev_context(project, tmp_pa
     host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
     triple = next(line.split()[1] for line in host.splitlines() if line.startswith("host:"))
     extra = {"RAIBID_SRC": str(src), "RAIBID_DEV_TARGET": triple, "CARGO_TARGET_DIR": str(tmp_path / "target")}
-    # what the Tiltfile's local_resource runs: `doit tilt:server-binary`
+    # what the Tiltfile's local_resource runs
     env = env_for(project, extra)
-    r = run_doit(project, "tilt:server-binary", env=env)
+    r = run_doit(project, "--db-file", ".doit.db.server-binary", "tilt:server-binary", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"--target {triple}" in r.stdout
+    assert (project / ".doit.db.server-binary").exists() and not (project / ".doit.db").exists()
     out = project / "build" / "tilt" / "server"
     binary = out / "raibid-server"
     built = tmp_path / "target" / triple / "debug" / "raibid-server"

@@ -118,7 +118,7 @@ def test_image_builds_server_live_reload_agent_full(rec):
     assert server["entrypoint"][-1] == "/usr/local/bin/raibid-server"
     # the host build: incremental cargo through doit, Cargo manifests watched, target/ ignored
     lr = rec.one("local_resource", name="server-binary")
-    assert lr["cmd"] == "doit tilt:server-binary"
+    assert lr["cmd"] == "doit --db-file .doit.db.server-binary tilt:server-binary"
     assert {"../raibid-ci/Cargo.toml", "../raibid-ci/Cargo.lock", "../raibid-ci/crates"} <= set(lr["deps"])
     assert "../raibid-ci/target" in lr["ignore"]
     assert "server-binary" in rec.resources()["raibid-server"]["resource_deps"]
@@ -269,7 +269,12 @@ def test_every_doit_task_the_tiltfile_runs_exists(staged):
 
     rec = tiltcheck.check(staged / "Tiltfile", env={})
     commands = [c["command"] for c in rec.of("local")] + [c["cmd"] for c in rec.of("local_resource")]
-    cited = [w for cmd in commands if cmd.startswith("doit ") for w in cmd.split()[1:]]
+    cited = [w for cmd in commands if cmd.startswith("doit ")
+             for w in cmd.replace("--db-file .doit.db.server-binary", "").split()[1:]]
     assert cited == ["cluster", "render:local", "validate:local", "tilt:takeover", "tilt:server-binary"]
+    # the database given is one git ignores (and never the shared .doit.db)
+    from support import REPO
+    import subprocess
+    assert subprocess.run(["git", "check-ignore", "-q", ".doit.db.server-binary"], cwd=REPO).returncode == 0
     listed = run_doit(staged, "list", "--all", "--quiet", env=env_for(staged), check=True).stdout.split()
     assert set(cited) <= set(listed)
