@@ -38,6 +38,18 @@ def settings():
     return plan_or_exit().settings
 
 
+def dep_closure(tasks: dict, names):
+    """The tasks named and, transitively, their task_dep (each once)."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in tasks:
+            continue
+        seen.add(name)
+        yield tasks[name]
+        todo.extend(tasks[name].task_dep)
+
+
 # --------------------------------------------------------------------------- up:tools
 
 
@@ -57,16 +69,9 @@ class ChainTools(UptodateCalculator):
 
     def chain_tools(self, tasks: dict) -> tuple[str, ...]:
         names = dict.fromkeys(self.base)
-        seen, todo = set(), list(self.chain)
-        while todo:
-            name = todo.pop()
-            if name in seen or name not in tasks:
-                continue
-            seen.add(name)
-            t = tasks[name]
+        for t in dep_closure(tasks, self.chain):
             for n in (t.meta or {}).get("tools", ()):
                 names.setdefault(n)
-            todo.extend(t.task_dep)
         return tuple(n for n in names if n in tools.TOOLS and not tools.TOOLS[n].optional)
 
     def __call__(self, task, values):
@@ -74,8 +79,7 @@ class ChainTools(UptodateCalculator):
         gone = tools.missing(self.names)
         self.problems = [tools.missing_message(gone)] if gone else []
         if not gone:
-            live = [f"{n}: {tools.live_problem(tools.TOOLS[n])}" for n in self.names
-                    if tools.live_problem(tools.TOOLS[n])]
+            live = [f"{n}: {p}" for n in self.names if (p := tools.live_problem(tools.TOOLS[n]))]
             if live:
                 self.problems = ["a tool is installed but cannot work: nothing was run.\n  "
                                  + "\n  ".join(live)]
@@ -124,17 +128,7 @@ class StackSettled(UptodateCalculator):
 
         if not values.get("settled") or values.get("deployed") != deploy_digest(ENV):
             return False
-        seen, todo = set(), list(task.task_dep)
-        while todo:
-            name = todo.pop()
-            if name in seen or name not in self.tasks_dict:
-                continue
-            seen.add(name)
-            t = self.tasks_dict[name]
-            if t.executed:
-                return False
-            todo.extend(t.task_dep)
-        return True
+        return not any(t.executed for t in dep_closure(self.tasks_dict, task.task_dep))
 
 
 def wait_rollouts():
@@ -181,7 +175,8 @@ def show_panel():
            f"port-forward svc/raibid-server 8080 8081\n"
            f"      [cyan]doit down[/] removes the stack (keeps the cluster), "
            f"[cyan]doit cluster:delete[/] the cluster; docs/TILT_WORKFLOW.md")
-    Console(highlight=False).print(Panel.fit(t, title="raibid-ci is up", subtitle="doit up"))
+    Console(highlight=False).print(Panel.fit(t, title="raibid-ci is up",
+                                             subtitle="ports forwarded by `doit dev`"))
     Console(highlight=False).print(nxt)
 
 

@@ -224,3 +224,24 @@ def test_a_deploy_made_outside_up_is_waited_for_by_the_next_up(stack):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 executed" in r.stdout                       # only up: it waits for that deploy
     assert [c for c in shims.calls("kubectl") if "rollout" in c]
+
+
+NO_ENGINE = '''
+import sys
+def handle(argv, state, rec):
+    if argv[:1] == ["info"]:
+        sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock\\n")
+        return 1
+    return 0
+'''
+
+
+def test_up_with_a_docker_client_but_no_engine_stops_first(stack):
+    project, shims = stack
+    shims.add("docker", NO_ENGINE)
+    r = up(project, shims)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "a tool is installed but cannot work: nothing was run." in out
+    assert "no engine answers: start Docker" in out
+    assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
