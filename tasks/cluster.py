@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import atomic, paths, tools
+from . import atomic, core, paths, tools
 
 #: how long to wait for the nodes to become Ready
 READY_TIMEOUT = "180s"
@@ -45,6 +45,55 @@ def recorded() -> dict:
         return json.loads(state_file().read_text())
     except (OSError, ValueError):
         return {}
+
+
+def config_problems() -> list[str]:
+    """What is wrong with cluster/k3d.yaml, checked against plan.yaml's settings."""
+    import yaml
+
+    cfg = config_file()
+    where = paths.rel(cfg)
+    if not cfg.exists():
+        return [f"{where} is missing: it defines the k3d cluster"]
+    try:
+        data = yaml.safe_load(cfg.read_text())
+    except yaml.YAMLError as e:
+        return [f"{where}: not valid YAML: {e}"]
+    if not isinstance(data, dict):
+        return [f"{where}: expected a k3d Simple config (a mapping)"]
+    s = settings()
+    probs = []
+
+    def want(what, got, expected, fix):
+        if got != expected:
+            probs.append(f"{where}: {what} is {got!r}, plan.yaml settings say {expected!r}; {fix}")
+
+    want("apiVersion", data.get("apiVersion"), "k3d.io/v1alpha5", "write `apiVersion: k3d.io/v1alpha5`")
+    want("kind", data.get("kind"), "Simple", "write `kind: Simple`")
+    want("metadata.name", (data.get("metadata") or {}).get("name"), s.cluster,
+         "the cluster name must match settings.cluster (the kube context is k3d-<name>)")
+    reg = ((data.get("registries") or {}).get("create") or {})
+    want("registries.create.name", reg.get("name"), s.registry,
+         "the registry name must match settings.registry (images are pulled as k3d-<name>:<port>)")
+    want("registries.create.hostPort", str(reg.get("hostPort")), str(s.registry_port),
+         "the registry port must match settings.registry_port (images are pushed to localhost:<port>)")
+    if not str((data.get("kubeAPI") or {}).get("hostPort") or "").isdigit():
+        probs.append(f"{where}: kubeAPI.hostPort is not set; fix the API port (e.g. \"6550\") so the "
+                     f"kubeconfig entry survives restarts")
+    image = str(data.get("image") or "")
+    if ":" not in image or image.endswith(":latest"):
+        probs.append(f"{where}: image {image!r} is not pinned; use a rancher/k3s:v1.33.x-k3s1 tag")
+    return probs
+
+
+def check_config():
+    from doit.exceptions import TaskFailed
+
+    probs = config_problems()
+    if probs:
+        return TaskFailed("\n".join(probs))
+    print(f"{paths.rel(config_file())}: agrees with plan.yaml (cluster {settings().cluster})")
+    return None
 
 
 # --------------------------------------------------------------------------- live state
@@ -140,8 +189,9 @@ def ensure_cluster():
 
     s = settings()
     cfg = config_file()
-    if not cfg.exists():
-        return TaskFailed(f"{paths.rel(cfg)} is missing: it defines the k3d cluster {s.cluster!r}")
+    probs = config_problems()
+    if probs:
+        return TaskFailed("\n".join(probs))
     try:
         state = live_state(s.cluster)
         k3d = tools.which("k3d")
@@ -200,6 +250,19 @@ def task_cluster():
         "uptodate": [cluster_ready],
         "verbosity": 2,
     }, "docker", "k3d", "kubectl")
+
+
+def task_cluster_check():
+    """Check cluster/k3d.yaml offline: a k3d Simple config that agrees with plan.yaml's settings."""
+    return {
+        "basename": "cluster:check",
+        "actions": [check_config],
+        "file_dep": [str(config_file()), str(paths.plan_file())],
+        "verbosity": 1,
+    }
+
+
+core.offline_check("cluster:check")
 
 
 def task_cluster_delete():

@@ -139,3 +139,22 @@ def test_missing_k3d_is_named_before_anything_runs(project, shims):
     out = r.stdout + r.stderr
     assert "missing tool: nothing was run." in out and "k3d" in out and "install:" in out
     assert shims.calls() == []
+
+
+def test_cluster_config_must_agree_with_plan_settings(project, cluster_shims):
+    r = doit(project, cluster_shims, "cluster:check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = project / "cluster" / "k3d.yaml"
+    cfg.write_text(cfg.read_text().replace("  name: raibid-ci ", "  name: other ")
+                   .replace('hostPort: "5111"', 'hostPort: "5000"')
+                   .replace("rancher/k3s:v1.33.5-k3s1", "rancher/k3s:latest"))
+    r = doit(project, cluster_shims, "cluster:check")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "cluster/k3d.yaml: metadata.name is 'other', plan.yaml settings say 'raibid-ci'" in out
+    assert "registries.create.hostPort is '5000', plan.yaml settings say '5111'" in out
+    assert "image 'rancher/k3s:latest' is not pinned" in out
+    # and `doit cluster` refuses it before creating anything
+    r = doit(project, cluster_shims, "cluster")
+    assert r.returncode != 0 and "metadata.name is 'other'" in r.stdout + r.stderr
+    assert not any(c[:2] == ["cluster", "create"] for c in cluster_shims.calls("k3d"))
