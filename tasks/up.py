@@ -1,0 +1,252 @@
+"""The whole stack in one command: ``up``, and ``down``, ``dev`` (Tilt), ``e2e`` (``tilt ci``).
+
+``doit up`` runs, in order: a check of every tool the chain needs (one message, nothing
+started), the cluster, chart vendoring, render and validation of the local environment,
+the images and their push to the cluster registry, the deploy, then waits for the
+rollouts that matter and shows where everything is. Each step decides for itself whether
+it is out of date (the cluster and the deploy ask the cluster live), and ``up`` itself
+only waits and reports when something below it ran or its last wait failed: a second
+``doit up`` with nothing changed executes nothing.
+"""
+from __future__ import annotations
+
+import subprocess
+
+from doit.dependency import UptodateCalculator
+
+from . import paths, tools
+
+ENV = "local"
+
+#: the chain, in the order it runs (each step's own deps come first anyway)
+CHAIN = ("cluster", "vendor:charts", f"render:{ENV}", f"validate:{ENV}", "image:server",
+         "image:agent", "push:server", "push:agent", f"apply:{ENV}")
+
+#: tools the chain needs even when a step does not declare them
+BASE_TOOLS = ("docker", "k3d", "kubectl", "tk", "helm")
+
+#: rollouts that matter: (kind/name, timeout)
+ROLLOUTS = (("statefulset/redis-master", "300s"), ("deployment/keda-operator", "300s"),
+            ("deployment/raibid-server", "300s"))
+
+TILT_PORT = 10350
+
+
+def settings():
+    from .core import plan_or_exit
+
+    return plan_or_exit().settings
+
+
+def dep_closure(tasks: dict, names):
+    """The tasks named and, transitively, their task_dep (each once)."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in tasks:
+            continue
+        seen.add(name)
+        yield tasks[name]
+        todo.extend(tasks[name].task_dep)
+
+
+# --------------------------------------------------------------------------- up:tools
+
+
+class ChainTools(UptodateCalculator):
+    """uptodate of a preflight task: every tool of every task in ``chain`` (and their
+    task_dep) is installed, and docker has an engine. The tools come from each task's
+    ``meta.tools`` (recorded by tools.needs), so a step added to a chain is covered
+    without editing a list here. When something is missing the task runs, and fails
+    with one message naming all of it."""
+
+    def __init__(self, chain, base=()):
+        super().__init__()
+        self.chain = tuple(chain)
+        self.base = tuple(base)
+        self.names: tuple[str, ...] = self.base
+        self.problems: list[str] = []
+
+    def chain_tools(self, tasks: dict) -> tuple[str, ...]:
+        names = dict.fromkeys(self.base)
+        for t in dep_closure(tasks, self.chain):
+            for n in (t.meta or {}).get("tools", ()):
+                names.setdefault(n)
+        return tuple(n for n in names if n in tools.TOOLS and not tools.TOOLS[n].optional)
+
+    def __call__(self, task, values):
+        self.names = self.chain_tools(self.tasks_dict)
+        gone = tools.missing(self.names)
+        self.problems = [tools.missing_message(gone)] if gone else []
+        if not gone:
+            live = [f"{n}: {p}" for n in self.names if (p := tools.live_problem(tools.TOOLS[n]))]
+            if live:
+                self.problems = ["a tool is installed but cannot work: nothing was run.\n  "
+                                 + "\n  ".join(live)]
+        return not self.problems
+
+
+def preflight(basename: str, chain, base=()) -> dict:
+    """A task that fails, before anything in ``chain`` starts, naming every missing tool."""
+    calc = ChainTools(chain, base)
+
+    def report():
+        from doit.exceptions import TaskFailed
+
+        return TaskFailed("\n".join(calc.problems)) if calc.problems else None
+
+    return {"basename": basename, "actions": [report], "uptodate": [calc], "verbosity": 1}
+
+
+def task_up_tools():
+    """Check every tool `doit up` needs before anything starts (one message naming each missing one)."""
+    return preflight("up:tools", CHAIN + ("up",), BASE_TOOLS)
+
+
+def task_dev_tools():
+    """Check every tool `doit dev` needs before anything starts (Tilt, and what its Tiltfile runs)."""
+    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",))
+
+
+def task_e2e_tools():
+    """Check every tool `doit e2e` needs before anything starts (Tilt, and what its Tiltfile runs)."""
+    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",))
+
+
+# --------------------------------------------------------------------------- up
+
+
+class StackSettled(UptodateCalculator):
+    """uptodate of ``up``: the previous ``up`` finished its waits for the deploy that is
+    current now, and no task of the chain executed in this run. The chain's own checks
+    are live (cluster state, the applied digest held by the cluster), so "nothing below
+    ran" means the cluster still holds what ``up`` last saw roll out; the digest catches
+    an ``apply:local`` run on its own since."""
+
+    def __call__(self, task, values):
+        from .tanka import deploy_digest
+
+        if not values.get("settled") or values.get("deployed") != deploy_digest(ENV):
+            return False
+        return not any(t.executed for t in dep_closure(self.tasks_dict, task.task_dep))
+
+
+def wait_rollouts():
+    from doit.exceptions import TaskFailed
+
+    s = settings()
+    kubectl = tools.which("kubectl") or "kubectl"
+    for ref, timeout in ROLLOUTS:
+        argv = [kubectl, "--context", s.kube_context, "-n", s.namespace, "rollout", "status", ref,
+                f"--timeout={timeout}"]
+        print("$ kubectl " + " ".join(argv[1:]), flush=True)
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return TaskFailed(f"{ref} did not become ready within {timeout}:\n"
+                              f"{(proc.stderr or proc.stdout).strip()}\n"
+                              f"  look: kubectl --context {s.kube_context} -n {s.namespace} describe {ref}\n"
+                              f"  logs: kubectl --context {s.kube_context} -n {s.namespace} logs {ref}")
+    from .tanka import deploy_digest
+
+    return {"settled": True, "deployed": deploy_digest(ENV)}
+
+
+def show_panel():
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    s = settings()
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    rows = [
+        ("server API", "http://localhost:8080  (/health, /jobs, POST /webhooks/gitea)"),
+        ("metrics", "http://localhost:8081/metrics"),
+        ("Gitea", "http://localhost:3000"),
+        ("Redis", "localhost:6379  (stream raibid:jobs, group raibid-agents)"),
+        ("Tilt UI", f"http://localhost:{TILT_PORT}  (after `doit dev`)"),
+        ("cluster", f"{s.cluster}  (context {s.kube_context}, namespace {s.namespace})"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    nxt = (f"[bold]next[/]: the ports are forwarded by Tilt: [cyan]doit dev[/] (live reload, buttons)\n"
+           f"      or by hand: kubectl --context {s.kube_context} -n {s.namespace} "
+           f"port-forward svc/raibid-server 8080 8081\n"
+           f"      [cyan]doit down[/] removes the stack (keeps the cluster), "
+           f"[cyan]doit cluster:delete[/] the cluster; docs/TILT_WORKFLOW.md")
+    Console(highlight=False).print(Panel.fit(t, title="raibid-ci is up",
+                                             subtitle="ports forwarded by `doit dev`"))
+    Console(highlight=False).print(nxt)
+
+
+def task_up():
+    """Bring up the whole stack: cluster, charts, render, images, push, deploy; wait; show URLs."""
+    return tools.needs({
+        "actions": [wait_rollouts, show_panel],
+        "task_dep": ["up:tools", *CHAIN],
+        "uptodate": [StackSettled()],
+        "verbosity": 2,
+    }, "kubectl")
+
+
+# --------------------------------------------------------------------------- down, dev, e2e
+
+
+def forget_applied(env: str = ENV) -> bool:
+    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
+    from .tanka import APPLIED_CONFIGMAP, context_of, namespace_of
+
+    argv = [tools.which("kubectl") or "kubectl", "--context", context_of(env), "-n", namespace_of(env),
+            "delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
+    print("$ kubectl " + " ".join(argv[1:]), flush=True)
+    return subprocess.run(argv).returncode == 0
+
+
+def delete_stack():
+    from doit.exceptions import TaskFailed
+
+    from .tanka import context_of
+
+    s = settings()
+    manifests = paths.build() / "manifests" / ENV
+    if not manifests.is_dir():
+        return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
+                          f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
+    argv = [tools.which("kubectl") or "kubectl", "--context", context_of(ENV), "delete", "--recursive",
+            "-f", str(manifests), "--ignore-not-found", "--wait=false"]
+    print("$ kubectl " + " ".join(argv[1:]), flush=True)
+    # then forget what was applied, so the next `doit up` deploys again
+    if subprocess.run(argv).returncode != 0 or not forget_applied():
+        return TaskFailed("deleting the stack failed (is the cluster running? `doit cluster`)")
+    print(f"stack removed; the cluster {s.cluster} keeps running (`doit cluster:delete` removes it)")
+    return None
+
+
+def task_down():
+    """Remove the deployed stack from the cluster (the cluster itself keeps running)."""
+    return tools.needs({"actions": [delete_stack], "uptodate": [False], "verbosity": 2}, "kubectl")
+
+
+def task_dev():
+    """Start the Tilt dev loop (`tilt up`): live reload, port forwards, logs, buttons."""
+    from doit.tools import LongRunning
+
+    return tools.needs({
+        "actions": [LongRunning(f"tilt up --file Tiltfile --port {TILT_PORT} -- --env %(env)s")],
+        "params": [{"name": "env", "long": "env", "default": ENV,
+                    "help": "Tanka environment whose manifests Tilt deploys"}],
+        "task_dep": ["dev:tools", "cluster"],
+        "uptodate": [False],
+        "verbosity": 2,
+    }, "tilt", "docker", "k3d", "kubectl", "tk", "helm")
+
+
+def task_e2e():
+    """Run the stack once under Tilt and exit when every resource is ready (`tilt ci`)."""
+    return tools.needs({
+        "actions": [f"tilt ci --file Tiltfile --timeout 30m -- --env {ENV}"],
+        "task_dep": ["e2e:tools", "cluster"],
+        "uptodate": [False],
+        "verbosity": 2,
+    }, "tilt", "docker", "k3d", "kubectl", "tk", "helm")

@@ -1,0 +1,247 @@
+"""`doit up` end to end against recording shims for docker, k3d and kubectl, with the
+real tk and helm rendering the stand-in charts: the chain runs in order, a second run
+executes nothing, a recreated cluster is redeployed, a missing tool stops it first."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from support import FIXTURES, env_for, run_doit, tool_or_fail
+from tanka_fixtures import install_charts, kubectl_shim
+
+SHIMS = FIXTURES / "shims"
+RAIBID_SRC = FIXTURES / "raibid-ci"
+
+
+@pytest.fixture
+def stack(project, shims):
+    tool_or_fail("tk")
+    tool_or_fail("helm")
+    install_charts(project)
+    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
+    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
+    kubectl_shim(shims)
+    return project, shims
+
+
+def up(project, shims, *args):
+    env = env_for(project, {"RAIBID_SRC": str(RAIBID_SRC)}, path_first=[shims.bin])
+    return run_doit(project, *(args or ("up",)), env=env)
+
+
+def line(rec) -> str:
+    return rec["tool"] + " " + " ".join(rec["argv"])
+
+
+def first(lines, needle) -> int:
+    for i, text in enumerate(lines):
+        if needle in text:
+            return i
+    raise AssertionError(f"{needle!r} was never run; calls:\n  " + "\n  ".join(lines))
+
+
+MUTATING = ("k3d cluster create", "k3d cluster start", "docker buildx build", "docker build ",
+            "docker push", "docker tag", " apply ", "rollout status", "create namespace")
+
+
+def test_up_runs_the_chain_in_order_then_does_nothing(stack):
+    project, shims = stack
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    order = [
+        first(calls, "docker info"),                               # preflight: the engine answers
+        first(calls, "k3d cluster create --config"),               # cluster
+        first(calls, "wait --for=condition=Ready nodes --all"),
+        first(calls, "create namespace raibid-system"),
+        first(calls, "docker buildx build --load -f " + str(project / "docker" / "server.Dockerfile")),
+        first(calls, "docker buildx build --load -f " + str(project / "docker" / "agent.Dockerfile")),
+        first(calls, "docker push localhost:5111/raibid-server:"),  # push to the k3d registry
+        first(calls, "docker push localhost:5111/raibid-agent:"),
+        first(calls, "kubectl apply --context k3d-raibid-ci -f -"),  # tk apply
+        first(calls, "rollout status statefulset/redis-master"),
+        first(calls, "rollout status deployment/keda-operator"),
+        first(calls, "rollout status deployment/raibid-server"),
+    ]
+    assert order == sorted(order), calls
+    assert (project / "build" / "manifests" / "local").is_dir()      # render:local ran
+    state = shims.state()
+    assert state["rollouts"] == ["statefulset/redis-master", "deployment/keda-operator",
+                                 "deployment/raibid-server"]
+    applied = state["configmaps"]["raibid-system/raibid-deploy-applied"]
+    assert "k3d-raibid-registry.localhost:5111/raibid-server:" in applied["images"]
+    for url in ("http://localhost:8080", "http://localhost:8081/metrics", "http://localhost:3000",
+                "localhost:6379", "http://localhost:10350"):
+        assert url in r.stdout
+
+    # second run: every step asked (the cluster and the deploy live), nothing executed
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 executed" in r.stdout and "nothing to do, everything is up to date" in r.stdout
+    assert "raibid-ci is up" not in r.stdout
+    calls = [line(rec) for rec in shims.records()]
+    assert not [c for c in calls if any(m in c for m in MUTATING)], calls
+    assert any(c.startswith("k3d cluster list") for c in calls)              # asked, not remembered
+    assert any("get configmap raibid-deploy-applied" in c for c in calls)
+
+
+def test_a_cluster_deleted_behind_doits_back_is_created_and_redeployed(stack):
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    # `k3d cluster delete` by hand: no cluster, an empty registry, nothing deployed
+    subprocess.run([str(shims.bin / "k3d"), "cluster", "delete", "raibid-ci"], check=True, capture_output=True)
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    assert first(calls, "k3d cluster create") < first(calls, "docker push localhost:5111/raibid-server:") \
+        < first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+    assert not [c for c in calls if "buildx build" in c]    # the images themselves did not change
+    assert shims.state()["rollouts"][-1] == "deployment/raibid-server"
+
+
+def test_a_stopped_cluster_is_started_and_nothing_else_reruns(stack):
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    state = shims.state()
+    state["k3d"]["clusters"]["raibid-ci"]["running"] = False
+    shims.set_state(**state)
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    assert "k3d cluster start raibid-ci" in calls
+    assert not [c for c in calls if any(m in c for m in ("cluster create", "buildx build", "docker push",
+                                                         " apply "))], calls
+    # the cluster task ran, so up waits for the rollouts again
+    assert [c for c in calls if "rollout status" in c]
+
+
+def test_a_failed_rollout_is_waited_for_again_next_time(stack):
+    project, shims = stack
+    shims.set_state(rollout_fail=["raibid-server"])
+    r = up(project, shims)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "deployment/raibid-server did not become ready within 300s" in out
+    assert "describe deployment/raibid-server" in out
+    shims.set_state(rollout_fail=[])
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    assert [c for c in calls if "rollout status" in c]          # up ran again ...
+    assert not [c for c in calls if any(m in c for m in ("buildx build", "docker push", " apply "))]
+    assert "1 executed" in r.stdout                                # ... and only up
+
+
+def test_down_then_up_deploys_again(stack):
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    shims.clear()
+    r = up(project, shims, "down")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert shims.state()["configmaps"] == {}
+    assert not any(c[:2] == ["cluster", "delete"] for c in shims.calls("k3d"))
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    assert first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+
+
+def test_up_without_docker_stops_first_with_one_message(stack):
+    project, shims = stack
+    (shims.bin / "docker").unlink()
+    env = env_for(project, {"RAIBID_SRC": str(RAIBID_SRC)}, path_first=[shims.bin])
+    env["PATH"] = str(shims.bin)  # k3d and kubectl shims only; tk/helm come from .tools/bin
+    r = run_doit(project, "up", env=env)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert out.count("missing tool") == 1 and "nothing was run." in out
+    assert "docker" in out and "docs.docker.com/engine/install" in out
+    assert shims.records() == []                 # nothing started, nothing even asked
+    assert not (project / "build").exists()
+
+
+def test_up_names_every_missing_tool_at_once(stack):
+    project, shims = stack
+    for name in ("docker", "k3d"):
+        (shims.bin / name).unlink()
+    env = env_for(project, {"RAIBID_SRC": str(RAIBID_SRC)}, path_first=[shims.bin])
+    env["PATH"] = str(shims.bin)
+    r = run_doit(project, "up", env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "missing tools: nothing was run." in out
+    assert "- docker" in out and "- k3d" in out and "- kubectl" not in out
+    assert shims.records() == []
+
+
+def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(stack):
+    """README's `reset-local`: `doit cluster:delete up`."""
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    shims.clear()
+    r = up(project, shims, "cluster:delete", "up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    # the registry went with the cluster: pushed again (not rebuilt), then deployed
+    assert first(calls, "k3d cluster create") < first(calls, "docker push localhost:5111/raibid-server:")
+    assert not [c for c in calls if "buildx build" in c]
+    assert first(calls, "k3d cluster delete raibid-ci") < first(calls, "k3d cluster create") \
+        < first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+
+
+def test_after_tilt_took_over_doit_up_deploys_again(stack):
+    """Tilt replaces the images `doit up` deployed: the Tiltfile runs `doit tilt:takeover`,
+    after which the deploy record is gone and `doit up` applies its own images again."""
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    shims.clear()
+    r = up(project, shims, "tilt:takeover")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert shims.calls("kubectl") == [["--context", "k3d-raibid-ci", "-n", "raibid-system", "delete",
+                                       "configmap", "raibid-deploy-applied", "--ignore-not-found"]]
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line(rec) for rec in shims.records()]
+    assert first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+    assert not [c for c in calls if "buildx build" in c or "docker push" in c]
+
+
+def test_a_deploy_made_outside_up_is_waited_for_by_the_next_up(stack):
+    project, shims = stack
+    assert up(project, shims).returncode == 0
+    # a jsonnet change deployed with `doit apply:local` on its own
+    lib = project / "tanka" / "environments" / "local" / "main.jsonnet"
+    lib.write_text(lib.read_text().replace("server: { replicas: 1 }", "server: { replicas: 2 }"))
+    assert up(project, shims, "apply:local").returncode == 0
+    shims.clear()
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 executed" in r.stdout                       # only up: it waits for that deploy
+    assert [c for c in shims.calls("kubectl") if "rollout" in c]
+
+
+NO_ENGINE = '''
+import sys
+def handle(argv, state, rec):
+    if argv[:1] == ["info"]:
+        sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock\\n")
+        return 1
+    return 0
+'''
+
+
+def test_up_with_a_docker_client_but_no_engine_stops_first(stack):
+    project, shims = stack
+    shims.add("docker", NO_ENGINE)
+    r = up(project, shims)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "a tool is installed but cannot work: nothing was run." in out
+    assert "no engine answers: start Docker" in out
+    assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
