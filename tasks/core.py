@@ -15,6 +15,17 @@ def offline_check(*names: str) -> None:
             CI_CHECKS.append(n)
 
 
+def skip_action(message: str):
+    """A python-action for a check that cannot run yet: it says why, and records the run as
+    skipped, so ``doit plan`` counts the task as not run rather than done."""
+
+    def skipped():
+        print(message)
+        return {"skipped": message}
+
+    return skipped
+
+
 def plan_or_exit():
     """The project's plan; on a broken plan.yaml print every problem and exit 2."""
     from .plan import PlanError, current

@@ -86,7 +86,7 @@ def task_docs():
         "doc": "Check the docs: cited `doit` tasks exist, relative links resolve, shell blocks parse, PLAN.md is fresh.",
         "actions": [check_docs],
         "file_dep": _doc_files() + ["plan.yaml", "dodo.py", *sorted(_task_modules())],
-        "verbosity": 1,
+        "verbosity": 2,
     }
     yield {
         "name": "workflow",

@@ -23,6 +23,7 @@ class RichReporter(ConsoleReporter):
         self.executed: list[tuple[str, float]] = []
         self.uptodate: list[str] = []
         self.failed: list[str] = []
+        self._skipped: list[str] = []
         self.t0 = time.perf_counter()
 
     def _visible(self, task) -> bool:
@@ -31,9 +32,15 @@ class RichReporter(ConsoleReporter):
     def write(self, text):
         self.console.file.write(text)
 
+    def _flush_skipped(self):
+        for title in self._skipped:
+            self.console.print(f"[dim]-- {title} (up to date)[/]")
+        self._skipped.clear()
+
     def execute_task(self, task):
         self.started[task.name] = time.perf_counter()
         if task.actions and self._visible(task):
+            self._flush_skipped()
             self.console.print(f"[bold cyan]>[/] {task.title()}")
 
     def add_success(self, task):
@@ -44,15 +51,17 @@ class RichReporter(ConsoleReporter):
                 self.console.print(f"[green]ok[/] {task.name} [dim]{took:.2f}s[/]")
 
     def add_failure(self, task, fail):
+        self._flush_skipped()
         self.failed.append(task.name)
         took = time.perf_counter() - self.started.get(task.name, self.t0)
         self.console.print(f"[bold red]FAILED[/] {task.name} [dim]{took:.2f}s[/]")
         super().add_failure(task, fail)
 
     def skip_uptodate(self, task):
+        # held back: shown once something runs after them; a run where nothing runs is one line
         self.uptodate.append(task.name)
         if self._visible(task) and task.actions:
-            self.console.print(f"[dim]-- {task.title()} (up to date)[/]")
+            self._skipped.append(task.title())
 
     def skip_ignore(self, task):
         self.console.print(f"[yellow]!![/] {task.title()} (ignored)")
@@ -74,6 +83,9 @@ class RichReporter(ConsoleReporter):
             self.write("\n".join(self.runtime_errors) + "\n")
         wall = time.perf_counter() - self.t0
         ran = len(self.executed)
+        if ran or self.failed:
+            self._flush_skipped()
+        self._skipped.clear()
         parts = [f"{ran} executed", f"{len(self.uptodate)} up to date"]
         if self.failed:
             parts.append(f"[bold red]{len(self.failed)} failed[/]")

@@ -33,16 +33,20 @@ class StatusReader:
         return self.dep._get(name, "checker:") is not None
 
     def _own(self, task) -> str:
-        if not self._ran(task.name):
-            return "not run"
+        if not self._ran(task.name) or self.dep.get_values(task.name).get("skipped"):
+            return "not run"  # never succeeded, or its last run was a skip (core.skip_action)
         try:
             st = self.dep.get_status(task, self.tasks, get_log=True)
         except Exception:  # an uptodate check that cannot answer (tool gone, cluster down)
             return "stale"
         if st.status == "up-to-date":
             return "done"
-        # a task with no inputs always runs again; its successful run is what counts
-        if st.status == "run" and set(st.reasons) <= {"has_no_dependencies"}:
+        # a task with no inputs, or one marked `uptodate: [False]`, always runs again: its
+        # successful run is what counts
+        always = {"has_no_dependencies"}
+        if all(utd is False for utd, _, _ in st.reasons.get("uptodate_false", [])):
+            always.add("uptodate_false")
+        if st.status == "run" and set(st.reasons) <= always:
             return "done"
         return "stale"
 

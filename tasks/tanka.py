@@ -258,9 +258,9 @@ def task_tanka():
         yield {
             "name": "manifests",
             "doc": "Render and validate every environment: skipped until `doit vendor:charts` ran",
-            "actions": [lambda: print("tanka:manifests: charts are not vendored (tanka/charts/); "
-                                      "render and validate are skipped. Run `doit vendor:charts` "
-                                      "(needs network once), then `doit` again.")],
+            "actions": [core.skip_action("tanka:manifests: charts are not vendored (tanka/charts/); "
+                                         "render and validate are skipped. Run `doit vendor:charts` "
+                                         "(needs network once), then `doit` again.")],
             "uptodate": [False],
             "verbosity": 2,
         }

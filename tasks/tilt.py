@@ -48,9 +48,9 @@ def task_tilt_check():
         # like tanka:manifests: the Tiltfile deploys the render, which needs the charts
         return {
             "basename": "tilt:check",
-            "actions": [lambda: print("tilt:check: charts are not vendored (tanka/charts/): the Tiltfile "
-                                      "is checked against the rendered manifests, so it is skipped. "
-                                      "Run `doit vendor:charts` (needs network once), then `doit` again.")],
+            "actions": [core.skip_action("tilt:check: charts are not vendored (tanka/charts/): the Tiltfile "
+                                         "is checked against the rendered manifests, so it is skipped. "
+                                         "Run `doit vendor:charts` (needs network once), then `doit` again.")],
             "uptodate": [False],
             "verbosity": 2,
         }
@@ -172,12 +172,13 @@ def build_server_binary():
 
 def task_tilt_server_binary():
     """Build raibid-server on the host for the cluster (incremental cargo) for Tilt's live reload."""
-    return {
+    task = {
         "basename": "tilt:server-binary",
         "actions": [build_server_binary],
         "uptodate": [False],  # cargo is the judge of what is out of date
         "verbosity": 2,
     }
+    return tools.needs(task, "cargo") if "RAIBID_CARGO" not in os.environ else task
 
 
 # --------------------------------------------------------------------------- tilt:takeover

@@ -65,6 +65,8 @@ TOOLS: dict[str, Tool] = {
              "see docs.tilt.dev/install.html (one static binary)", exact=False, cluster_side=True),
         Tool("dot", "2.40", "Graphviz: draws `doit graph` as SVG/PNG",
              "apt-get install graphviz", exact=False, optional=True, version_args=("-V",)),
+        Tool("cargo", "1.80", "builds raibid-server on the host for Tilt's live reload (tilt:server-binary)",
+             "https://rustup.rs  (then: rustup target add <arch>-unknown-linux-gnu)", exact=False),
         Tool("git", "2.30", "tk tool imports asks git for the repository root",
              "apt-get install git", exact=False, version_args=("--version",)),
         Tool("go", "go1.22", "builds the pinned Go tools for `doit tools`",

@@ -198,3 +198,18 @@ def test_a_broken_plan_stops_every_run_of_the_project(project):
         assert proc.returncode == 2, args
         assert "plan.yaml:23: workstreams[1]: unknown key 'colour'" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_skipped_check_counts_as_not_run(mini):
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+from tasks.core import skip_action
+
+
+def task_later():
+    """A check that cannot run yet."""
+    return {"actions": [skip_action("later: skipped, nothing to check yet")]}
+''')
+    run_doit(mini, "run", "a", "later", env=mini_env(mini), check=True)
+    s, _ = statuses(mini)
+    assert s[1] == "done" and s[4] == "not run"     # ran, but only to say it was skipped
