@@ -197,8 +197,12 @@ def _loader_class():
 
 
 def _parse(text: str, source: str) -> Any:
+    import gc
+
     import yaml
 
+    gc_was_on = gc.isenabled()
+    gc.disable()  # building a large tree of new objects: the cycle collector only slows it down
     try:
         return yaml.load(text, Loader=_loader_class())  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as e:
@@ -215,6 +219,9 @@ def _parse(text: str, source: str) -> Any:
                                          "check indentation, colons and quotes on this line")]) from None
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError, TypeError) as e:
         raise PlanError(source, [Problem(0, f"cannot read YAML: {e}", "fix the YAML syntax")]) from None
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------- checking
