@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, Shims, copy_project
+import shutil
+
+from support import FIXTURES, REPO, Shims, copy_project
 
 # tasks.tools looks for .tools/bin under the project root
 os.environ.setdefault("RAIBID_DEPLOY_ROOT", str(REPO))
@@ -19,3 +21,11 @@ def project(tmp_path) -> Path:
 def shims(tmp_path) -> Shims:
     """An empty directory of recording shims (add them with ``shims.add(name)``)."""
     return Shims(tmp_path / "shims")
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    """A fresh copy of the std-only raibid-ci Cargo workspace fixture (no target/)."""
+    dst = tmp_path / "raibid-ci"
+    shutil.copytree(FIXTURES / "raibid-ci", dst, ignore=shutil.ignore_patterns("target"))
+    return dst

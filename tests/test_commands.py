@@ -1,7 +1,6 @@
 """The doit plugin commands and the status derivation, through real doit runs."""
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest

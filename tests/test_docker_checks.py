@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ import yaml
 from support import FIXTURES, REPO, env_for, run_doit, tool_or_fail
 
 HANDLER = (FIXTURES / "shims" / "docker_handler.py").read_text()
-
-
-@pytest.fixture
-def src(tmp_path) -> Path:
-    dst = tmp_path / "raibid-ci"
-    shutil.copytree(FIXTURES / "raibid-ci", dst, ignore=shutil.ignore_patterns("target"))
-    return dst
 
 
 @pytest.fixture

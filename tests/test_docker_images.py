@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from support import FIXTURES, env_for, run_doit
 
 HANDLER = (FIXTURES / "shims" / "docker_handler.py").read_text()
 IMAGES = ("server", "agent")
-
-
-@pytest.fixture
-def src(tmp_path) -> Path:
-    """A fresh copy of the std-only raibid-ci workspace fixture."""
-    dst = tmp_path / "raibid-ci"
-    shutil.copytree(FIXTURES / "raibid-ci", dst, ignore=shutil.ignore_patterns("target"))
-    return dst
 
 
 @pytest.fixture

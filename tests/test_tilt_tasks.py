@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -85,11 +83,8 @@ def test_down_deletes_the_rendered_stack_and_the_applied_record(project, stack_s
 # ---------------------------------------------------------------- the live-reload host build
 
 
-def test_server_binary_builds_incrementally_into_the_dev_context(project, tmp_path):
+def test_server_binary_builds_incrementally_into_the_dev_context(project, src, tmp_path):
     tool_or_fail("cargo")
-    # a copy of the Docker workstream's std-only stand-in workspace, to edit
-    src = tmp_path / "raibid-ci"
-    shutil.copytree(FIXTURES / "raibid-ci", src, ignore=shutil.ignore_patterns("target"))
     host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
     triple = next(line.split()[1] for line in host.splitlines() if line.startswith("host:"))
     extra = {"RAIBID_SRC": str(src), "RAIBID_DEV_TARGET": triple, "CARGO_TARGET_DIR": str(tmp_path / "target")}
