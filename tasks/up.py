@@ -78,11 +78,12 @@ class ChainTools(UptodateCalculator):
         self.names = self.chain_tools(self.tasks_dict)
         gone = tools.missing(self.names)
         self.problems = [tools.missing_message(gone)] if gone else []
-        if not gone:
-            live = [f"{n}: {p}" for n in self.names if (p := tools.live_problem(tools.TOOLS[n]))]
-            if live:
-                self.problems = ["a tool is installed but cannot work: nothing was run.\n  "
-                                 + "\n  ".join(live)]
+        # installed tools that cannot work (docker without an engine), in the same message
+        live = [f"{n}: {p}" for n in self.names
+                if n not in {t.name for t in gone} and (p := tools.live_problem(tools.TOOLS[n]))]
+        if live:
+            head = "installed but not usable:" if gone else "a tool is installed but cannot work: nothing was run."
+            self.problems.append(head + "\n  " + "\n  ".join(live))
         return not self.problems
 
 
