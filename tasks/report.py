@@ -163,6 +163,15 @@ class PlanView:
 
     # ------------------------------------------------------------------ text formats
 
+    def drawn_edges(self) -> list[tuple[int, int]]:
+        """The needs worth drawing: the transitive reduction (a need already implied by a
+        longer chain is left out), so pictures of the real plan stay readable."""
+        import networkx as nx
+
+        from .graph import item_graph
+
+        return sorted(nx.transitive_reduction(item_graph(self.plan)).edges())
+
     def mermaid(self, statuses: bool = True) -> str:
         crit = set(self.analysis.critical_path)
         lines = ["flowchart LR"]
@@ -175,10 +184,10 @@ class PlanView:
                     label += f"<br/>{self.status[iid]}"
                 lines.append(f'    i{iid}["{label}"]')
             lines.append("  end")
-        for item in self.plan.items:
-            for n in item.needs:
-                arrow = "==>" if n in crit and item.id in crit else "-->"
-                lines.append(f"  i{n} {arrow} i{item.id}")
+        crit_edges = set(zip(self.analysis.critical_path, self.analysis.critical_path[1:]))
+        for n, i in self.drawn_edges():
+            arrow = "==>" if (n, i) in crit_edges else "-->"
+            lines.append(f"  i{n} {arrow} i{i}")
         if crit:
             lines.append("  classDef critical stroke:#c0c,stroke-width:3px")
             lines.append("  class " + ",".join(f"i{i}" for i in self.analysis.critical_path) + " critical")
@@ -197,10 +206,9 @@ class PlanView:
                 pen = ', penwidth=3, color="#aa00aa"' if iid in crit else ""
                 lines.append(f'    i{iid} [label="{label}", fillcolor="{fill[self.status[iid]]}"{pen}];')
             lines.append("  }")
-        for item in self.plan.items:
-            for n in item.needs:
-                style = ' [penwidth=3, color="#aa00aa"]' if (n, item.id) in crit_edges else ""
-                lines.append(f"  i{n} -> i{item.id}{style};")
+        for n, i in self.drawn_edges():
+            style = ' [penwidth=3, color="#aa00aa"]' if (n, i) in crit_edges else ""
+            lines.append(f"  i{n} -> i{i}{style};")
         lines.append("}")
         return "\n".join(lines) + "\n"
 

@@ -90,3 +90,12 @@ def test_synthetic_plans_analyse_consistently(n):
         for i in wave:
             assert set(plan.by_id[i].needs) <= seen
         seen |= set(wave)
+
+
+def test_pictures_leave_out_needs_implied_by_longer_chains():
+    from tasks.report import PlanView
+
+    view = PlanView.build(plan_of([(1, 1, []), (2, 1, [1]), (3, 1, [1, 2])]))
+    assert view.drawn_edges() == [(1, 2), (2, 3)]
+    assert "i1 -> i3" not in view.dot() and "i2 -> i3 [penwidth=3" in view.dot()
+    assert "i1 --> i3" not in view.mermaid() and "i1 ==> i2" in view.mermaid()
