@@ -444,9 +444,11 @@ def render(env: str):
             raise RuntimeError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
         digest = dir_digest(tmp)
         tmp.chmod(0o755)
+    # the depfile last: it is what render_uptodate trusts, so a run interrupted before it
+    # is written renders again (validate and apply key on the digest, written first)
+    atomic.write_text(digest_file(env), digest + "\n")
     atomic.write_text(depfile(env), json.dumps({"env": env, "imports": imports, "files": files},
                                                indent=1, sort_keys=True) + "\n")
-    atomic.write_text(digest_file(env), digest + "\n")
     count = sum(1 for _ in out.glob("*.yaml"))
     print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
 
