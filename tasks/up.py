@@ -78,11 +78,13 @@ class ChainTools(UptodateCalculator):
         self.names = self.chain_tools(self.tasks_dict)
         gone = tools.missing(self.names)
         self.problems = [tools.missing_message(gone)] if gone else []
-        if not gone:
-            live = [f"{n}: {p}" for n in self.names if (p := tools.live_problem(tools.TOOLS[n]))]
-            if live:
-                self.problems = ["a tool is installed but cannot work: nothing was run.\n  "
-                                 + "\n  ".join(live)]
+        # the installed ones are asked too, so one run names everything to fix
+        live = [f"{n}: {p}" for n in self.names
+                if tools.TOOLS[n] not in gone and (p := tools.live_problem(tools.TOOLS[n]))]
+        if live:
+            head = ("Also, a tool is installed but cannot work:" if gone
+                    else "a tool is installed but cannot work: nothing was run.")
+            self.problems.append(head + "\n  " + "\n  ".join(live))
         return not self.problems
 
 

@@ -245,3 +245,17 @@ def test_up_with_a_docker_client_but_no_engine_stops_first(stack):
     assert "a tool is installed but cannot work: nothing was run." in out
     assert "no engine answers: start Docker" in out
     assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
+
+
+def test_a_missing_tool_and_a_dead_engine_are_named_in_the_same_message(stack):
+    project, shims = stack
+    shims.add("docker", NO_ENGINE)
+    (shims.bin / "k3d").unlink()
+    r = up(project, shims)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert out.count("FAILED") == 1
+    assert "missing tool: nothing was run." in out and "- k3d" in out
+    assert "Also, a tool is installed but cannot work:" in out
+    assert "no engine answers: start Docker" in out
+    assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
