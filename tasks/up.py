@@ -55,7 +55,8 @@ def dep_closure(tasks: dict, names):
 
 class ChainTools(UptodateCalculator):
     """uptodate of a preflight task: every tool of every task in ``chain`` (and their
-    task_dep) is installed, and docker has an engine. The tools come from each task's
+    task_dep) is installed, docker has an engine, and (when the chain builds images) the
+    raibid-ci source is a Cargo workspace. The tools come from each task's
     ``meta.tools`` (recorded by tools.needs), so a step added to a chain is covered
     without editing a list here. When something is missing the task runs, and fails
     with one message naming all of it."""
@@ -74,6 +75,19 @@ class ChainTools(UptodateCalculator):
                 names.setdefault(n)
         return tuple(n for n in names if n in tools.TOOLS and not tools.TOOLS[n].optional)
 
+    def source_problem(self, tasks: dict) -> str | None:
+        """When the chain builds images: why the raibid-ci source cannot be used, or None
+        (checked here so that a missing checkout stops the chain before the cluster)."""
+        if not any(t.name.startswith("image:") for t in dep_closure(tasks, self.chain)):
+            return None
+        from .docker import SourceError, source
+
+        try:
+            source()
+        except SourceError as e:
+            return str(e)
+        return None
+
     def __call__(self, task, values):
         self.names = self.chain_tools(self.tasks_dict)
         gone = tools.missing(self.names)
@@ -85,6 +99,8 @@ class ChainTools(UptodateCalculator):
             head = ("Also, a tool is installed but cannot work:" if gone
                     else "a tool is installed but cannot work: nothing was run.")
             self.problems.append(head + "\n  " + "\n  ".join(live))
+        if src := self.source_problem(self.tasks_dict):
+            self.problems.append(src)
         return not self.problems
 
 
