@@ -565,6 +565,21 @@ def test_diff_local_reports_differences_without_failing(stack_copy, shims):
     assert _kubectl_applies(shims) == []
 
 
+@pytest.mark.parametrize("task", ["diff:local", "apply:local"])
+def test_a_missing_kube_context_is_named_with_what_to_do(stack_copy, shims, task):
+    kubectl_shim(shims)
+    shims.set_state(contexts=["some-other-cluster"])
+    env = env_for(stack_copy, path_first=[shims.bin])
+    proc = run_doit(stack_copy, task, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "kube context 'k3d-raibid-ci' (tanka/environments/local/spec.json) is not in your kubeconfig" in out
+    assert "`doit cluster` creates" in out
+    argvs = [r["argv"] for r in shims.records()]
+    assert ["config", "view", "-o", "json"] in argvs
+    assert not [a for a in argvs if {"apply", "diff"} & set(a)]  # tk never ran, nothing applied
+
+
 def test_a_failing_render_names_the_error_and_keeps_the_previous_output(stack_copy):
     out = stack_copy / "build/manifests/local"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
