@@ -61,10 +61,11 @@ class ChainTools(UptodateCalculator):
     without editing a list here. When something is missing the task runs, and fails
     with one message naming all of it."""
 
-    def __init__(self, chain, base=()):
+    def __init__(self, chain, base=(), source=False):
         super().__init__()
         self.chain = tuple(chain)
         self.base = tuple(base)
+        self.source = source  # the chain builds from the raibid-ci source outside doit (Tilt)
         self.names: tuple[str, ...] = self.base
         self.problems: list[str] = []
 
@@ -78,7 +79,7 @@ class ChainTools(UptodateCalculator):
     def source_problem(self, tasks: dict) -> str | None:
         """When the chain builds images: why the raibid-ci source cannot be used, or None
         (checked here so that a missing checkout stops the chain before the cluster)."""
-        if not any(t.name.startswith("image:") for t in dep_closure(tasks, self.chain)):
+        if not (self.source or any(t.name.startswith("image:") for t in dep_closure(tasks, self.chain))):
             return None
         from .docker import SourceError, source
 
@@ -104,9 +105,9 @@ class ChainTools(UptodateCalculator):
         return not self.problems
 
 
-def preflight(basename: str, chain, base=()) -> dict:
+def preflight(basename: str, chain, base=(), source=False) -> dict:
     """A task that fails, before anything in ``chain`` starts, naming every missing tool."""
-    calc = ChainTools(chain, base)
+    calc = ChainTools(chain, base, source)
 
     def report():
         from doit.exceptions import TaskFailed
@@ -123,12 +124,12 @@ def task_up_tools():
 
 def task_dev_tools():
     """Check every tool `doit dev` needs before anything starts (Tilt, and what its Tiltfile runs)."""
-    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",))
+    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",), source=True)
 
 
 def task_e2e_tools():
     """Check every tool `doit e2e` needs before anything starts (Tilt, and what its Tiltfile runs)."""
-    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",))
+    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",), source=True)
 
 
 # --------------------------------------------------------------------------- up
