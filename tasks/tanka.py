@@ -444,9 +444,11 @@ def render(env: str):
             raise RuntimeError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
         digest = dir_digest(tmp)
         tmp.chmod(0o755)
+    # the depfile last: it is what render_uptodate trusts, so a run interrupted before it
+    # is written renders again (validate and apply key on the digest, written first)
+    atomic.write_text(digest_file(env), digest + "\n")
     atomic.write_text(depfile(env), json.dumps({"env": env, "imports": imports, "files": files},
                                                indent=1, sort_keys=True) + "\n")
-    atomic.write_text(digest_file(env), digest + "\n")
     count = sum(1 for _ in out.glob("*.yaml"))
     print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
 
@@ -575,6 +577,35 @@ def applied_digest(env: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
 
 
+def kube_contexts() -> list[str] | None:
+    """The context names of the kubeconfig (``kubectl config view``), None if unreadable."""
+    proc = subprocess.run(["kubectl", "config", "view", "-o", "json"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return None
+    try:
+        return [c.get("name") for c in (json.loads(proc.stdout).get("contexts") or [])]
+    except (ValueError, AttributeError):
+        return None
+
+
+def _context_action(env: str, verb: str):
+    """doit action: fail with what to do when the environment's kube context is not configured
+    (tk's own error for a missing context is cryptic)."""
+
+    def check_context():
+        ctx = context_of(env)
+        contexts = kube_contexts()
+        if contexts is None or ctx in contexts:
+            return None  # unreadable kubeconfig: let tk say what is wrong
+        hint = ("`doit cluster` creates the k3d cluster and its context" if env == LOCAL_ENV
+                else "Add it to your kubeconfig (or point KUBECONFIG at one that has it)")
+        return _fail(f"kube context {ctx!r} ({paths.rel(env_dir(env) / 'spec.json')}) is not in your "
+                     f"kubeconfig: nothing was {verb}. {hint}.")
+
+    return check_context
+
+
 def _applied_uptodate(env: str):
     def check(task, values):
         return applied_digest(env) == deploy_digest(env)
@@ -630,7 +661,7 @@ def task_diff():
         yield tools.needs({
             "name": env,
             "doc": f"Diff the {env} environment against its cluster (`tk diff`, needs a cluster)",
-            "actions": [(_diff_action, [env])],
+            "actions": [_context_action(env, "diffed"), (_diff_action, [env])],
             "task_dep": [f"validate:{env}"],
             "uptodate": [False],
             "verbosity": 2,
@@ -644,9 +675,9 @@ def task_apply():
         if env == "prod":
             params = [{"name": "yes_prod", "long": "yes-prod", "type": bool, "default": False,
                        "help": "confirm applying to production"}]
-            actions = [_confirm_prod_action, (_apply_action, [env])]
+            actions = [_confirm_prod_action, _context_action(env, "applied"), (_apply_action, [env])]
         else:
-            actions = [(_apply_action, [env])]
+            actions = [_context_action(env, "applied"), (_apply_action, [env])]
         yield tools.needs({
             "name": env,
             "doc": (f"Apply the {env} environment with `tk apply` (up to date while the cluster holds "

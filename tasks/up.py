@@ -55,15 +55,17 @@ def dep_closure(tasks: dict, names):
 
 class ChainTools(UptodateCalculator):
     """uptodate of a preflight task: every tool of every task in ``chain`` (and their
-    task_dep) is installed, and docker has an engine. The tools come from each task's
+    task_dep) is installed, docker has an engine, and (when the chain builds images) the
+    raibid-ci source is a Cargo workspace. The tools come from each task's
     ``meta.tools`` (recorded by tools.needs), so a step added to a chain is covered
     without editing a list here. When something is missing the task runs, and fails
     with one message naming all of it."""
 
-    def __init__(self, chain, base=()):
+    def __init__(self, chain, base=(), source=False):
         super().__init__()
         self.chain = tuple(chain)
         self.base = tuple(base)
+        self.source = source  # the chain builds from the raibid-ci source outside doit (Tilt)
         self.names: tuple[str, ...] = self.base
         self.problems: list[str] = []
 
@@ -74,22 +76,38 @@ class ChainTools(UptodateCalculator):
                 names.setdefault(n)
         return tuple(n for n in names if n in tools.TOOLS and not tools.TOOLS[n].optional)
 
+    def source_problem(self, tasks: dict) -> str | None:
+        """When the chain builds images: why the raibid-ci source cannot be used, or None
+        (checked here so that a missing checkout stops the chain before the cluster)."""
+        if not (self.source or any(t.name.startswith("image:") for t in dep_closure(tasks, self.chain))):
+            return None
+        from .docker import SourceError, source
+
+        try:
+            source()
+        except SourceError as e:
+            return str(e)
+        return None
+
     def __call__(self, task, values):
         self.names = self.chain_tools(self.tasks_dict)
         gone = tools.missing(self.names)
         self.problems = [tools.missing_message(gone)] if gone else []
-        # installed tools that cannot work (docker without an engine), in the same message
+        # the installed ones are asked too, so one run names everything to fix
         live = [f"{n}: {p}" for n in self.names
-                if n not in {t.name for t in gone} and (p := tools.live_problem(tools.TOOLS[n]))]
+                if tools.TOOLS[n] not in gone and (p := tools.live_problem(tools.TOOLS[n]))]
         if live:
-            head = "installed but not usable:" if gone else "a tool is installed but cannot work: nothing was run."
+            head = ("Also, a tool is installed but cannot work:" if gone
+                    else "a tool is installed but cannot work: nothing was run.")
             self.problems.append(head + "\n  " + "\n  ".join(live))
+        if src := self.source_problem(self.tasks_dict):
+            self.problems.append(src)
         return not self.problems
 
 
-def preflight(basename: str, chain, base=()) -> dict:
+def preflight(basename: str, chain, base=(), source=False) -> dict:
     """A task that fails, before anything in ``chain`` starts, naming every missing tool."""
-    calc = ChainTools(chain, base)
+    calc = ChainTools(chain, base, source)
 
     def report():
         from doit.exceptions import TaskFailed
@@ -106,12 +124,12 @@ def task_up_tools():
 
 def task_dev_tools():
     """Check every tool `doit dev` needs before anything starts (Tilt, and what its Tiltfile runs)."""
-    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",))
+    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",), source=True)
 
 
 def task_e2e_tools():
     """Check every tool `doit e2e` needs before anything starts (Tilt, and what its Tiltfile runs)."""
-    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",))
+    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",), source=True)
 
 
 # --------------------------------------------------------------------------- up

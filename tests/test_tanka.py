@@ -408,6 +408,42 @@ exec '{real_tk}' "$@"
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # stale temps swept
 
 
+@pytest.mark.parametrize("writes_done", [0, 1])
+def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again(
+        stack_copy, monkeypatch, writes_done):
+    """Ctrl-C after the new manifests are in place, while the digest and the depfile are
+    being written: the next run must not trust the render (validate and apply key on the
+    digest, so a depfile newer than the digest would leave new manifests unvalidated)."""
+    from tasks import atomic, tanka, tools
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
+    monkeypatch.chdir(stack_copy)
+    tools.activate()
+    lib = stack_copy / "tanka/lib/raibid/server.libsonnet"
+    lib.write_text(lib.read_text().replace("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 32"))
+
+    real_write = atomic.write_text
+    written = []
+
+    def interrupted_write(path, text):
+        if len(written) == writes_done:
+            raise KeyboardInterrupt
+        written.append(path)
+        real_write(path, text)
+
+    monkeypatch.setattr(atomic, "write_text", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        tanka.render("local")
+    monkeypatch.setattr(atomic, "write_text", real_write)
+    out = stack_copy / "build/manifests/local"
+    assert "terminationGracePeriodSeconds: 32" in (out / "apps-v1.Deployment-raibid-server.yaml").read_text()
+
+    again = run_doit(stack_copy, "validate:local", check=True)
+    assert {"render:local", "validate:local"} <= set(executed(again)), again.stdout
+    assert (stack_copy / "build/manifests/local.sha256").read_text().strip() == tanka.dir_digest(out)
+
+
 # --------------------------------------------------------------------------- vendoring, fmt, libtests, ci
 
 
@@ -527,6 +563,21 @@ def test_diff_local_reports_differences_without_failing(stack_copy, shims):
     assert "differs" in proc.stdout
     assert any(r["argv"][:1] == ["diff"] for r in shims.records())
     assert _kubectl_applies(shims) == []
+
+
+@pytest.mark.parametrize("task", ["diff:local", "apply:local"])
+def test_a_missing_kube_context_is_named_with_what_to_do(stack_copy, shims, task):
+    kubectl_shim(shims)
+    shims.set_state(contexts=["some-other-cluster"])
+    env = env_for(stack_copy, path_first=[shims.bin])
+    proc = run_doit(stack_copy, task, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "kube context 'k3d-raibid-ci' (tanka/environments/local/spec.json) is not in your kubeconfig" in out
+    assert "`doit cluster` creates" in out
+    argvs = [r["argv"] for r in shims.records()]
+    assert ["config", "view", "-o", "json"] in argvs
+    assert not [a for a in argvs if {"apply", "diff"} & set(a)]  # tk never ran, nothing applied
 
 
 def test_a_failing_render_names_the_error_and_keeps_the_previous_output(stack_copy):

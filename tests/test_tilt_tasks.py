@@ -23,6 +23,7 @@ def stack_shims(shims):
 
 
 def doit(project, shims, *args, extra=None):
+    extra = {"RAIBID_SRC": str(FIXTURES / "raibid-ci"), **(extra or {})}
     return run_doit(project, *args, env=env_for(project, extra, path_first=[shims.bin]))
 
 
@@ -61,7 +62,9 @@ def test_dev_without_tilt_names_it_and_starts_nothing(project, shims):
     out = r.stdout + r.stderr
     assert "tilt" in out and "docs.tilt.dev/install" in out
     assert "missing tool: nothing was run." in out
-    assert shims.records() == []  # not even the cluster was asked about
+    # nothing started, the cluster not even asked about; only the engine probe, so the
+    # same message would also name a docker engine that does not answer
+    assert [(r["tool"], r["argv"][0]) for r in shims.records()] == [("docker", "info")]
 
 
 def test_down_deletes_the_rendered_stack_and_the_applied_record(project, stack_shims):
@@ -137,3 +140,12 @@ def test_server_binary_target_follows_the_cluster_architecture(project, tmp_path
     assert tilt.rust_target() == "x86_64-unknown-linux-gnu"
     monkeypatch.setenv("RAIBID_DEV_TARGET", "x86_64-unknown-linux-musl")
     assert tilt.rust_target() == "x86_64-unknown-linux-musl"
+
+
+@pytest.mark.parametrize("task", ["dev", "e2e"])
+def test_dev_and_e2e_without_the_raibid_ci_source_stop_before_the_cluster(project, stack_shims, task):
+    r = doit(project, stack_shims, task, extra={"RAIBID_SRC": str(project / "no-such-raibid-ci")})
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert f"FAILED {task}:tools" in out and "no-such-raibid-ci does not exist" in out
+    assert stack_shims.calls("k3d") == [] and stack_shims.calls("tilt") == []

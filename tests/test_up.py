@@ -245,3 +245,30 @@ def test_up_with_a_docker_client_but_no_engine_stops_first(stack):
     assert "a tool is installed but cannot work: nothing was run." in out
     assert "no engine answers: start Docker" in out
     assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
+
+
+def test_a_missing_tool_and_a_dead_engine_are_named_in_the_same_message(stack):
+    project, shims = stack
+    shims.add("docker", NO_ENGINE)
+    (shims.bin / "k3d").unlink()
+    r = up(project, shims)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert out.count("FAILED") == 1
+    assert "missing tool: nothing was run." in out and "- k3d" in out
+    assert "Also, a tool is installed but cannot work:" in out
+    assert "no engine answers: start Docker" in out
+    assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
+
+
+def test_up_without_the_raibid_ci_source_stops_before_creating_anything(stack):
+    project, shims = stack
+    env = env_for(project, {"RAIBID_SRC": str(project / "no-such-raibid-ci")}, path_first=[shims.bin])
+    r = run_doit(project, "up", env=env)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert out.count("FAILED") == 1 and "FAILED up:tools" in out
+    assert "no-such-raibid-ci does not exist" in out and "Set RAIBID_SRC" in out
+    calls = [line(rec) for rec in shims.records()]
+    assert not [c for c in calls if any(m in c for m in MUTATING)], calls
+    assert not (project / "build" / "manifests").exists()
