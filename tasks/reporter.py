@@ -24,7 +24,9 @@ class RichReporter(ConsoleReporter):
         self.uptodate: list[str] = []
         self.failed: list[str] = []
         self._skipped: list[str] = []
+        self.running: str | None = None   # the task whose actions are under way
         self.t0 = time.perf_counter()
+        _quiet_interrupts()
 
     def _visible(self, task) -> bool:
         return bool(task.name) and task.name[0] != "_"
@@ -39,18 +41,22 @@ class RichReporter(ConsoleReporter):
 
     def execute_task(self, task):
         self.started[task.name] = time.perf_counter()
+        self.running = task.name if task.actions else None
         if task.actions and self._visible(task):
             self._flush_skipped()
             self.console.print(f"[bold cyan]>[/] {task.title()}")
 
     def add_success(self, task):
+        self.running = None
         if task.name in self.started and task.actions:
             took = time.perf_counter() - self.started[task.name]
             self.executed.append((task.name, took))
             if self._visible(task):
-                self.console.print(f"[green]ok[/] {task.name} [dim]{took:.2f}s[/]")
+                word = "[yellow]skipped[/]" if (task.values or {}).get("skipped") else "[green]ok[/]"
+                self.console.print(f"{word} {task.name} [dim]{took:.2f}s[/]")
 
     def add_failure(self, task, fail):
+        self.running = None
         self._flush_skipped()
         self.failed.append(task.name)
         took = time.perf_counter() - self.started.get(task.name, self.t0)
@@ -82,6 +88,11 @@ class RichReporter(ConsoleReporter):
             self.console.print("[bold red]Execution aborted.[/]")
             self.write("\n".join(self.runtime_errors) + "\n")
         wall = time.perf_counter() - self.t0
+        if self.running:  # complete_run without the task's end: the run was interrupted
+            self._flush_skipped()
+            self.console.print(f"[bold red]interrupted[/] during {self.running}: its outputs were not "
+                               f"updated, and it runs again next time ({wall:.2f}s)")
+            return
         ran = len(self.executed)
         if ran or self.failed:
             self._flush_skipped()
@@ -93,3 +104,21 @@ class RichReporter(ConsoleReporter):
         if not self.failed and ran == 0 and self.uptodate:
             summary += " - nothing to do, everything is up to date"
         self.console.print(f"[bold]done:[/] {summary}")
+
+
+def _quiet_interrupts() -> None:
+    """Ctrl-C ends a run with one line instead of a KeyboardInterrupt traceback."""
+    import sys
+
+    previous = sys.excepthook
+    if getattr(previous, "_raibid", False):
+        return
+
+    def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write("interrupted (Ctrl-C): nothing half-written is trusted; run doit again\n")
+            return
+        previous(kind, value, tb)
+
+    hook._raibid = True
+    sys.excepthook = hook

@@ -212,3 +212,42 @@ def task_later():
     run_doit(mini, "run", "a", "later", env=mini_env(mini), check=True)
     s, _ = statuses(mini)
     assert s[1] == "done" and s[4] == "not run"     # ran, but only to say it was skipped
+
+
+def test_ctrl_c_says_what_was_interrupted_without_a_traceback(mini):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def task_slow():
+    """Takes a while, then writes slow.txt."""
+    return {"actions": ["touch started.txt; sleep 30; touch slow.txt"], "file_dep": ["in.txt"],
+            "targets": ["slow.txt"]}
+''')
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "run", "a", "slow"], cwd=mini,
+                            env=mini_env(mini), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (mini / "started.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)   # Ctrl-C reaches the whole foreground group
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "interrupted during slow" in out and "nothing to do" not in out
+    assert "Traceback" not in out + err
+    assert not (mini / "slow.txt").exists()
+    # the interrupted task recorded nothing: the next run does it again
+    (mini / "dodo.py").write_text((mini / "dodo.py").read_text().replace("sleep 30", "sleep 0"))
+    again = run_doit(mini, "run", "slow", env=mini_env(mini), check=True)
+    assert "ok slow" in again.stdout and (mini / "slow.txt").exists()
+
+
+def test_the_doit_database_is_written_atomically(mini):
+    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    db = json.loads((mini / ".doit.db").read_text())
+    assert "a" in db
+    assert [p.name for p in mini.iterdir() if p.name.startswith(".doit.db")] == [".doit.db"]
