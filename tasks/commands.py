@@ -45,6 +45,20 @@ def plan_view(task_list, dep_manager):
     return PlanView.build(plan, item_statuses(plan, reader), criterion_statuses(plan, reader))
 
 
+def unknown_task_notes(plan, task_list) -> list[str]:
+    """A note for each task plan.yaml names that does not exist (a typo, or not built yet)."""
+    import difflib
+
+    names = [t.name for t in task_list]
+    notes = []
+    for name in plan.tasks():
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+            hint = f" - did you mean {close[0]!r}?" if close else " (not built yet)"
+            notes.append(f"note: plan.yaml names task {name!r}, which does not exist{hint}")
+    return notes
+
+
 _FORMATS = ("table", "json", "markdown", "mermaid", "dot")
 
 
@@ -67,6 +81,8 @@ class Plan(DoitCmdBase):
             view = plan_view(self.task_list, self.dep_manager)
         finally:
             self.dep_manager.close()
+        for line in unknown_task_notes(view.plan, self.task_list):
+            sys.stderr.write(line + "\n")
         if format == "json":
             self.outstream.write(json.dumps(view.to_json(), indent=2) + "\n")
         elif format == "markdown":

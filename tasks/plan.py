@@ -7,6 +7,7 @@ anything it cannot read becomes a :class:`PlanError`.
 from __future__ import annotations
 
 import difflib
+import re
 import functools
 import os
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from . import paths
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 STATUSES = ("done", "stale", "not run", "not built")
 CRITERIA_LEVELS = ("must", "should", "nice")
 
@@ -286,7 +288,8 @@ def _number(c: _Checker, m: _Map, key: str, where: str):
     v = m[key]
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and 0 <= v < 10_000:
         return float(v)
-    c.add(_line(m, key), f"{where}: {key!r} must be a number of days between 0 and 10000, got {_kind(v)}",
+    got = f"{v!r}" if isinstance(v, (int, float)) and not isinstance(v, bool) else _kind(v)
+    c.add(_line(m, key), f"{where}: {key!r} must be a number of days between 0 and 10000, got {got}",
           f"write e.g. `{key}: 1.5`")
     return None
 
@@ -369,6 +372,11 @@ def _settings(c: _Checker, doc: _Map) -> Settings:
         c.add(_line(m, "kubernetes_version"), "settings: 'kubernetes_version' must be a string",
               'quote it: `kubernetes_version: "1.33.0"`')
         kv = d.kubernetes_version
+    for key in ("namespace", "cluster"):
+        v = m.get(key)
+        if isinstance(v, str) and not _DNS_LABEL.match(v):
+            c.add(_line(m, key), f"settings: {key!r} must be a Kubernetes name (lowercase letters, digits "
+                  f"and '-', at most 63), got {v!r}", f"write e.g. `{key}: {v.lower().replace('_', '-')[:63]}`")
     port = m.get("registry_port", d.registry_port)
     if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
         c.add(_line(m, "registry_port"), f"settings: 'registry_port' must be a port number, got {_kind(port)}",
@@ -439,6 +447,10 @@ def build(doc: Any, source: str = "plan.yaml") -> Plan:
         item_lines[iid] = _line(m, "id")
         if iid in needs:
             c.add(_line(m, "needs"), f"{where}: item {iid} needs itself", f"remove {iid} from its `needs`")
+        twice = sorted({n for n in needs if needs.count(n) > 1})
+        if twice:
+            c.add(_line(m, "needs"), f"{where}: `needs` lists {', '.join(map(str, twice))} more than once",
+                  "list each item once")
         needs_lines[iid] = m
         if None in (title, ws, est):
             continue

@@ -251,3 +251,13 @@ def test_the_doit_database_is_written_atomically(mini):
     db = json.loads((mini / ".doit.db").read_text())
     assert "a" in db
     assert [p.name for p in mini.iterdir() if p.name.startswith(".doit.db")] == [".doit.db"]
+
+
+def test_plan_points_out_a_misspelt_task(mini):
+    (mini / "plan.yaml").write_text(MINI_PLAN.replace("tasks: [b]}", "tasks: [bb]}", 1))
+    proc = run_doit(mini, "plan", "--format", "json", env=mini_env(mini), check=True)
+    assert "plan.yaml names task 'later', which does not exist (not built yet)" in proc.stderr
+    json.loads(proc.stdout)   # the JSON stays clean on stdout
+    (mini / "plan.yaml").write_text(MINI_PLAN.replace("tasks: [later]", "tasks: [flakyy]"))
+    proc = run_doit(mini, "plan", env=mini_env(mini), check=True)
+    assert "task 'flakyy', which does not exist - did you mean 'flaky'?" in proc.stderr

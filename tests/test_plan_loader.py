@@ -159,3 +159,20 @@ def test_missing_file_is_a_plan_error(tmp_path):
     with pytest.raises(PlanError) as exc:
         load(tmp_path / "plan.yaml")
     assert "file not found" in str(exc.value)
+
+
+def test_out_of_range_estimate_shows_the_value():
+    e = error_of(GOOD.replace("estimate_days: 2", "estimate_days: -1"))
+    assert "got -1" in e.problems[0].message
+
+
+def test_namespace_must_be_a_kubernetes_name():
+    e = error_of(GOOD.replace("  project: demo", "  project: demo\n  namespace: Raibid_System"))
+    (p,) = e.problems
+    assert p.line == 3 and "'namespace' must be a Kubernetes name" in p.message
+    assert "namespace: raibid-system" in p.fix
+
+
+def test_duplicate_needs_are_reported():
+    e = error_of(GOOD.replace("needs: [1]", "needs: [1, 1]"))
+    assert any("`needs` lists 1 more than once" in p.message for p in e.problems)
