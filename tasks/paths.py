@@ -37,10 +37,6 @@ def docker() -> Path:
     return root() / "docker"
 
 
-def docs() -> Path:
-    return root() / "docs"
-
-
 def shared_crds() -> Path:
     """The real KEDA and Flux CRDs kept as validation data (``../shared/crds``).
 

@@ -294,42 +294,33 @@ def _number(c: _Checker, m: _Map, key: str, where: str):
     return None
 
 
-def _int_list(c: _Checker, m: _Map, key: str, where: str) -> tuple[int, ...]:
+def _list(c: _Checker, m: _Map, key: str, where: str, ok, what: str, example: str, entry_fix: str) -> tuple:
+    """A list under ``key`` whose entries pass ``ok``; each bad entry is reported at its line."""
     v = m.get(key, [])
     if v is None:
         v = []
     if not isinstance(v, list):
-        c.add(_line(m, key), f"{where}: {key!r} must be a list of item ids, got {_kind(v)}",
-              f"write `{key}: [93, 94]`")
+        c.add(_line(m, key), f"{where}: {key!r} must be a list of {what}, got {_kind(v)}",
+              f"write `{key}: {example}`")
         return ()
     out = []
     for i, x in enumerate(v):
-        if isinstance(x, int) and not isinstance(x, bool):
+        if ok(x):
             out.append(x)
         else:
             line = v.item_lines[i] if isinstance(v, _Seq) else _line(m, key)
-            c.add(line, f"{where}: {key!r} entries must be item ids (whole numbers), got {_kind(x)}",
-                  "write the number without quotes or '#', e.g. 93")
+            c.add(line, f"{where}: {key!r} entries must be {what}, got {_kind(x)}", entry_fix)
     return tuple(out)
+
+
+def _int_list(c: _Checker, m: _Map, key: str, where: str) -> tuple[int, ...]:
+    return _list(c, m, key, where, lambda x: isinstance(x, int) and not isinstance(x, bool),
+                 "item ids (whole numbers)", "[93, 94]", "write the number without quotes or '#', e.g. 93")
 
 
 def _str_list(c: _Checker, m: _Map, key: str, where: str) -> tuple[str, ...]:
-    v = m.get(key, [])
-    if v is None:
-        v = []
-    if not isinstance(v, list):
-        c.add(_line(m, key), f"{where}: {key!r} must be a list of strings, got {_kind(v)}",
-              f"write `{key}: [a, b]`")
-        return ()
-    out = []
-    for i, x in enumerate(v):
-        if isinstance(x, str) and x.strip():
-            out.append(x)
-        else:
-            line = v.item_lines[i] if isinstance(v, _Seq) else _line(m, key)
-            c.add(line, f"{where}: {key!r} entries must be non-empty strings, got {_kind(x)}",
-                  "quote the value if YAML reads it as something else")
-    return tuple(out)
+    return _list(c, m, key, where, lambda x: isinstance(x, str) and bool(x.strip()),
+                 "non-empty strings", "[a, b]", "quote the value if YAML reads it as something else")
 
 
 def _seq(c: _Checker, doc: _Map, key: str, required: bool) -> list:
