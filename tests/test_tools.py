@@ -56,11 +56,11 @@ def test_version_comparison():
 
 def test_doit_tools_rejects_unknown_names_and_needs_go(project, tmp_path):
     proc = run_doit(project, "tools", "docker")
-    assert proc.returncode == 2 and "not a Go-built tool: docker" in proc.stdout
+    assert proc.returncode == 2 and "not a Go-built tool or group: docker" in proc.stdout
     (tmp_path / "empty").mkdir()
     env = env_for(project, {"PATH": str(tmp_path / "empty")})
     proc = run_doit(project, "tools", env=env)
-    assert proc.returncode == 1 and "go go1.22" in proc.stdout.replace(">= ", "")
+    assert proc.returncode == 1 and "go go1.26" in proc.stdout.replace(">= ", "")
 
 
 def test_replace_dir_keeps_the_old_output_on_failure(tmp_path):
