@@ -33,7 +33,7 @@ class Tool:
     cluster_side: bool = False         # needs a Docker engine or a cluster; replaced by shims in tests
     live_args: tuple[str, ...] = ()    # a command that fails when the tool is installed but unusable
     live_hint: str = ""                # what to do when live_args fails
-    ldflags: str = ""                  # extra `-ldflags` for the Go build ({version} is filled in)
+    ldflags: str = ""                  # extra `-ldflags` for the Go build ({version}, {bare}: without "v")
     group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
 
 
@@ -70,7 +70,7 @@ TOOLS: dict[str, Tool] = {
             ldflags="-X helm.sh/helm/v3/internal/version.version={version}"),
         _go("tilt", "v0.37.6", "Tilt, pinned: `tilt:check` loads the Tiltfile with it",
             "github.com/tilt-dev/tilt", "github.com/tilt-dev/tilt/cmd/tilt", group="tilt",
-            version_args=("version",), ldflags="-X main.version={version}"),
+            version_args=("version",), ldflags="-X main.version={bare}"),
         _go("kube-apiserver", "v1.33.13", "the test control plane's API server",
             "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", group=_CP, ldflags=_KUBE_LDFLAGS),
         _go("kube-controller-manager", "v1.33.13", "the test control plane's controllers (Jobs, Deployments)",
@@ -82,7 +82,7 @@ TOOLS: dict[str, Tool] = {
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
-            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={version}"),
+            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",
@@ -252,7 +252,7 @@ def go_tools(names=None) -> list[Tool]:
 
 
 def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
-    ldflags = " ".join(["-s -w", tool.ldflags.format(version=tool.version)]).strip()
+    ldflags = " ".join(["-s -w", tool.ldflags.format(version=tool.version, bare=tool.version.lstrip("v"))]).strip()
     return ("go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), tool.go_package)
 
 
