@@ -6,7 +6,7 @@ object (kind/name), the container where it applies, and the rule:
 - **schema**: every built-in object against the real Kubernetes JSON schemas of the
   pinned version (``kubernetes_validate``, strict: unknown fields are errors);
 - **crd**: every custom resource against the ``openAPIV3Schema`` of its CRD, from
-  ``../shared/crds`` and from the CRDs found in the render itself (converted to JSON
+  the pinned CRDs (``doit crds``: build/crds/) and from the CRDs found in the render itself (converted to JSON
   Schema: ``nullable``, ``x-kubernetes-int-or-string``,
   ``x-kubernetes-preserve-unknown-fields``; unknown fields are errors elsewhere, as the
   API server would prune them);
@@ -96,7 +96,7 @@ def load_crds(paths: Iterable[Path]) -> list[dict]:
 
 
 def crd_files(directory: Path) -> list[Path]:
-    """The YAML files under a CRD directory (``../shared/crds``), sorted."""
+    """The YAML files under a CRD directory (``build/crds``), sorted."""
     d = Path(directory)
     return sorted(d.rglob("*.yaml")) if d.is_dir() else []
 
@@ -176,7 +176,7 @@ def schema_violations(objs: list[dict], k8s_version: str, crds: dict) -> list[Vi
         except kubernetes_validate.SchemaNotFoundError:
             out.append(Violation(kind, name, "crd",
                                  f"no schema for {key[0]} {kind}: not a Kubernetes {k8s_version} "
-                                 "kind and no CRD for it in ../shared/crds or in the render"))
+                                 "kind and no CRD for it in the pinned CRDs (tools/crds/go.mod) or in the render"))
         except kubernetes_validate.ValidationError as err:
             out.append(Violation(kind, name, "schema",
                                  f"{_path(err.absolute_path)}: {err.message} (Kubernetes {k8s_version})"))

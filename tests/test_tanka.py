@@ -174,11 +174,15 @@ def test_key_objects_of_the_local_stack(stack):
     assert env["RAIBID_GITEA_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "raibid-webhooks"
     assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 8081}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080}
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
     assert c["image"] == "raibid-server:dev"
     svc = find(objs, "Service", "raibid-server")
-    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8080), ("metrics", 8081)]
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8080)]
+    # honest ports: the raibid-ci server serves no metrics (tests/fixtures/contract/server.json)
+    contract = json.loads((REPO / "tests/fixtures/contract/server.json").read_text())
+    assert contract["metrics"].startswith("none")
+    assert not [p for p in c["ports"] + svc["spec"]["ports"] if "metric" in p["name"]]
 
     # the names the Tiltfile relies on
     assert find(objs, "Service", "redis-master")["spec"]["ports"][0]["port"] == 6379
@@ -278,7 +282,7 @@ def test_validation_reports_every_violation_by_object_and_rule(stack):
 
     objs = objects(stack, "staging")
     assert manifests.validate_objects(objs, "staging", "1.33.0", manifests.load_crds(
-        manifests.crd_files(Path(env_for(stack)["RAIBID_CRDS"])))) == []
+        manifests.crd_files(stack / "build" / "crds"))) == []
     server = find(objs, "Deployment", "raibid-server")
     c = server["spec"]["template"]["spec"]["containers"][0]
     del c["resources"]["limits"]
@@ -293,7 +297,7 @@ def test_validation_reports_every_violation_by_object_and_rule(stack):
     sj["spec"]["pollingInterval"] = "ten"
     find(objs, "Service", "raibid-server")["spec"]["portz"] = []
     got = [str(v) for v in manifests.validate_objects(objs, "staging", "1.33.0", manifests.load_crds(
-        manifests.crd_files(Path(env_for(stack)["RAIBID_CRDS"]))))]
+        manifests.crd_files(stack / "build" / "crds")))]
     expected_fragments = [
         "Deployment/raibid-server container server: resources.limits lacks cpu, memory [resources]",
         "Deployment/raibid-server container server: no readinessProbe [probes]",

@@ -24,7 +24,8 @@ local prodEnv = t.env(prod.deployment.spec.template.spec.containers[0]);
   'requests 500m/512Mi, limits 1/1Gi': t.eq(c.resources, { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } }),
   'non-root, no privilege escalation': t.eq([c.securityContext.runAsNonRoot, c.securityContext.allowPrivilegeEscalation], [true, false]),
   'preferred pod anti-affinity': t.has(loc.deployment.spec.template.spec, 'affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution'),
-  'Service ports 8080 and 8081': t.eq([[p.name, p.port] for p in loc.service.spec.ports], [['http', 8080], ['metrics', 8081]]),
+  // the raibid-ci server serves no metrics: no port may claim it does
+  'Service port 8080 only': t.eq([[p.name, p.port] for p in loc.service.spec.ports], [['http', 8080]]),
   'no HPA unless enabled': t.ok(!std.objectHas(loc, 'hpa')),
   'HPA when enabled': t.eq(prod.hpa.spec.scaleTargetRef.name, 'raibid-server'),
   'replicas left to the HPA': t.ok(!std.objectHas(prod.deployment.spec, 'replicas')),

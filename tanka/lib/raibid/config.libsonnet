@@ -108,7 +108,6 @@ local util = import 'util.libsonnet';
     server: {
       replicas: 1,
       port: 8080,
-      metricsPort: 8081,
       logFormat: 'json',
       corsEnabled: false,
       maxBodySize: 10485760,

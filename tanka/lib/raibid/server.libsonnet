@@ -1,8 +1,10 @@
 // raibid/server.libsonnet: the raibid-server Deployment, Service and optional HPA (#111).
 //
-// Contract (DESIGN.md): listens on RAIBID_SERVER_HOST:RAIBID_SERVER_PORT (0.0.0.0:8080
-// in a container), metrics on 8081, health at /health/ready and /health/live, JSON
-// logs with RAIBID_LOG_FORMAT=json, Redis at RAIBID_REDIS_URL.
+// Contract (raibid-ci's server, tests/fixtures/contract/server.json): listens on
+// RAIBID_SERVER_HOST:RAIBID_SERVER_PORT (0.0.0.0:8080 in a container), health at
+// /health/ready and /health/live, JSON logs with RAIBID_LOG_FORMAT=json, Redis at
+// RAIBID_REDIS_URL. It serves no metrics (no /metrics route, no metrics listener), so
+// no metrics port is declared.
 //
 // Usage:
 //   local server = import 'raibid/server.libsonnet';
@@ -33,10 +35,7 @@ local util = import 'util.libsonnet';
     name: 'server',
     image: cfg.images.server,
     imagePullPolicy: cfg.imagePullPolicy,
-    ports: [
-      k8s.containerPort('http', cfg.server.port),
-      k8s.containerPort('metrics', cfg.server.metricsPort),
-    ],
+    ports: [k8s.containerPort('http', cfg.server.port)],
     env: $.env(cfg),
     resources: cfg.server.resources,
     readinessProbe: k8s.httpProbe('/health/ready', 'http', initialDelaySeconds=3, periodSeconds=5),
@@ -69,10 +68,7 @@ local util = import 'util.libsonnet';
   service(cfg):: k8s.service(
     cfg.name('server'),
     cfg.selector('server'),
-    [
-      k8s.servicePort('http', cfg.server.port),
-      k8s.servicePort('metrics', cfg.server.metricsPort),
-    ],
+    [k8s.servicePort('http', cfg.server.port)],
     cfg.labels('server'),
   ),
 
