@@ -502,7 +502,7 @@ def task_validate():
     """Validate a rendered environment: Kubernetes schemas, CRD schemas and policies."""
     from doit.tools import config_changed
 
-    from . import crds, manifests
+    from . import crds, gitops, manifests
 
     plan = core.plan_or_exit()
     version = plan.settings.kubernetes_version
@@ -512,7 +512,7 @@ def task_validate():
             "doc": f"Validate build/manifests/{env}/ against Kubernetes {version}, the CRDs and the policies",
             "actions": [(_validate_action, [env, version])],
             # the pinned CRDs (build/crds/crds.json, target of `doit crds`)
-            "file_dep": [str(digest_file(env)), manifests.__file__, str(crds.index_file())],
+            "file_dep": [str(digest_file(env)), manifests.__file__, gitops.__file__, str(crds.index_file())],
             "uptodate": [config_changed({"kubernetes_version": version, "strict": True})],
             "verbosity": 1,
         }

@@ -8,7 +8,7 @@
 //
 // Usage:
 //   local server = import 'raibid/server.libsonnet';
-//   server.new(cfg)   // { deployment, service, [hpa] }
+//   server.new(cfg)   // { deployment, service, [hpa], [pdb] }
 local k8s = import 'k8s.libsonnet';
 local util = import 'util.libsonnet';
 
@@ -18,10 +18,13 @@ local util = import 'util.libsonnet';
     local s = cfg.server;
     local n = cfg.secrets.names;
     util.envList({
-      REDIS_PASSWORD: if cfg.redis.auth then util.secretRef(n.redis, 'redis-password') else null,
       RAIBID_GITEA_WEBHOOK_SECRET: util.secretRef(n.webhooks, 'gitea-webhook-secret'),
       RAIBID_GITHUB_WEBHOOK_SECRET: util.secretRef(n.webhooks, 'github-webhook-secret'),
-      RAIBID_REDIS_URL: 'redis://%s%s' % [if cfg.redis.auth then ':$(REDIS_PASSWORD)@' else '', cfg.redisAddress],
+      // With auth, the whole URL comes from the Redis Secret (key `redis-url`, the
+      // password percent-encoded: secrets.redisUrl, tanka/README.md "Secrets"): a
+      // password never sits in a plain env value, and `$(REDIS_PASSWORD)` expansion
+      // would paste it unencoded.
+      RAIBID_REDIS_URL: if cfg.redis.auth then util.secretRef(n.redis, 'redis-url') else 'redis://' + cfg.redisAddress,
       RAIBID_SERVER_HOST: '0.0.0.0',
       RAIBID_SERVER_PORT: s.port,
       RAIBID_LOG_FORMAT: s.logFormat,
@@ -72,6 +75,9 @@ local util = import 'util.libsonnet';
     cfg.labels('server'),
   ),
 
+  // pdb(cfg): with 2 or more replicas, a drain or upgrade takes one server at a time.
+  pdb(cfg):: k8s.pdb(cfg.name('server'), cfg.selector('server'), 1, cfg.labels('server')),
+
   hpa(cfg):: k8s.hpa(
     cfg.name('server'),
     cfg.name('server'),
@@ -85,5 +91,6 @@ local util = import 'util.libsonnet';
     deployment: $.deployment(cfg),
     service: $.service(cfg),
     [if cfg.server.hpa.enabled then 'hpa']: $.hpa(cfg),
+    [if cfg.serverMinReplicas > 1 then 'pdb']: $.pdb(cfg),
   },
 }
