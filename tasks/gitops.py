@@ -177,5 +177,5 @@ def task_publish():
             "file_dep": [str(tanka.digest_file(env))],
             "task_dep": [f"validate:{env}"],
             "uptodate": [config_changed({"url": os.environ.get(URL_ENV, "")})],
-            "verbosity": 1,
+            "verbosity": 2,
         }, "git")

@@ -85,7 +85,7 @@ def test_publish_commits_only_when_the_render_changed(project, server):
 
     again = run_doit(project, "publish:staging", env=env, check=True)
     assert "publish:staging" not in _executed(again)  # the render did not change: not even run
-    forced = run_doit(project, "publish:staging", "--always-execute", env=env, check=True)
+    forced = run_doit(project, "--always-execute", "publish:staging", env=env, check=True)
     assert "unchanged, nothing pushed" in forced.stdout
     assert _git("rev-parse", "main", cwd=bare) == first
 
