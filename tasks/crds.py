@@ -117,8 +117,11 @@ def download(pin: Path, dest: Path) -> dict:
     if missing:
         raise FetchError(f"`go mod download` did not return {', '.join(missing)}")
     index = {"pins": pins_digest(pin), "modules": []}
-    atomic.sweep_stale_temps(Path(dest).parent)
-    with atomic.replace_dir(Path(dest)) as out:
+    dest = Path(dest)
+    for stale in dest.parent.glob(f".{dest.name}.*"):  # left by a killed run (replace_dir's temps)
+        if stale.is_dir() and (stale.name.endswith(".tmp") or ".old." in stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    with atomic.replace_dir(dest) as out:
         for path in sorted(wanted):
             name = module_name(path)
             sources = sorted((dirs[path] / BASES).glob("*.yaml"))
