@@ -14,6 +14,8 @@ DOIT_CONFIG = {
 }
 
 from tasks.core import task_ci  # noqa: E402
+from tasks.crds import task_crds  # noqa: E402
+from tasks.gitops import task_publish  # noqa: E402
 from tasks.tanka import task_vendor, task_tanka, task_libtest, task_secrets  # noqa: E402
 from tasks.tanka import task_render, task_validate, task_diff, task_apply  # noqa: E402
 from tasks.docker import task_docker, task_image, task_push  # noqa: E402

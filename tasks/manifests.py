@@ -6,7 +6,7 @@ object (kind/name), the container where it applies, and the rule:
 - **schema**: every built-in object against the real Kubernetes JSON schemas of the
   pinned version (``kubernetes_validate``, strict: unknown fields are errors);
 - **crd**: every custom resource against the ``openAPIV3Schema`` of its CRD, from
-  ``../shared/crds`` and from the CRDs found in the render itself (converted to JSON
+  the pinned CRDs (``doit crds``: build/crds/) and from the CRDs found in the render itself (converted to JSON
   Schema: ``nullable``, ``x-kubernetes-int-or-string``,
   ``x-kubernetes-preserve-unknown-fields``; unknown fields are errors elsewhere, as the
   API server would prune them);
@@ -25,12 +25,30 @@ object (kind/name), the container where it applies, and the rule:
                             never ``:latest``
   ========================  ===============================================================
 
+  and on the objects as a whole:
+
+  ========================  ===============================================================
+  ``url-secret``            no credential inside a URL in a plain env value or ConfigMap
+                            (``scheme://user:password@``, ``$(VAR)`` expansions included):
+                            such a URL comes whole from a Secret, percent-encoded
+  ``pdb``                   a Deployment or StatefulSet with more than one replica (or an
+                            HPA minimum above one) has a PodDisruptionBudget selecting its
+                            pods
+  ``service``               a headless Service (``clusterIP: None``) maps no port to a
+                            different targetPort (clients reach the pods directly, the
+                            mapping would do nothing)
+  ``gitops``                every Flux Kustomization reads a GitRepository that
+                            ``publish:<env>`` writes (annotation ``raibid.dev/publish-path``)
+                            and a path the published tree has (tasks/gitops.py)
+  ========================  ===============================================================
+
 Heavy modules (yaml, jsonschema, kubernetes_validate) are imported inside the
 functions, so importing this module costs nothing.
 """
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -96,7 +114,7 @@ def load_crds(paths: Iterable[Path]) -> list[dict]:
 
 
 def crd_files(directory: Path) -> list[Path]:
-    """The YAML files under a CRD directory (``../shared/crds``), sorted."""
+    """The YAML files under a CRD directory (``build/crds``), sorted."""
     d = Path(directory)
     return sorted(d.rglob("*.yaml")) if d.is_dir() else []
 
@@ -176,7 +194,7 @@ def schema_violations(objs: list[dict], k8s_version: str, crds: dict) -> list[Vi
         except kubernetes_validate.SchemaNotFoundError:
             out.append(Violation(kind, name, "crd",
                                  f"no schema for {key[0]} {kind}: not a Kubernetes {k8s_version} "
-                                 "kind and no CRD for it in ../shared/crds or in the render"))
+                                 "kind and no CRD for it in the pinned CRDs (tools/crds/go.mod) or in the render"))
         except kubernetes_validate.ValidationError as err:
             out.append(Violation(kind, name, "schema",
                                  f"{_path(err.absolute_path)}: {err.message} (Kubernetes {k8s_version})"))
@@ -258,12 +276,138 @@ def policy_violations(objs: list[dict], env: str) -> list[Violation]:
     return out
 
 
+#: a URL that carries a credential: ``scheme://[user]:password@`` (a $(VAR) counts)
+_URL_CREDENTIAL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@]*:[^\s@]+@")
+
+
+def _namespace(obj: dict) -> str:
+    return (obj.get("metadata") or {}).get("namespace", "")
+
+
+def url_secret_violations(objs: list[dict]) -> list[Violation]:
+    """``url-secret``: credentials inside URLs in plain env values and ConfigMaps."""
+    out = []
+    for obj in objs:
+        kind, name = _ident(obj)
+        if kind == "ConfigMap":
+            for key, value in (obj.get("data") or {}).items():
+                if isinstance(value, str) and _URL_CREDENTIAL.search(value):
+                    out.append(Violation(kind, name, "url-secret",
+                                         f"data.{key} embeds a credential in a URL: keep the URL in a Secret"))
+            continue
+        path = POD_SPEC_PATHS.get(kind)
+        pod = _get(obj, path) if path else None
+        if not isinstance(pod, dict):
+            continue
+        for c, is_init in _containers(pod):
+            for e in c.get("env") or []:
+                value = e.get("value")
+                if isinstance(value, str) and _URL_CREDENTIAL.search(value):
+                    out.append(Violation(
+                        kind, name, "url-secret",
+                        f"env {e.get('name')} embeds a credential in a URL ({_URL_CREDENTIAL.search(value).group(0)}...): "
+                        "take the whole URL from a Secret (secretKeyRef), the password percent-encoded",
+                        c.get("name", "?") + (" (init)" if is_init else "")))
+    return out
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    match = (selector or {}).get("matchLabels") or {}
+    return bool(match) and all(labels.get(k) == v for k, v in match.items()) \
+        and not (selector or {}).get("matchExpressions")
+
+
+def pdb_violations(objs: list[dict]) -> list[Violation]:
+    """``pdb``: workloads running more than one replica have a PodDisruptionBudget."""
+    hpa_min = {(_namespace(o), (o.get("spec") or {}).get("scaleTargetRef", {}).get("kind"),
+                (o.get("spec") or {}).get("scaleTargetRef", {}).get("name")): (o.get("spec") or {}).get("minReplicas", 1)
+               for o in objs if o.get("kind") == "HorizontalPodAutoscaler"}
+    pdbs = [o for o in objs if o.get("kind") == "PodDisruptionBudget"]
+    out = []
+    for obj in objs:
+        kind, name = _ident(obj)
+        if kind not in ("Deployment", "StatefulSet"):
+            continue
+        spec = obj.get("spec") or {}
+        replicas = hpa_min.get((_namespace(obj), kind, name), spec.get("replicas", 1))
+        if not isinstance(replicas, int) or replicas <= 1:
+            continue
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not any(_namespace(p) == _namespace(obj) and _selects((p.get("spec") or {}).get("selector"), labels)
+                   for p in pdbs):
+            out.append(Violation(kind, name, "pdb",
+                                 f"runs {replicas} replicas but no PodDisruptionBudget selects its pods "
+                                 "(a node drain may take them all at once)"))
+    return out
+
+
+def service_violations(objs: list[dict]) -> list[Violation]:
+    """``service``: a headless Service cannot map a port to another targetPort."""
+    pods = []  # (namespace, pod labels, {port name: number}) of every pod template
+    for o in objs:
+        path = POD_SPEC_PATHS.get(o.get("kind"))
+        pod = _get(o, path) if path else None
+        if isinstance(pod, dict):
+            tmpl = _get(o, path[:-1]) or {}
+            named = {cp.get("name"): cp.get("containerPort") for c, _ in _containers(pod)
+                     for cp in c.get("ports") or [] if cp.get("name")}
+            pods.append((_namespace(o), (tmpl.get("metadata") or {}).get("labels") or {}, named))
+    out = []
+    for obj in objs:
+        kind, name = _ident(obj)
+        spec = obj.get("spec") or {}
+        if kind != "Service" or spec.get("clusterIP") != "None":
+            continue
+        selector = spec.get("selector") or {}
+        for p in spec.get("ports") or []:
+            target = p.get("targetPort")
+            if isinstance(target, str):  # a named port: the number of the selected pods' port
+                numbers = {named.get(target) for ns, labels, named in pods if ns == _namespace(obj) and selector
+                           and all(labels.get(k) == v for k, v in selector.items())} - {None}
+                target = numbers.pop() if len(numbers) == 1 else p.get("port")
+            if target is not None and target != p.get("port"):
+                out.append(Violation(kind, name, "service",
+                                     f"headless (clusterIP: None) yet maps port {p.get('port')} to {target}: "
+                                     "clients connect to the pods' own port, the mapping does nothing "
+                                     "(drop clusterIP: None, or use the pod port)"))
+    return out
+
+
+def gitops_violations(objs: list[dict]) -> list[Violation]:
+    """``gitops``: each Flux Kustomization reads a path that ``publish:<env>`` writes."""
+    from . import gitops
+
+    published = gitops.published_dirs(objs)
+    out = []
+    for obj in objs:
+        kind, name = _ident(obj)
+        if kind != "Kustomization" or not str(obj.get("apiVersion", "")).startswith("kustomize.toolkit.fluxcd.io/"):
+            continue
+        spec = obj.get("spec") or {}
+        ref = spec.get("sourceRef") or {}
+        path = gitops.normalize(spec.get("path") or "./")
+        key = (ref.get("namespace") or _namespace(obj), ref.get("kind"), ref.get("name"))
+        if key not in published:
+            out.append(Violation(kind, name, "gitops",
+                                 f"reads {ref.get('kind')}/{ref.get('name')}, which nothing here publishes "
+                                 f"({gitops.PUBLISH_PATH} annotation): nothing guarantees path {spec.get('path')!r} "
+                                 "exists there"))
+        elif path != published[key]:
+            out.append(Violation(kind, name, "gitops",
+                                 f"path {spec.get('path')!r} is not in the published tree of "
+                                 f"{ref.get('kind')}/{ref.get('name')}: publish:<env> writes "
+                                 f"./{published[key]}/ (kustomization.yaml and the render)"))
+    return out
+
+
 def validate_objects(objs: list[dict], env: str, k8s_version: str,
                      extra_crds: Iterable[dict] = ()) -> list[Violation]:
     """Every violation in ``objs`` (the CRDs among them are used for their resources)."""
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
     schemas = crd_schemas(list(extra_crds) + in_render)
-    return sorted(set(schema_violations(objs, k8s_version, schemas) + policy_violations(objs, env)))
+    return sorted(set(schema_violations(objs, k8s_version, schemas) + policy_violations(objs, env)
+                      + url_secret_violations(objs) + pdb_violations(objs) + service_violations(objs)
+                      + gitops_violations(objs)))
 
 
 def validate_dir(directory: Path, env: str, k8s_version: str, crd_dir: Path) -> tuple[int, list[Violation]]:

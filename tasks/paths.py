@@ -37,15 +37,6 @@ def docker() -> Path:
     return root() / "docker"
 
 
-def shared_crds() -> Path:
-    """The real KEDA and Flux CRDs kept as validation data (``../shared/crds``).
-
-    ``RAIBID_CRDS`` overrides the location.
-    """
-    env = os.environ.get("RAIBID_CRDS")
-    return Path(env).resolve() if env else (root().parent / "shared" / "crds").resolve()
-
-
 def raibid_src() -> Path:
     """The raibid-ci Cargo workspace the images are built from (``RAIBID_SRC``)."""
     return Path(os.environ.get("RAIBID_SRC") or (root().parent / "raibid-ci")).resolve()

@@ -1,7 +1,7 @@
 """Tanka tasks: chart vendoring, formatting, library tests, local secrets, and per
 environment render, validate, diff and apply.
 
-Up-to-date rules (DESIGN.md):
+Up-to-date rules:
 
 - ``vendor:charts`` runs when chartfile.yaml changed or a chart is missing or not at its
   pin; ``tk tool charts vendor`` itself skips charts already at their pin, so with the
@@ -12,7 +12,8 @@ Up-to-date rules (DESIGN.md):
   import, of spec.json, chartfile.yaml and every vendored chart file; no depfile means
   render. The export parameters count too. The output directory is replaced
   atomically; ``build/manifests/<env>.sha256`` is the digest of what was rendered.
-- ``validate:<env>`` runs when that digest, the CRDs or the checks changed.
+- ``validate:<env>`` runs when that digest, the pinned CRDs (``doit crds``) or the checks
+  changed.
 - ``apply:<env>`` asks the cluster: it is up to date only while the ConfigMap
   ``raibid-deploy-applied`` in the namespace holds the digest of the rendered manifests
   and the image references, so a recreated cluster is deployed again.
@@ -483,12 +484,12 @@ def task_render():
 
 
 def _validate_action(env: str, k8s_version: str):
-    from . import manifests
+    from . import crds, manifests
 
     directory = manifests_dir(env)
     if not directory.is_dir():
         return _fail(f"{paths.rel(directory)} does not exist: run `doit render:{env}`")
-    count, violations = manifests.validate_dir(directory, env, k8s_version, paths.shared_crds())
+    count, violations = manifests.validate_dir(directory, env, k8s_version, crds.crd_dir())
     if violations:
         lines = "\n".join(f"  {v}" for v in violations)
         return _fail(f"validate:{env}: {len(violations)} violation(s) in {count} objects "
@@ -501,17 +502,17 @@ def task_validate():
     """Validate a rendered environment: Kubernetes schemas, CRD schemas and policies."""
     from doit.tools import config_changed
 
-    from . import manifests
+    from . import crds, gitops, manifests
 
     plan = core.plan_or_exit()
     version = plan.settings.kubernetes_version
-    crds = [str(p) for p in manifests.crd_files(paths.shared_crds())]
     for env in plan.settings.environments:
         yield {
             "name": env,
             "doc": f"Validate build/manifests/{env}/ against Kubernetes {version}, the CRDs and the policies",
             "actions": [(_validate_action, [env, version])],
-            "file_dep": [str(digest_file(env)), manifests.__file__] + crds,
+            # the pinned CRDs (build/crds/crds.json, target of `doit crds`)
+            "file_dep": [str(digest_file(env)), manifests.__file__, gitops.__file__, str(crds.index_file())],
             "uptodate": [config_changed({"kubernetes_version": version, "strict": True})],
             "verbosity": 1,
         }

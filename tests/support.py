@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_CRDS = (REPO.parent / "shared" / "crds").resolve()
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 #: set by .ci/run: a missing real tool is then a test failure, never a skip
@@ -46,7 +45,6 @@ def copy_project(dst: Path, repo: Path = REPO) -> Path:
 def env_for(project: Path, extra: dict | None = None, path_first: list[Path] | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(project)
-    env["RAIBID_CRDS"] = str(SHARED_CRDS)
     env.pop("RAIBID_DEPLOY_ROOT", None)
     if path_first:
         env["PATH"] = os.pathsep.join([str(p) for p in path_first] + [env.get("PATH", "")])

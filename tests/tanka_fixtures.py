@@ -2,46 +2,77 @@
 
 Other test modules use them too (e.g. the Tilt tests): ``install_charts(project)``
 drops the stand-in charts of tests/fixtures/charts into ``project/tanka/charts/`` and
-copies the real KEDA and Flux CRDs from ../shared/crds into them (they are test data
-kept outside this repository, never duplicated here); ``KUBECTL_HANDLER`` answers what
-``tk apply`` / ``tk diff`` / ``apply:<env>`` ask (tests/fixtures/shims/kubectl_handler.py).
+gives them the pinned CRDs (tools/crds/go.mod), fetched once per test session with
+the project's own ``tasks.crds.download`` (``go mod download``; offline once the Go
+module cache has them), the way the real charts ship them: KEDA's in the keda chart,
+each Flux controller's under ``files/crds/<values key>/`` of the flux2 chart, rendered
+when that controller is created. ``KUBECTL_HANDLER`` answers what ``tk apply`` /
+``tk diff`` / ``apply:<env>`` ask (tests/fixtures/shims/kubectl_handler.py).
 """
 from __future__ import annotations
 
+import functools
 import shutil
+import tempfile
 from pathlib import Path
 
-from support import FIXTURES, SHARED_CRDS
+import yaml
+
+from support import FIXTURES, REPO
 
 CHART_FIXTURES = FIXTURES / "charts"
 KUBECTL_HANDLER = FIXTURES / "shims" / "kubectl_handler.py"
-
-#: which CRD groups of ../shared/crds each stand-in chart ships
-CRD_GROUPS = {
-    "keda": ("keda.sh", "eventing.keda.sh"),
-    "flux2": ("source.toolkit.fluxcd.io", "source.extensions.fluxcd.io", "kustomize.toolkit.fluxcd.io",
-              "helm.toolkit.fluxcd.io", "notification.toolkit.fluxcd.io", "image.toolkit.fluxcd.io"),
-}
+#: the KEDA CRDs come from this pinned module (build/crds/<name>/)
+KEDA_MODULE = "keda"
 
 
-def install_charts(project: Path, crds: Path = SHARED_CRDS) -> Path:
-    """Stand-in charts (with the real CRDs) in ``project/tanka/charts/``; returns that dir."""
+@functools.lru_cache(maxsize=None)
+def pinned_crds() -> Path:
+    """The pinned CRDs, fetched once per test process into a temporary directory."""
+    from tasks import crds
+
+    dest = Path(tempfile.mkdtemp(prefix="raibid-crds-")) / "crds"
+    crds.download(REPO / "tools" / "crds", dest)
+    return dest
+
+
+def flux_controllers(values: dict) -> dict[str, str]:
+    """``values key -> controller`` of the flux2 chart: every entry with an image
+    ``ghcr.io/fluxcd/<controller>`` and a ``create`` switch (the Go module of the same
+    name ships its CRDs)."""
+    out = {}
+    for key, v in values.items():
+        if isinstance(v, dict) and "create" in v and str(v.get("image", "")).startswith("ghcr.io/fluxcd/"):
+            out[key] = v["image"].rsplit("/", 1)[1]
+    return out
+
+
+def _copy_crds(src: Path, target: Path) -> None:
+    files = sorted(src.glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no pinned CRDs in {src}: is it in tools/crds/go.mod?")
+    target.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, target / f.name)
+
+
+def install_charts(project: Path, crds: Path | None = None) -> Path:
+    """Stand-in charts (with the pinned CRDs) in ``project/tanka/charts/``; returns that dir."""
+    crds = crds or pinned_crds()
     charts = project / "tanka" / "charts"
     charts.mkdir(parents=True, exist_ok=True)
     for chart in ("redis", "gitea", "keda", "flux2"):
         dst = charts / chart
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(CHART_FIXTURES / chart, dst)
-        groups = CRD_GROUPS.get(chart, ())
-        if groups:
-            target = dst / "files" / "crds"
-            target.mkdir(parents=True)
-            for group in groups:
-                files = sorted((crds / group).glob("*.yaml"))
-                if not files:
-                    raise FileNotFoundError(f"no CRDs for {group} in {crds} (set RAIBID_CRDS)")
-                for f in files:
-                    shutil.copy2(f, target / f"{group}_{f.name}")
+    _copy_crds(crds / KEDA_MODULE, charts / "keda" / "files" / "crds")
+    values = yaml.safe_load((charts / "flux2" / "values.yaml").read_text())
+    for key, controller in flux_controllers(values).items():
+        if (crds / controller).is_dir():
+            _copy_crds(crds / controller, charts / "flux2" / "files" / "crds" / key)
+        elif values[key]["create"]:
+            raise FileNotFoundError(f"the flux2 chart creates {controller} by default but "
+                                    f"tools/crds/go.mod pins no github.com/fluxcd/{controller}")
     return charts
 
 

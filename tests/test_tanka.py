@@ -174,11 +174,15 @@ def test_key_objects_of_the_local_stack(stack):
     assert env["RAIBID_GITEA_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "raibid-webhooks"
     assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 8081}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080}
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
     assert c["image"] == "raibid-server:dev"
     svc = find(objs, "Service", "raibid-server")
-    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8080), ("metrics", 8081)]
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("http", 8080)]
+    # honest ports: the raibid-ci server serves no metrics (tests/fixtures/contract/server.json)
+    contract = json.loads((REPO / "tests/fixtures/contract/server.json").read_text())
+    assert contract["metrics"].startswith("none")
+    assert not [p for p in c["ports"] + svc["spec"]["ports"] if "metric" in p["name"]]
 
     # the names the Tiltfile relies on
     assert find(objs, "Service", "redis-master")["spec"]["ports"][0]["port"] == 6379
@@ -190,10 +194,11 @@ def test_key_objects_of_the_local_stack(stack):
     assert {o["metadata"]["name"] for o in objs if o["kind"] == "CustomResourceDefinition"} >= {
         "scaledjobs.keda.sh", "triggerauthentications.keda.sh",
         "gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io"}
-    repo = find(objs, "GitRepository", "raibid-ci")["spec"]
+    repo = find(objs, "GitRepository", "raibid-gitops")["spec"]
     assert repo["ref"] == {"branch": "main"} and repo["interval"] == "1m"
-    assert repo["url"].endswith("/raibid/raibid-ci.git")
-    assert find(objs, "Kustomization", "raibid-ci")["spec"]["sourceRef"]["name"] == "raibid-ci"
+    assert repo["url"].endswith("/raibid/raibid-gitops.git")
+    ks = find(objs, "Kustomization", "raibid-gitops")["spec"]
+    assert ks["sourceRef"]["name"] == "raibid-gitops" and ks["path"] == "./environments/local"
     # the chart hook Job and the image controllers are left out
     assert not [o for o in objs if o["kind"] == "Job"]
     assert not [o for o in objs if o["metadata"]["name"].startswith("image-")]
@@ -223,6 +228,46 @@ def test_environments_differ_where_it_matters(stack):
         assert images and all(":" in i.rsplit("/", 1)[-1] and not i.endswith(":latest") for i in images)
         assert find(objs, "Deployment", "raibid-server")["spec"]["template"]["spec"]["containers"][0]["image"] \
             == "git.raibid.internal/raibid/raibid-server:0.1.0"
+
+
+def _ini(section: str) -> dict:
+    return dict(line.strip().split("=", 1) for line in section.splitlines() if "=" in line)
+
+
+def test_gitea_is_reached_where_the_images_are_pulled_from(stack):
+    """Gitea's registry sends clients to ROOT_URL for a token: outside local, DOMAIN and
+    ROOT_URL must be the registry host of our images (nodes cannot resolve *.svc)."""
+    for env in ("staging", "prod"):
+        objs = objects(stack, env)
+        server = _ini(find(objs, "Secret", "gitea-inline-config")["stringData"]["server"])
+        hosts = {find(objs, "Deployment", "raibid-server")["spec"]["template"]["spec"]["containers"][0]["image"].split("/")[0],
+                 find(objs, "ScaledJob", "raibid-agent")["spec"]["jobTargetRef"]["template"]["spec"]["containers"][0]["image"].split("/")[0]}
+        assert hosts == {server["DOMAIN"]}, (env, hosts, server)
+        assert server["ROOT_URL"] == f"https://{server['DOMAIN']}/"
+        assert "svc.cluster.local" not in server["ROOT_URL"]
+
+
+def test_server_pdb_keda_secret_access_and_gitea_ssh(stack):
+    local, staging, prod = (objects(stack, e) for e in ENVS)
+    # a PodDisruptionBudget where 2+ server replicas run, selecting exactly them
+    assert not [o for o in local if o["kind"] == "PodDisruptionBudget"]
+    for objs in (staging, prod):
+        pdb = find(objs, "PodDisruptionBudget", "raibid-server")["spec"]
+        labels = find(objs, "Deployment", "raibid-server")["spec"]["template"]["metadata"]["labels"]
+        assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"].items() <= labels.items()
+    # KEDA reads Secrets only in its own namespace, where the Redis Secret is
+    for objs in (staging, prod):
+        role = find(objs, "ClusterRole", "keda-operator")
+        assert not [r for r in role["rules"] if "secrets" in r.get("resources", [])]
+        op = find(objs, "Deployment", "keda-operator")
+        env = {e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["KEDA_RESTRICT_SECRET_ACCESS"] == "true"
+        auth = find(objs, "TriggerAuthentication", "raibid-agent-redis")
+        assert auth["metadata"]["namespace"] == op["metadata"]["namespace"]
+    # gitea-ssh is a real ClusterIP Service, so its 22 -> 2222 mapping works
+    ssh = find(staging, "Service", "gitea-ssh")["spec"]
+    assert ssh.get("clusterIP") != "None"
+    assert [(p["port"], p["targetPort"]) for p in ssh["ports"]] == [(22, 2222)]
 
 
 def test_staging_and_prod_render_no_secret_values(stack):
@@ -278,7 +323,7 @@ def test_validation_reports_every_violation_by_object_and_rule(stack):
 
     objs = objects(stack, "staging")
     assert manifests.validate_objects(objs, "staging", "1.33.0", manifests.load_crds(
-        manifests.crd_files(Path(env_for(stack)["RAIBID_CRDS"])))) == []
+        manifests.crd_files(stack / "build" / "crds"))) == []
     server = find(objs, "Deployment", "raibid-server")
     c = server["spec"]["template"]["spec"]["containers"][0]
     del c["resources"]["limits"]
@@ -293,7 +338,7 @@ def test_validation_reports_every_violation_by_object_and_rule(stack):
     sj["spec"]["pollingInterval"] = "ten"
     find(objs, "Service", "raibid-server")["spec"]["portz"] = []
     got = [str(v) for v in manifests.validate_objects(objs, "staging", "1.33.0", manifests.load_crds(
-        manifests.crd_files(Path(env_for(stack)["RAIBID_CRDS"]))))]
+        manifests.crd_files(stack / "build" / "crds")))]
     expected_fragments = [
         "Deployment/raibid-server container server: resources.limits lacks cpu, memory [resources]",
         "Deployment/raibid-server container server: no readinessProbe [probes]",

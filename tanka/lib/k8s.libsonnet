@@ -118,6 +118,15 @@
     },
   },
 
+  // pdb(name, selector, maxUnavailable): a PodDisruptionBudget: voluntary disruptions
+  // (node drains, upgrades) take at most maxUnavailable of the selected pods at a time.
+  pdb(name, selector, maxUnavailable=1, labels={}):: {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: $.metadata(name, labels),
+    spec: { maxUnavailable: maxUnavailable, selector: { matchLabels: selector } },
+  },
+
   // hpa(name, target, min, max, cpu): an autoscaling/v2 HorizontalPodAutoscaler on
   // average CPU utilisation (percent of requests) of a Deployment.
   hpa(name, target, minReplicas, maxReplicas, cpuUtilization, labels={}):: {

@@ -52,6 +52,24 @@
     [{ name: n } + obj[n] for n in names if obj[n] != null && isRef(n)]
     + [{ name: n, value: std.toString(obj[n]) } for n in names if obj[n] != null && !isRef(n)],
 
+  // URL_SAFE: RFC 3986's unreserved characters, the only ones a URL carries verbatim.
+  URL_SAFE:: 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~',
+
+  // isUrlSafe(s): true when s is non-empty and made only of URL_SAFE characters, so it
+  // can sit in a URL unencoded (the raibid-ci agent builds redis://:{password}@host
+  // without encoding).
+  isUrlSafe(s):: std.isString(s) && s != '' && std.all([std.member($.URL_SAFE, c) for c in std.stringChars(s)]),
+
+  // percentEncode(s): s with every UTF-8 byte outside URL_SAFE written as %XX, e.g.
+  //   util.percentEncode('a/b@c')   // 'a%2Fb%40c'
+  percentEncode(s)::
+    local hex = '0123456789ABCDEF';
+    std.join('', [
+      if b < 128 && std.member($.URL_SAFE, std.char(b)) then std.char(b)
+      else '%' + hex[std.floor(b / 16)] + hex[b % 16]
+      for b in std.encodeUTF8(s)
+    ]),
+
   // objectValues(obj): the values of an object's visible fields, in field order.
   objectValues(obj):: [obj[k] for k in std.objectFields(obj)],
 

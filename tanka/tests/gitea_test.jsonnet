@@ -21,5 +21,14 @@ local v = gitea.values(t.stagingCfg);
     [true, false],
   ),
   'init containers have limits': t.has(v, 'initContainers.resources.limits.cpu'),
-  'root URL is the in-cluster service': t.eq(v.gitea.config.server.ROOT_URL, 'http://gitea-http.raibid-system.svc.cluster.local:3000/'),
+  'root URL is the in-cluster service by default': t.eq(v.gitea.config.server.ROOT_URL, 'http://gitea-http.raibid-system.svc.cluster.local:3000/'),
+  'DOMAIN and ROOT_URL follow the environment': t.eq(
+    local s = gitea.values(t.config.new('staging', { gitea: { domain: 'git.example', rootUrl: 'https://git.example/' } })).gitea.config.server;
+    [s.DOMAIN, s.ROOT_URL],
+    ['git.example', 'https://git.example/'],
+  ),
+  'ssh Service is not headless (its 22 -> 2222 mapping works)': t.eq(
+    [v.service.ssh.clusterIP, v.service.ssh.port, v.gitea.config.server.SSH_LISTEN_PORT],
+    ['', 22, 2222],
+  ),
 }

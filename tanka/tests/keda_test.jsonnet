@@ -11,4 +11,8 @@ local v = keda.values(t.localCfg);
   'limits set': t.has(v, 'resources.operator.limits.memory'),
   'pods run as non-root': t.eq(v.podSecurityContext.operator.runAsNonRoot, true),
   'watches all namespaces': t.eq(v.watchNamespace, ''),
+  'reads Secrets only in its own namespace': t.eq(
+    [v.permissions.operator.restrict.secret, v.permissions.metricServer.restrict.secret],
+    [true, true],
+  ),
 }

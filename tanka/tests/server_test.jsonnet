@@ -15,16 +15,19 @@ local prodEnv = t.env(prod.deployment.spec.template.spec.containers[0]);
   'port 8080': t.eq(env.RAIBID_SERVER_PORT.value, '8080'),
   'JSON logs': t.eq(env.RAIBID_LOG_FORMAT.value, 'json'),
   'Redis URL without auth locally': t.eq(env.RAIBID_REDIS_URL.value, 'redis://redis-master.raibid-system.svc.cluster.local:6379'),
-  'Redis URL with the password elsewhere': t.eq(prodEnv.RAIBID_REDIS_URL.value, 'redis://:$(REDIS_PASSWORD)@redis-master.raibid-system.svc.cluster.local:6379'),
-  'REDIS_PASSWORD defined before it is used': t.ok(
-    std.find('REDIS_PASSWORD', [e.name for e in prod.deployment.spec.template.spec.containers[0].env])[0]
-    < std.find('RAIBID_REDIS_URL', [e.name for e in prod.deployment.spec.template.spec.containers[0].env])[0]
+  'Redis URL with auth: the whole URL from the Secret': t.eq(prodEnv.RAIBID_REDIS_URL.valueFrom.secretKeyRef, { name: 'raibid-redis', key: 'redis-url' }),
+  'no password in a plain env value': t.ok(!std.objectHas(prodEnv, 'REDIS_PASSWORD') && !std.objectHas(prodEnv.RAIBID_REDIS_URL, 'value')),
+  'PodDisruptionBudget when 2 or more replicas run': t.eq(
+    [std.objectHas(loc, 'pdb'), std.objectHas(server.new(t.config.new('staging', { server: { replicas: 2 } })), 'pdb'), std.objectHas(prod, 'pdb')],
+    [false, true, true],
   ),
+  'the PDB selects the server pods': t.eq(prod.pdb.spec, { maxUnavailable: 1, selector: { matchLabels: prod.deployment.spec.selector.matchLabels } }),
   'webhook secrets from the Secret': t.eq(env.RAIBID_GITEA_WEBHOOK_SECRET.valueFrom.secretKeyRef, { name: 'raibid-webhooks', key: 'gitea-webhook-secret' }),
   'requests 500m/512Mi, limits 1/1Gi': t.eq(c.resources, { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } }),
   'non-root, no privilege escalation': t.eq([c.securityContext.runAsNonRoot, c.securityContext.allowPrivilegeEscalation], [true, false]),
   'preferred pod anti-affinity': t.has(loc.deployment.spec.template.spec, 'affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution'),
-  'Service ports 8080 and 8081': t.eq([[p.name, p.port] for p in loc.service.spec.ports], [['http', 8080], ['metrics', 8081]]),
+  // the raibid-ci server serves no metrics: no port may claim it does
+  'Service port 8080 only': t.eq([[p.name, p.port] for p in loc.service.spec.ports], [['http', 8080]]),
   'no HPA unless enabled': t.ok(!std.objectHas(loc, 'hpa')),
   'HPA when enabled': t.eq(prod.hpa.spec.scaleTargetRef.name, 'raibid-server'),
   'replicas left to the HPA': t.ok(!std.objectHas(prod.deployment.spec, 'replicas')),

@@ -5,7 +5,9 @@
 // the server scaled by a HorizontalPodAutoscaler (3 to 10 replicas).
 local raibid = import 'raibid/main.libsonnet';
 
-local registry = 'git.raibid.internal/raibid';
+// Gitea's host: its registry serves the images, so DOMAIN/ROOT_URL name it too.
+local domain = 'git.raibid.internal';
+local registry = domain + '/raibid';
 local version = '0.1.0';
 
 function(images={})
@@ -26,6 +28,8 @@ function(images={})
       },
     },
     gitea: {
+      domain: domain,
+      rootUrl: 'https://%s/' % domain,
       persistence: { size: '50Gi' },
       resources: {
         requests: { cpu: '500m', memory: '1Gi' },

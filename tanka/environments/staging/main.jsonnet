@@ -5,7 +5,9 @@
 // cluster beforehand, see tanka/README.md "Secrets"), two server replicas.
 local raibid = import 'raibid/main.libsonnet';
 
-local registry = 'git.raibid.internal/raibid';
+// Gitea's host: its registry serves the images, so DOMAIN/ROOT_URL name it too.
+local domain = 'git.raibid.internal';
+local registry = domain + '/raibid';
 local version = '0.1.0';
 
 function(images={})
@@ -17,6 +19,6 @@ function(images={})
     } + raibid.images(images),
     imagePullSecrets: ['raibid-registry'],
     redis: { auth: true, persistence: { size: '8Gi' } },
-    gitea: { persistence: { size: '20Gi' } },
+    gitea: { domain: domain, rootUrl: 'https://%s/' % domain, persistence: { size: '20Gi' } },
     server: { replicas: 2 },
   }))

@@ -16,7 +16,8 @@ local k8s = import 'k8s.libsonnet';
 local util = import 'util.libsonnet';
 
 {
-  // env(cfg): the agent's environment (DESIGN.md contract).
+  // env(cfg): the agent's environment (the raibid-ci agent's contract:
+  // tests/fixtures/contract/agent.json).
   env(cfg)::
     local a = cfg.agent;
     util.envList({

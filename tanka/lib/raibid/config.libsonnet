@@ -76,14 +76,27 @@ local util = import 'util.libsonnet';
       httpService: 'gitea-http',
       httpPort: 3000,
       adminEmail: 'gitea-admin@raibid.local',
+      // DOMAIN and ROOT_URL: where clients (nodes pulling images, browsers, git)
+      // reach Gitea. Gitea's registry sends clients to ROOT_URL for a token, so outside
+      // local they must be the host the images are pulled from (the environments set
+      // both; `rootUrl: null` means the in-cluster URL, right only where nothing
+      // outside the cluster talks to Gitea).
       domain: 'gitea-http.raibid-system.svc.cluster.local',
+      rootUrl: null,
       persistence: { enabled: true, size: '10Gi' },
       resources: {
         requests: { cpu: '100m', memory: '256Mi' },
         limits: { cpu: '1', memory: '1Gi' },
       },
-      // The raibid-ci repository Flux deploys from.
-      repo: { owner: 'raibid', name: 'raibid-ci', branch: 'main' },
+    },
+
+    // The GitOps repository (in Gitea) that `doit publish:<env>` writes each validated
+    // render to, under `environments/<env>/`, and that Flux applies from.
+    gitops: {
+      owner: 'raibid',
+      repo: 'raibid-gitops',
+      branch: 'main',
+      dir: 'environments',
     },
 
     keda: {
@@ -98,7 +111,6 @@ local util = import 'util.libsonnet';
       release: 'flux',
       enabled: true,
       interval: '1m',
-      path: './deploy',
       resources: {
         requests: { cpu: '50m', memory: '64Mi' },
         limits: { cpu: '500m', memory: '512Mi' },
@@ -108,7 +120,6 @@ local util = import 'util.libsonnet';
     server: {
       replicas: 1,
       port: 8080,
-      metricsPort: 8081,
       logFormat: 'json',
       corsEnabled: false,
       maxBodySize: 10485760,
@@ -169,6 +180,22 @@ local util = import 'util.libsonnet';
 
       // giteaUrl: the in-cluster HTTP URL of Gitea.
       giteaUrl:: 'http://%s.%s.svc.cluster.local:%d' % [c.gitea.httpService, c.namespace, c.gitea.httpPort],
+
+      // giteaRootUrl: Gitea's ROOT_URL (always ends with '/'); giteaHost: its host[:port],
+      // which is also the registry host of images kept in Gitea.
+      giteaRootUrl:: if this.gitea.rootUrl == null then this.giteaUrl + '/'
+      else if std.endsWith(this.gitea.rootUrl, '/') then this.gitea.rootUrl
+      else this.gitea.rootUrl + '/',
+      giteaHost:: std.split(this.giteaRootUrl, '/')[2],
+
+      // gitopsPath: where the published render of this environment lives in the GitOps
+      // repository (no leading './'); gitopsPushUrl: the repository as seen from outside.
+      gitopsPath:: '%s/%s' % [this.gitops.dir, this.env],
+      gitopsPushUrl:: '%s%s/%s.git' % [this.giteaRootUrl, this.gitops.owner, this.gitops.repo],
+
+      // serverMinReplicas: the fewest server replicas that run (the HPA's minimum when
+      // it scales); above 1 the server gets a PodDisruptionBudget.
+      serverMinReplicas:: if this.server.hpa.enabled then this.server.hpa.minReplicas else this.server.replicas,
 
       // secretsRendered: true when the render creates the Secrets itself (local).
       secretsRendered:: c.secrets.values != null,

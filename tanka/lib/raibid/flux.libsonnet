@@ -5,9 +5,12 @@
 // CRDs, resource requests/limits, and without the chart's Helm hooks (its pre-install
 // check Job only makes sense under `helm install`) and its namespace-wide
 // NetworkPolicies (they would also fence in the rest of raibid-system).
-// The GitRepository polls branch `main` of the raibid-ci repository in Gitea every
-// minute, authenticating with the Gitea admin Secret; the Kustomization applies its
-// `deploy/` directory.
+// The GitRepository polls branch `main` of the GitOps repository in Gitea
+// (cfg.gitops: raibid/raibid-gitops) every minute, authenticating with the Gitea admin
+// Secret; the Kustomization applies `environments/<env>/`, which `doit publish:<env>`
+// writes there from the validated render (tasks/gitops.py). The GitRepository's
+// annotations tell publish where: `raibid.dev/publish-path` (the directory) and
+// `raibid.dev/push-url` (the repository as seen from outside the cluster).
 //
 // Usage:
 //   local flux = import 'raibid/flux.libsonnet';
@@ -33,16 +36,19 @@ local helm = (import 'helm.libsonnet').new(std.thisFile);
     sourceWatcher: { create: false },
   },
 
-  repoUrl(cfg):: '%s/%s/%s.git' % [cfg.giteaUrl, cfg.gitea.repo.owner, cfg.gitea.repo.name],
+  repoUrl(cfg):: '%s/%s/%s.git' % [cfg.giteaUrl, cfg.gitops.owner, cfg.gitops.repo],
 
   gitRepository(cfg):: {
     apiVersion: 'source.toolkit.fluxcd.io/v1',
     kind: 'GitRepository',
-    metadata: k8s.metadata(cfg.gitea.repo.name, cfg.labels('gitops')),
+    metadata: k8s.metadata(cfg.gitops.repo, cfg.labels('gitops'), {
+      'raibid.dev/publish-path': cfg.gitopsPath,
+      'raibid.dev/push-url': cfg.gitopsPushUrl,
+    }),
     spec: {
       interval: cfg.flux.interval,
       url: $.repoUrl(cfg),
-      ref: { branch: cfg.gitea.repo.branch },
+      ref: { branch: cfg.gitops.branch },
       secretRef: { name: cfg.secrets.names.gitea },
       timeout: '60s',
     },
@@ -51,13 +57,13 @@ local helm = (import 'helm.libsonnet').new(std.thisFile);
   kustomization(cfg):: {
     apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
     kind: 'Kustomization',
-    metadata: k8s.metadata(cfg.gitea.repo.name, cfg.labels('gitops')),
+    metadata: k8s.metadata(cfg.gitops.repo, cfg.labels('gitops')),
     spec: {
       interval: '10m',
       retryInterval: '1m',
       timeout: '5m',
-      sourceRef: { kind: 'GitRepository', name: cfg.gitea.repo.name },
-      path: cfg.flux.path,
+      sourceRef: { kind: 'GitRepository', name: cfg.gitops.repo },
+      path: './' + cfg.gitopsPath,
       prune: true,
       wait: true,
       targetNamespace: cfg.namespace,

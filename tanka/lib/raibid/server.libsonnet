@@ -1,12 +1,14 @@
 // raibid/server.libsonnet: the raibid-server Deployment, Service and optional HPA (#111).
 //
-// Contract (DESIGN.md): listens on RAIBID_SERVER_HOST:RAIBID_SERVER_PORT (0.0.0.0:8080
-// in a container), metrics on 8081, health at /health/ready and /health/live, JSON
-// logs with RAIBID_LOG_FORMAT=json, Redis at RAIBID_REDIS_URL.
+// Contract (raibid-ci's server, tests/fixtures/contract/server.json): listens on
+// RAIBID_SERVER_HOST:RAIBID_SERVER_PORT (0.0.0.0:8080 in a container), health at
+// /health/ready and /health/live, JSON logs with RAIBID_LOG_FORMAT=json, Redis at
+// RAIBID_REDIS_URL. It serves no metrics (no /metrics route, no metrics listener), so
+// no metrics port is declared.
 //
 // Usage:
 //   local server = import 'raibid/server.libsonnet';
-//   server.new(cfg)   // { deployment, service, [hpa] }
+//   server.new(cfg)   // { deployment, service, [hpa], [pdb] }
 local k8s = import 'k8s.libsonnet';
 local util = import 'util.libsonnet';
 
@@ -16,10 +18,13 @@ local util = import 'util.libsonnet';
     local s = cfg.server;
     local n = cfg.secrets.names;
     util.envList({
-      REDIS_PASSWORD: if cfg.redis.auth then util.secretRef(n.redis, 'redis-password') else null,
       RAIBID_GITEA_WEBHOOK_SECRET: util.secretRef(n.webhooks, 'gitea-webhook-secret'),
       RAIBID_GITHUB_WEBHOOK_SECRET: util.secretRef(n.webhooks, 'github-webhook-secret'),
-      RAIBID_REDIS_URL: 'redis://%s%s' % [if cfg.redis.auth then ':$(REDIS_PASSWORD)@' else '', cfg.redisAddress],
+      // With auth, the whole URL comes from the Redis Secret (key `redis-url`, the
+      // password percent-encoded: secrets.redisUrl, tanka/README.md "Secrets"): a
+      // password never sits in a plain env value, and `$(REDIS_PASSWORD)` expansion
+      // would paste it unencoded.
+      RAIBID_REDIS_URL: if cfg.redis.auth then util.secretRef(n.redis, 'redis-url') else 'redis://' + cfg.redisAddress,
       RAIBID_SERVER_HOST: '0.0.0.0',
       RAIBID_SERVER_PORT: s.port,
       RAIBID_LOG_FORMAT: s.logFormat,
@@ -33,10 +38,7 @@ local util = import 'util.libsonnet';
     name: 'server',
     image: cfg.images.server,
     imagePullPolicy: cfg.imagePullPolicy,
-    ports: [
-      k8s.containerPort('http', cfg.server.port),
-      k8s.containerPort('metrics', cfg.server.metricsPort),
-    ],
+    ports: [k8s.containerPort('http', cfg.server.port)],
     env: $.env(cfg),
     resources: cfg.server.resources,
     readinessProbe: k8s.httpProbe('/health/ready', 'http', initialDelaySeconds=3, periodSeconds=5),
@@ -69,12 +71,12 @@ local util = import 'util.libsonnet';
   service(cfg):: k8s.service(
     cfg.name('server'),
     cfg.selector('server'),
-    [
-      k8s.servicePort('http', cfg.server.port),
-      k8s.servicePort('metrics', cfg.server.metricsPort),
-    ],
+    [k8s.servicePort('http', cfg.server.port)],
     cfg.labels('server'),
   ),
+
+  // pdb(cfg): with 2 or more replicas, a drain or upgrade takes one server at a time.
+  pdb(cfg):: k8s.pdb(cfg.name('server'), cfg.selector('server'), 1, cfg.labels('server')),
 
   hpa(cfg):: k8s.hpa(
     cfg.name('server'),
@@ -89,5 +91,6 @@ local util = import 'util.libsonnet';
     deployment: $.deployment(cfg),
     service: $.service(cfg),
     [if cfg.server.hpa.enabled then 'hpa']: $.hpa(cfg),
+    [if cfg.serverMinReplicas > 1 then 'pdb']: $.pdb(cfg),
   },
 }

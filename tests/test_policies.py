@@ -1,0 +1,157 @@
+"""The policies issue 13 added to validate:* and the password rules, on real inputs.
+
+tests/fixtures/old-render/ holds objects of the staging and prod renders from before
+(this repository at 6704059, stand-in charts): each policy must report them. The
+current renders passing every policy is test_tanka.py's validate run.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+from support import FIXTURES, copy_project, env_for, run_doit, tool_or_fail
+
+OLD = FIXTURES / "old-render"
+REDIS_HOST = "redis-master.raibid-system.svc.cluster.local"
+
+
+def _old(env: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((OLD / f"{env}.yaml").read_text()) if d]
+
+
+def _rules(violations) -> set[tuple[str, str, str]]:
+    return {(v.kind, v.name, v.rule) for v in violations}
+
+
+def test_the_old_staging_render_breaks_every_new_policy():
+    from tasks import manifests
+
+    objs = _old("staging")
+    assert _rules(manifests.url_secret_violations(objs)) == {("Deployment", "raibid-server", "url-secret")}
+    assert _rules(manifests.pdb_violations(objs)) == {("Deployment", "raibid-server", "pdb")}
+    assert _rules(manifests.service_violations(objs)) == {("Service", "gitea-ssh", "service")}
+    assert _rules(manifests.gitops_violations(objs)) == {("Kustomization", "raibid-ci", "gitops")}
+    text = "\n".join(str(v) for v in manifests.gitops_violations(objs))
+    assert "'./deploy'" in text
+
+
+def test_the_old_prod_render_needs_a_pdb_for_its_autoscaled_server():
+    from tasks import manifests
+
+    objs = _old("prod")
+    assert "replicas" not in next(o for o in objs if o["kind"] == "Deployment")["spec"]  # the HPA owns it
+    (v,) = manifests.pdb_violations(objs)
+    assert (v.kind, v.name, v.rule) == ("Deployment", "raibid-server", "pdb") and "3 replicas" in v.detail
+    assert _rules(manifests.url_secret_violations(objs)) == {("Deployment", "raibid-server", "url-secret")}
+
+
+def test_policies_accept_the_fixed_shapes():
+    from tasks import manifests
+
+    objs = _old("staging")
+    server = next(o for o in objs if o["kind"] == "Deployment")
+    labels = server["spec"]["template"]["metadata"]["labels"]
+    env = server["spec"]["template"]["spec"]["containers"][0]["env"]
+    url = next(e for e in env if e["name"] == "RAIBID_REDIS_URL")
+    url.pop("value")
+    url["valueFrom"] = {"secretKeyRef": {"name": "raibid-redis", "key": "redis-url"}}
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": "raibid-server", "namespace": "raibid-system"},
+           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {
+               k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}}}}
+    ssh = next(o for o in objs if o["kind"] == "Service")
+    ssh["spec"].pop("clusterIP")
+    repo = next(o for o in objs if o["kind"] == "GitRepository")
+    repo["metadata"].setdefault("annotations", {})["raibid.dev/publish-path"] = "environments/staging"
+    ks = next(o for o in objs if o["kind"] == "Kustomization")
+    ks["spec"]["path"] = "./environments/staging"
+    objs.append(pdb)
+    assert manifests.url_secret_violations(objs) + manifests.pdb_violations(objs) \
+        + manifests.service_violations(objs) + manifests.gitops_violations(objs) == []
+    # a path beside the published one is still refused
+    ks["spec"]["path"] = "./environments/prod"
+    (v,) = manifests.gitops_violations(objs)
+    assert "./environments/staging/" in v.detail
+
+
+@pytest.mark.parametrize("value", ["postgres://app:s3cret@db:5432/x", "redis://:$(REDIS_PASSWORD)@r:6379",
+                                   "https://user:a/b@host/"])
+def test_url_secret_sees_credentials_in_urls(value):
+    from tasks import manifests
+
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"URL": value}}
+    assert _rules(manifests.url_secret_violations([cm])) == {("ConfigMap", "c", "url-secret")}
+    ok = dict(cm, data={"URL": "redis://redis-master:6379", "MAIL": "git@example.com"})
+    assert manifests.url_secret_violations([ok]) == []
+
+
+def _probe(tmp_path: Path) -> Path:
+    project = copy_project(tmp_path / "project")
+    (project / "tanka/tests/url_probe.jsonnet").write_text(
+        "local config = import 'raibid/config.libsonnet';\n"
+        "local secrets = import 'raibid/secrets.libsonnet';\n"
+        "function(password) secrets.redisUrl(config.new('staging', { redis: { auth: true } }), password)\n")
+    return project
+
+
+def test_the_server_parses_its_redis_url_whatever_the_password(tmp_path):
+    """RAIBID_REDIS_URL comes from the Redis Secret, built by secrets.redisUrl with the
+    password percent-encoded: a URL parser (the server's `url` crate decodes userinfo
+    the same way) gets the host, the port and the exact password back."""
+    tool_or_fail("tk")
+    project = _probe(tmp_path)
+    password = "a/b@c:d%e+f é"
+    proc = subprocess.run(["tk", "eval", "tests/url_probe.jsonnet", "--tla-str", f"password={password}"],
+                          cwd=project / "tanka", capture_output=True, text=True,
+                          env=env_for(project, path_first=[project / ".tools" / "bin"]))
+    assert proc.returncode == 0, proc.stderr
+    url = json.loads(proc.stdout)
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port) == ("redis", REDIS_HOST, 6379)
+    assert unquote(parts.password) == password and parts.username == ""
+    # the same password pasted in unencoded (what `$(REDIS_PASSWORD)` expansion did) loses the host
+    broken = urlsplit(f"redis://:{password}@{REDIS_HOST}:6379")
+    assert broken.hostname != REDIS_HOST
+
+
+def test_an_unsafe_local_password_is_refused_with_the_fix(tmp_path):
+    tool_or_fail("tk")
+    from tanka_fixtures import install_charts
+
+    project = copy_project(tmp_path / "project")
+    install_charts(project)
+    keys = json.loads((project / "tanka/lib/raibid/secret-keys.json").read_text())
+    values = {k: "Safe-Value_123" for k in keys}
+    values["redisPassword"] = "abc/def@ghi"
+    f = project / "tanka/environments/local/secrets.local.json"
+    f.write_text(json.dumps(values))
+    f.chmod(0o600)
+    proc = run_doit(project, "render:local")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "redisPassword must use only A-Z a-z 0-9 - . _ ~" in out and "doit secrets:local" in out
+    assert "Traceback" not in out
+
+
+def test_generated_local_secrets_are_url_safe(tmp_path):
+    tool_or_fail("tk")
+    project = copy_project(tmp_path / "project")
+    run_doit(project, "secrets:local", check=True)
+    values = json.loads((project / "tanka/environments/local/secrets.local.json").read_text())
+    safe = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    assert values and all(v and set(v) <= safe for v in values.values())
+
+
+def test_the_documented_secret_workflow_makes_url_safe_passwords():
+    """tanka/README.md's commands: no base64 (its `/` and `+` break the agent's URL)."""
+    readme = (Path(__file__).resolve().parent.parent / "tanka" / "README.md").read_text()
+    section = readme.split("## Secrets", 1)[1].split("\n## ", 1)[0]
+    commands = "".join(section.split("```")[1::2])
+    assert "openssl rand -hex" in commands and "redis-url" in commands
+    assert "base64" not in commands
+    assert "URL-safe" in section
