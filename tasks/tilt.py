@@ -75,16 +75,22 @@ def tiltfile_result(env: str, context: str | None = None, kube_context: str | No
                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
-def problems(result: dict, context: str) -> list[str]:
-    """What is wrong with a Tiltfile load result (Tilt's JSON) that Tilt itself accepts."""
+def _objects(text: str) -> list[dict]:
+    """The objects of a YAML stream (libyaml when available: the CRDs are large)."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [o for o in yaml.load_all(text or "", Loader=loader) if o]
+
+
+def problems(result: dict, context: str) -> list[str]:
+    """What is wrong with a Tiltfile load result (Tilt's JSON) that Tilt itself accepts."""
     probs: list[str] = []
     manifests = {m["Name"]: m for m in result.get("Manifests") or []}
     # every workload is a resource of its own, labelled (never lost in "uncategorized")
     loose = manifests.get("uncategorized", {}).get("DeployTarget") or {}
-    for o in yaml.safe_load_all(loose.get("yaml") or ""):
-        if o and o.get("kind") in WORKLOAD_KINDS | {"ScaledJob"}:
+    for o in _objects(loose.get("yaml")):
+        if o.get("kind") in WORKLOAD_KINDS | {"ScaledJob"}:
             probs.append(f"{o['kind']} {o['metadata']['name']} is in no resource (k8s_resource/k8s_kind)")
     for name, m in manifests.items():
         if name != "uncategorized" and not m.get("Labels"):
@@ -105,7 +111,7 @@ def problems(result: dict, context: str) -> list[str]:
     # the container runs Tilt's restart wrapper, ends by touching the file it watches
     for name, m in manifests.items():
         dt = m.get("DeployTarget") or {}
-        kinds = {o.get("kind") for o in yaml.safe_load_all(dt.get("yaml") or "") if o}
+        kinds = {o.get("kind") for o in _objects(dt.get("yaml"))}
         if "ScaledJob" in kinds:
             paths_ = [loc.get("path") for loc in dt.get("imageLocators") or []
                       if "scaledjob" in ((loc.get("objectSelector") or {}).get("kindRegexp") or "").lower()]
