@@ -219,6 +219,14 @@ def test_every_environment_runs_under_tilt_or_is_refused(staged):
     assert "local" in r.stderr.split("Environments:")[-1]
 
 
+def test_missing_render_is_named_with_the_command_to_run(tmp_path):
+    from support import copy_project
+
+    r = tilt(copy_project(tmp_path / "project"), "alpha", "tiltfile-result")
+    assert r.returncode == 5
+    assert "no manifests in build/manifests/local: run `doit render:local`" in r.stderr
+
+
 # ---------------------------------------------------------------- loads change nothing
 
 
