@@ -1,5 +1,7 @@
-"""Tilt tasks: ``tilt:check`` (the Tiltfile evaluated offline) and ``tilt:server-binary``
-(the host build behind the server's live reload, run by the Tiltfile's local_resource)."""
+"""Tilt tasks: ``tilt:check`` (the Tiltfile loaded by the pinned Tilt, ``tilt alpha
+tiltfile-result``, for every environment, and its result checked), ``tilt:server-binary``
+(the host build behind the server's live reload, run by the Tiltfile's local_resource) and
+``tilt:takeover`` (run by the Tiltfile under ``tilt up``/``tilt ci`` only)."""
 from __future__ import annotations
 
 import hashlib
