@@ -1,11 +1,14 @@
-"""Tilt tasks: ``tilt:check`` (the Tiltfile evaluated offline) and ``tilt:server-binary``
-(the host build behind the server's live reload, run by the Tiltfile's local_resource)."""
+"""Tilt tasks: ``tilt:check`` (the Tiltfile loaded by the pinned Tilt, ``tilt alpha
+tiltfile-result``, for every environment, and its result checked), ``tilt:server-binary``
+(the host build behind the server's live reload, run by the Tiltfile's local_resource) and
+``tilt:takeover`` (run by the Tiltfile under ``tilt up``/``tilt ci`` only)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,29 +22,186 @@ def tiltfile() -> Path:
 
 # --------------------------------------------------------------------------- tilt:check
 
+#: Kubernetes kinds Tilt treats as workloads by itself (the Tiltfile adds ScaledJob)
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+#: the lines a clean load prints (with -v); anything else is Tilt warning about something
+#: it dropped or ignored (an unused image, an unknown dependency...)
+CLEAN_LOAD = ("Loading Tiltfile at: ", "Successfully loaded Tiltfile")
+
+
+def environments() -> list[str]:
+    """Every Tanka environment on disk (tanka/environments/<env>/spec.json)."""
+    return sorted(p.parent.name for p in (paths.tanka() / "environments").glob("*/spec.json"))
+
+
+def project_context() -> str:
+    return core.plan_or_exit().settings.kube_context
+
+
+def tilt_environments() -> list[str]:
+    """The environments the Tiltfile deploys: those whose context is the project's cluster."""
+    from .tanka import context_of
+
+    return [e for e in environments() if context_of(e) == project_context()]
+
+
+def _kubeconfig(path: Path, context: str) -> Path:
+    """A kubeconfig naming ``context`` (on an address nothing listens on): a load needs the
+    context's name, never a cluster."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": context, "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": context, "user": {}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+    }))
+    return path
+
+
+def tiltfile_result(env: str, context: str | None = None, kube_context: str | None = None,
+                    extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """``tilt alpha tiltfile-result`` on the Tiltfile for ``env``, with a kubeconfig whose
+    current context is ``kube_context`` (default: the project's), ``--context`` when given."""
+    import tempfile
+
+    tilt = tools.which("tilt") or "tilt"
+    with tempfile.TemporaryDirectory(prefix="tilt-check-") as tmp:
+        run_env = {**os.environ, "KUBECONFIG": str(_kubeconfig(Path(tmp) / "kubeconfig",
+                                                               kube_context or project_context())),
+                   "RAIBID_SRC": str(paths.raibid_src()), **(extra_env or {})}
+        argv = [tilt, "alpha", "tiltfile-result", "-v", "--file", str(tiltfile())]
+        if context:
+            argv += ["--context", context]
+        return subprocess.run([*argv, "--", "--env", env], cwd=paths.root(), env=run_env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def _objects(text: str) -> list[dict]:
+    """The objects of a YAML stream (libyaml when available: the CRDs are large)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [o for o in yaml.load_all(text or "", Loader=loader) if o]
+
+
+def problems(result: dict, context: str) -> list[str]:
+    """What is wrong with a Tiltfile load result (Tilt's JSON) that Tilt itself accepts."""
+    probs: list[str] = []
+    manifests = {m["Name"]: m for m in result.get("Manifests") or []}
+    # every workload is a resource of its own, labelled (never lost in "uncategorized")
+    loose = manifests.get("uncategorized", {}).get("DeployTarget") or {}
+    for o in _objects(loose.get("yaml")):
+        if o.get("kind") in WORKLOAD_KINDS | {"ScaledJob"}:
+            probs.append(f"{o['kind']} {o['metadata']['name']} is in no resource (k8s_resource/k8s_kind)")
+    for name, m in manifests.items():
+        if name != "uncategorized" and not m.get("Labels"):
+            probs.append(f"resource {name} has no label (it would show under 'unlabeled')")
+        for d in m.get("ResourceDependencies") or []:
+            if d not in manifests:
+                probs.append(f"resource {name} depends on unknown resource {d}")
+    # port forwards: each local port once
+    seen: dict[int, str] = {}
+    for name, m in manifests.items():
+        for f in ((m.get("DeployTarget") or {}).get("portForwardTemplateSpec") or {}).get("forwards") or []:
+            port = f.get("localPort")
+            if port in seen:
+                probs.append(f"local port {port} forwarded by both {seen[port]} and {name}")
+            seen[port] = name
+    # images: every image target is built for a resource that deploys it; a ScaledJob gets
+    # its image through the locator; a live update syncs inside the build context and, when
+    # the container runs Tilt's restart wrapper, ends by touching the file it watches
+    for name, m in manifests.items():
+        dt = m.get("DeployTarget") or {}
+        kinds = {o.get("kind") for o in _objects(dt.get("yaml"))}
+        if "ScaledJob" in kinds:
+            paths_ = [loc.get("path") for loc in dt.get("imageLocators") or []
+                      if "scaledjob" in ((loc.get("objectSelector") or {}).get("kindRegexp") or "").lower()]
+            if not paths_:
+                probs.append(f"resource {name}: no image locator for ScaledJob (k8s_kind): its image is not injected")
+            if not m.get("ImageTargets"):
+                probs.append(f"resource {name}: the ScaledJob's image is not built by Tilt")
+        for it in m.get("ImageTargets") or []:
+            lu = it.get("LiveUpdateSpec") or {}
+            ctx = (it.get("BuildDetails") or {}).get("context") or ""
+            base = lu.get("basePath") or ""
+            for s in lu.get("syncs") or []:
+                local = os.path.join(base, s.get("localPath", ""))
+                if ctx and not (local + "/").startswith(ctx.rstrip("/") + "/"):
+                    probs.append(f"image {it['selector']}: live update syncs {s['localPath']}, "
+                                 f"outside its build context {ctx}")
+            command = (it.get("overrideCommand") or {}).get("command") or []
+            if command[:1] == ["/tilt-restart-wrapper"]:
+                watched = next((a.split("=", 1)[1] for a in command if a.startswith("--watch_file=")), "")
+                execs = [" ".join(e.get("args") or []) for e in lu.get("execs") or []]
+                if not execs or not execs[-1].endswith("> " + watched):
+                    probs.append(f"image {it['selector']}: the restart wrapper watches {watched or '?'} "
+                                 f"but the live update's last step does not write it")
+    # buttons: each starts a command, sits on a resource that exists, and talks to the
+    # project's context
+    objects = result.get("ObjectSet") or {}
+    cmds = next((v for k, v in objects.items() if k.endswith("=cmds")), {})
+    buttons = next((v for k, v in objects.items() if k.endswith("=uibuttons")), {})
+    started = {b for c in cmds.values() for b in ((c["spec"].get("startOn") or {}).get("uiButtons") or [])}
+    for bname, b in buttons.items():
+        loc = b["spec"].get("location") or {}
+        if loc.get("componentType") == "Resource" and loc.get("componentID") not in manifests:
+            probs.append(f"button {bname} sits on unknown resource {loc.get('componentID')}")
+        if bname not in started:
+            probs.append(f"button {bname} starts no command")
+    for cname, c in cmds.items():
+        text = " ".join(c["spec"].get("args") or [])
+        for ctx in re.findall(r"--context[ =](\S+)", text):
+            if ctx != context:
+                probs.append(f"command {cname} talks to context {ctx}, not the project's {context}")
+    return probs
+
+
+def summary(result: dict) -> str:
+    manifests = [m for m in result.get("Manifests") or [] if m["Name"] != "uncategorized"]
+    images = {it["selector"] for m in manifests for it in m.get("ImageTargets") or []}
+    buttons = next((v for k, v in (result.get("ObjectSet") or {}).items() if k.endswith("=uibuttons")), {})
+    return f"{len(manifests)} resources, {len(images)} image builds, {len(buttons)} buttons"
+
 
 def check_tiltfile():
-    """Evaluate the Tiltfile with recording builtins; fail naming every problem."""
+    """Load the Tiltfile with the real Tilt for every environment; fail naming every problem."""
     from doit.exceptions import TaskFailed
 
-    from .tiltcheck import TiltfileError, check
-
-    manifests = paths.build() / "manifests" / "local"
-    if not manifests.is_dir():
-        return TaskFailed(f"{paths.rel(manifests)} is missing: the Tiltfile deploys the rendered "
-                          f"manifests; run `doit render:local`")
-    try:
-        rec = check(tiltfile(), args={}, env={"RAIBID_SRC": str(paths.raibid_src())})
-    except TiltfileError as e:
-        return TaskFailed(str(e))
-    res = rec.of("k8s_resource")
-    print(f"Tiltfile: {len(res)} resources, {len(rec.of('docker_build'))} image builds, "
-          f"{len(rec.of('cmd_button'))} buttons: evaluates cleanly")
+    context = project_context()
+    accepted = tilt_environments()
+    failures, lines = [], []
+    for env in environments():
+        proc = tiltfile_result(env)
+        if env not in accepted:
+            # refused, and clearly: the message names the environment and the project's context
+            if proc.returncode == 5 and f"--env {env} deploys to kube context" in proc.stderr:
+                lines.append(f"  {env}: refused, as it should be (its context is not {context})")
+            else:
+                failures.append(f"--env {env}: expected the Tiltfile to refuse it (its context is not "
+                                f"{context}); tilt said (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
+            continue
+        if proc.returncode != 0:
+            failures.append(f"--env {env}: the real Tilt rejects the Tiltfile (exit {proc.returncode}):\n"
+                            f"{proc.stderr.strip()[-3000:]}")
+            continue
+        result = json.loads(proc.stdout)
+        probs = problems(result, context)
+        warned = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith(CLEAN_LOAD)]
+        if warned:
+            probs.append("Tilt warns:\n    " + "\n    ".join(warned[:20]))
+        if probs:
+            failures.append(f"--env {env}:\n  - " + "\n  - ".join(probs))
+        else:
+            lines.append(f"  {env}: {summary(result)}")
+    if failures:
+        return TaskFailed("Tiltfile check failed (tilt alpha tiltfile-result):\n" + "\n".join(failures))
+    print("Tiltfile loaded by the real Tilt:\n" + "\n".join(lines))
     return None
 
 
 def task_tilt_check():
-    """Check the Tiltfile offline: evaluate it with a real Starlark interpreter and Tilt's checks."""
+    """Load the Tiltfile with the pinned Tilt (`tilt alpha tiltfile-result`) per environment; check its result."""
     from .tanka import charts_present, digest_file
 
     if not charts_present():
@@ -55,17 +215,20 @@ def task_tilt_check():
             "verbosity": 2,
         }
     root = paths.root()
-    # what the evaluation reads: the Tiltfile, plan.yaml, the rendered manifests (their
-    # digest, written by render:local), the Dockerfiles it names, and the evaluator
-    deps = [tiltfile(), root / "plan.yaml", digest_file("local"), Path(__file__).with_name("tiltcheck.py"),
-            paths.docker() / "server.Dockerfile", paths.docker() / "agent.Dockerfile"]
-    return {
+    envs = tilt_environments()
+    # what a load reads: the Tiltfile, plan.yaml, each environment's spec and render (its
+    # digest, written by render:<env>), the Dockerfiles it names, and this checker
+    deps = [tiltfile(), root / "plan.yaml", Path(__file__), paths.docker() / "server.Dockerfile",
+            paths.docker() / "agent.Dockerfile"]
+    deps += [paths.tanka() / "environments" / e / "spec.json" for e in environments()]
+    deps += [digest_file(e) for e in envs]
+    return tools.needs({
         "basename": "tilt:check",
         "actions": [check_tiltfile],
         "file_dep": [str(p) for p in deps],
-        "task_dep": ["render:local"],
+        "task_dep": [f"render:{e}" for e in envs],
         "verbosity": 2,
-    }
+    }, "tilt")
 
 
 core.offline_check("tilt:check")

@@ -35,6 +35,8 @@ class Tool:
     live_hint: str = ""                # what to do when live_args fails
     ldflags: str = ""                  # extra `-ldflags` for the Go build ({version}, {bare}: without "v")
     group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
+    command: str = ""                  # the executable, when not ``name`` (``own`` tools)
+    own: bool = False                  # the user's install: looked up on PATH, never in .tools/bin
 
 
 _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -94,6 +96,9 @@ TOOLS: dict[str, Tool] = {
              cluster_side=True, live_args=("info", "--format", "{{.ServerVersion}}"),
              live_hint="the docker client is installed but no engine answers: start Docker "
                        "(or set DOCKER_HOST)"),
+        Tool("tilt-ui", "v0.33.0", "your Tilt, with its web UI: `doit dev` and `doit e2e` run it "
+             "(the pinned tilt has no UI assets)", "https://docs.tilt.dev/install.html", exact=False,
+             cluster_side=True, version_args=("version",), command="tilt", own=True),
         Tool("k3d", "v5.7.0", "runs the local k3s cluster in Docker",
              "go install github.com/k3d-io/k3d/v5@v5.8.3  (or see k3d.io)", exact=False,
              cluster_side=True, version_args=("version",)),
@@ -124,7 +129,13 @@ def activate() -> None:
 
 
 def which(name: str) -> str | None:
-    """The executable for ``name``: ``.tools/bin`` first, then PATH."""
+    """The executable for ``name``: ``.tools/bin`` first, then PATH (only PATH, without
+    .tools/bin, for the user's ``own`` tools)."""
+    tool = TOOLS.get(name)
+    if tool and tool.own:
+        path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
+                if p and Path(p).resolve() != paths.tools_bin().resolve()]
+        return shutil.which(tool.command or name, path=os.pathsep.join(path))
     local = paths.tools_bin() / name
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)

@@ -10,6 +10,7 @@ only waits and reports when something below it ran or its last wait failed: a se
 """
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 from doit.dependency import UptodateCalculator
@@ -124,12 +125,12 @@ def task_up_tools():
 
 def task_dev_tools():
     """Check every tool `doit dev` needs before anything starts (Tilt, and what its Tiltfile runs)."""
-    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt",), source=True)
+    return preflight("dev:tools", ("cluster", "dev"), BASE_TOOLS + ("tilt-ui",), source=True)
 
 
 def task_e2e_tools():
     """Check every tool `doit e2e` needs before anything starts (Tilt, and what its Tiltfile runs)."""
-    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt",), source=True)
+    return preflight("e2e:tools", ("cluster", "e2e"), BASE_TOOLS + ("tilt-ui",), source=True)
 
 
 # --------------------------------------------------------------------------- up
@@ -247,25 +248,34 @@ def task_down():
     return tools.needs({"actions": [delete_stack], "uptodate": [False], "verbosity": 2}, "kubectl")
 
 
+def tilt_ui() -> str:
+    """The user's own Tilt (`tilt-ui`: with its web UI), never the pinned one of .tools/bin,
+    which only checks the Tiltfile; the tool check names it when it is missing."""
+    return tools.which("tilt-ui") or "tilt"
+
+
 def task_dev():
     """Start the Tilt dev loop (`tilt up`): live reload, port forwards, logs, buttons."""
     from doit.tools import LongRunning
 
+    # --context: Tilt acts on the project's cluster whatever the current context is
     return tools.needs({
-        "actions": [LongRunning(f"tilt up --file Tiltfile --port {TILT_PORT} -- --env %(env)s")],
+        "actions": [LongRunning(f"{shlex.quote(tilt_ui())} up --context {settings().kube_context} --file Tiltfile "
+                                f"--port {TILT_PORT} -- --env %(env)s")],
         "params": [{"name": "env", "long": "env", "default": ENV,
                     "help": "Tanka environment whose manifests Tilt deploys"}],
         "task_dep": ["dev:tools", "cluster"],
         "uptodate": [False],
         "verbosity": 2,
-    }, "tilt", "docker", "k3d", "kubectl", "tk", "helm")
+    }, "tilt-ui", "docker", "k3d", "kubectl", "tk", "helm")
 
 
 def task_e2e():
     """Run the stack once under Tilt and exit when every resource is ready (`tilt ci`)."""
     return tools.needs({
-        "actions": [f"tilt ci --file Tiltfile --timeout 30m -- --env {ENV}"],
+        "actions": [f"{shlex.quote(tilt_ui())} ci --context {settings().kube_context} --file Tiltfile --timeout 30m "
+                    f"-- --env {ENV}"],
         "task_dep": ["e2e:tools", "cluster"],
         "uptodate": [False],
         "verbosity": 2,
-    }, "tilt", "docker", "k3d", "kubectl", "tk", "helm")
+    }, "tilt-ui", "docker", "k3d", "kubectl", "tk", "helm")

@@ -51,7 +51,7 @@ def task_flaky():
 def task_needs_tools():
     """Needs two tools that are not installed; must touch nothing."""
     return tools.needs({"actions": ["touch touched.txt"], "targets": ["touched.txt"]},
-                       "k3d", "tilt")
+                       "k3d", "tilt-ui")
 '''
 
 
@@ -156,7 +156,7 @@ def test_missing_tools_fail_before_anything_runs(mini):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "missing tools: nothing was run." in out
-    assert "k3d >= v5.7.0" in out and "tilt >= v0.33.0" in out and "install:" in out
+    assert "k3d >= v5.7.0" in out and "tilt-ui >= v0.33.0" in out and "install:" in out
     assert not (mini / "touched.txt").exists()
 
 
@@ -184,9 +184,9 @@ def test_graph_writes_pictures_or_text(mini):
 def test_doctor_lists_every_tool_and_who_needs_it(mini):
     proc = run_doit(mini, "doctor", env=mini_env(mini, COLUMNS="200"))
     out = proc.stdout
-    for name in ("tk", "jb", "helm", "hadolint", "docker", "k3d", "kubectl", "tilt", "dot"):
+    for name in ("tk", "jb", "helm", "hadolint", "docker", "k3d", "kubectl", "tilt", "tilt-ui", "dot"):
         assert f"│ {name} " in out, name
-    assert "needs_tools" in out        # k3d and tilt are needed by that task
+    assert "needs_tools" in out        # k3d and tilt-ui are needed by that task
 
 
 def test_a_broken_plan_stops_every_run_of_the_project(project):

@@ -32,7 +32,8 @@ def test_dev_starts_the_cluster_then_tilt(project, stack_shims):
     assert r.returncode == 0, r.stdout + r.stderr
     tools = [rec["tool"] for rec in stack_shims.records()]
     assert tools.index("k3d") < tools.index("tilt")  # the cluster first: Tilt needs its context
-    assert stack_shims.calls("tilt") == [["up", "--file", "Tiltfile", "--port", "10350", "--", "--env", "local"]]
+    assert stack_shims.calls("tilt") == [["up", "--context", "k3d-raibid-ci", "--file", "Tiltfile", "--port", "10350",
+                                             "--", "--env", "local"]]
     assert [rec["cwd"] for rec in stack_shims.records() if rec["tool"] == "tilt"] == [str(project)]
 
 
@@ -45,10 +46,37 @@ def test_dev_env_parameter(project, stack_shims):
 def test_e2e_runs_tilt_ci_and_reports_its_failure(project, stack_shims):
     r = doit(project, stack_shims, "e2e")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert stack_shims.calls("tilt") == [["ci", "--file", "Tiltfile", "--timeout", "30m", "--", "--env", "local"]]
+    assert stack_shims.calls("tilt") == [["ci", "--context", "k3d-raibid-ci", "--file", "Tiltfile", "--timeout", "30m",
+                                             "--", "--env", "local"]]
     stack_shims.set_state(tilt_exit=1)
     r = doit(project, stack_shims, "e2e")
     assert r.returncode != 0
+
+
+def pinned_tools(project, shims):
+    """project/.tools/bin of its own: the real tools, and a recording stand-in for the pinned
+    tilt (its calls land in a log of their own), first on PATH as tasks.tools.activate puts it."""
+    from support import Shims
+
+    shared = project / ".tools"
+    real = shared.resolve() / "bin" if shared.exists() else None
+    shared.unlink(missing_ok=True)
+    pinned = Shims(project / ".tools" / "bin").add("tilt")
+    for tool in ("tk", "helm", "jb"):
+        if real and (real / tool).exists():
+            (pinned.bin / tool).symlink_to(real / tool)
+    return pinned
+
+
+def test_dev_and_e2e_run_the_users_tilt_not_the_pinned_one(project, stack_shims):
+    """The pinned tilt (.tools/bin, first on PATH inside doit) has no web UI: `doit dev` and
+    `doit e2e` look the user's Tilt up on PATH without .tools/bin."""
+    pinned = pinned_tools(project, stack_shims)
+    for task in ("dev", "e2e"):
+        r = doit(project, stack_shims, task)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert [c[0] for c in stack_shims.calls("tilt")] == ["up", "ci"]
+    assert pinned.calls("tilt") == []
 
 
 def test_dev_without_tilt_names_it_and_starts_nothing(project, shims):
@@ -56,11 +84,12 @@ def test_dev_without_tilt_names_it_and_starts_nothing(project, shims):
     shims.add("kubectl", (SHIMS / "kubectl_handler.py").read_text())
     shims.add("docker")
     env = env_for(project, path_first=[shims.bin])
-    env["PATH"] = os.pathsep.join([str(shims.bin), str(project / ".tools" / "bin")])
+    pinned = pinned_tools(project, shims)  # the pinned tilt does not count: it has no UI
+    env["PATH"] = os.pathsep.join([str(shims.bin), str(pinned.bin)])
     r = run_doit(project, "dev", env=env)
     assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "tilt" in out and "docs.tilt.dev/install" in out
+    assert "tilt-ui" in out and "docs.tilt.dev/install" in out
     assert "missing tool: nothing was run." in out
     # nothing started, the cluster not even asked about; only the engine probe, so the
     # same message would also name a docker engine that does not answer
