@@ -122,7 +122,7 @@ ENV RAIBID_SERVER_HOST=0.0.0.0 \
     RAIBID_SERVER_PORT=8080 \
     RAIBID_LOG_FORMAT=json
 WORKDIR /home/raibid
-EXPOSE 8080 8081
+EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/bin/bash", "-c", "exec 3<>\"/dev/tcp/127.0.0.1/${RAIBID_SERVER_PORT}\" && printf 'GET /health/live HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && read -r _ status _ <&3 && [ \"${status}\" = 200 ]"]
 USER 10001:10001

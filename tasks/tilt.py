@@ -85,6 +85,15 @@ def _objects(text: str) -> list[dict]:
     return [o for o in yaml.load_all(text or "", Loader=loader) if o]
 
 
+def _containers(obj: dict) -> list[dict]:
+    """The containers of a Pod, a workload with a pod template, or a ScaledJob."""
+    spec = obj.get("spec") or {}
+    spec = spec.get("jobTargetRef") or spec            # ScaledJob -> its Job spec
+    if "template" in spec:                             # workload -> its pod spec
+        spec = (spec.get("template") or {}).get("spec") or {}
+    return list(spec.get("containers") or [])
+
+
 def problems(result: dict, context: str) -> list[str]:
     """What is wrong with a Tiltfile load result (Tilt's JSON) that Tilt itself accepts."""
     probs: list[str] = []
@@ -100,14 +109,21 @@ def problems(result: dict, context: str) -> list[str]:
         for d in m.get("ResourceDependencies") or []:
             if d not in manifests:
                 probs.append(f"resource {name} depends on unknown resource {d}")
-    # port forwards: each local port once
+    # port forwards: each local port once, each to a port a container of the resource declares
     seen: dict[int, str] = {}
     for name, m in manifests.items():
-        for f in ((m.get("DeployTarget") or {}).get("portForwardTemplateSpec") or {}).get("forwards") or []:
+        dt = m.get("DeployTarget") or {}
+        declared = {p.get("containerPort") for o in _objects(dt.get("yaml"))
+                    for c in _containers(o) for p in c.get("ports") or []}
+        for f in (dt.get("portForwardTemplateSpec") or {}).get("forwards") or []:
             port = f.get("localPort")
             if port in seen:
                 probs.append(f"local port {port} forwarded by both {seen[port]} and {name}")
             seen[port] = name
+            target = f.get("containerPort") or port
+            if declared and target not in declared:
+                probs.append(f"resource {name} forwards {port} to container port {target}, "
+                             f"which none of its containers declares ({sorted(declared)})")
     # images: every image target is built for a resource that deploys it; a ScaledJob gets
     # its image through the locator; a live update syncs inside the build context and, when
     # the container runs Tilt's restart wrapper, ends by touching the file it watches

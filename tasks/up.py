@@ -182,7 +182,6 @@ def show_panel():
     t.add_column()
     rows = [
         ("server API", "http://localhost:8080  (/health, /jobs, POST /webhooks/gitea)"),
-        ("metrics", "http://localhost:8081/metrics"),
         ("Gitea", "http://localhost:3000"),
         ("Redis", "localhost:6379  (stream raibid:jobs, group raibid-agents)"),
         ("Tilt UI", f"http://localhost:{TILT_PORT}  (after `doit dev`)"),
@@ -192,7 +191,7 @@ def show_panel():
         t.add_row(k, v)
     nxt = (f"[bold]next[/]: the ports are forwarded by Tilt: [cyan]doit dev[/] (live reload, buttons)\n"
            f"      or by hand: kubectl --context {s.kube_context} -n {s.namespace} "
-           f"port-forward svc/raibid-server 8080 8081\n"
+           f"port-forward svc/raibid-server 8080\n"
            f"      [cyan]doit down[/] removes the stack (keeps the cluster), "
            f"[cyan]doit cluster:delete[/] the cluster; docs/TILT_WORKFLOW.md")
     Console(highlight=False).print(Panel.fit(t, title="raibid-ci is up",

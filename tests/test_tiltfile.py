@@ -171,8 +171,20 @@ def test_port_forwards_and_links(result):
         for f in ((m.get("DeployTarget") or {}).get("portForwardTemplateSpec") or {}).get("forwards") or []:
             assert f["localPort"] not in fwd
             fwd[f["localPort"]] = (name, f.get("name"), f.get("path", ""))
-    assert fwd == {8080: ("raibid-server", "API", "health"), 8081: ("raibid-server", "metrics", "metrics"),
+    assert fwd == {8080: ("raibid-server", "API", "health"),
                    3000: ("gitea", "Gitea", ""), 6379: ("redis-master", "Redis", "")}
+
+
+def test_a_forward_to_a_port_no_container_declares_is_a_problem(result):
+    from tasks.tilt import problems
+
+    assert problems(result, CONTEXT) == []
+    broken = json.loads(json.dumps(result))
+    server = next(m for m in broken["Manifests"] if m["Name"] == "raibid-server")
+    server["DeployTarget"]["portForwardTemplateSpec"]["forwards"].append(
+        {"localPort": 8081, "containerPort": 8081, "name": "metrics"})
+    assert any("forwards 8081 to container port 8081, which none of its containers declares" in p
+               for p in problems(broken, CONTEXT))
 
 
 def test_raibid_src_and_no_live_reload(staged, tmp_path):
