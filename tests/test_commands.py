@@ -261,3 +261,71 @@ def test_plan_points_out_a_misspelt_task(mini):
     (mini / "plan.yaml").write_text(MINI_PLAN.replace("tasks: [later]", "tasks: [flakyy]"))
     proc = run_doit(mini, "plan", env=mini_env(mini), check=True)
     assert "task 'flakyy', which does not exist - did you mean 'flaky'?" in proc.stderr
+
+
+# --------------------------------------------------------------------------- issue 11: the doit database
+
+def _db_state(d):
+    st = (d / ".doit.db").stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def test_read_only_commands_never_rewrite_the_database(mini):
+    import os
+    import stat
+
+    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    before = _db_state(mini)
+    # a read-only checkout (effective for a non-root user; for root the database's inode and
+    # mtime below show whether it was rewritten)
+    mode = mini.stat().st_mode
+    os.chmod(mini, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    try:
+        for args in (["plan", "--format", "json"], ["plan"], ["doctor"], ["list"], ["graph", "--format", "dot"],
+                     ["info", "a"]):
+            proc = run_doit(mini, *args, env=mini_env(mini))
+            assert "Traceback" not in proc.stdout + proc.stderr, args
+            assert "PermissionError" not in proc.stdout + proc.stderr, args
+            assert _db_state(mini) == before, args
+    finally:
+        os.chmod(mini, mode)
+    assert [p.name for p in mini.iterdir() if p.name.startswith(".doit.db")] == [".doit.db"]
+    run_doit(mini, "run", "b", env=mini_env(mini), check=True)   # a real run still records
+    assert "b" in json.loads((mini / ".doit.db").read_text())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nul", "random", "deep"])
+def test_a_damaged_database_gives_one_short_message_with_the_fix(mini, damage):
+    import random
+
+    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    db = mini / ".doit.db"
+    good = db.read_bytes()
+    db.write_bytes({"truncated": good[: len(good) // 2], "nul": b"\0" * 4096,
+                    "random": random.Random(11).randbytes(2048), "deep": b"[" * 100_000}[damage])
+    for args in ([], ["run", "a"], ["plan"], ["list"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, args
+        assert "Traceback" not in out and "interrupted" not in out, out
+        assert ".doit.db is damaged" in proc.stderr and "rm .doit.db" in proc.stderr, out
+        assert len(out.strip().splitlines()) <= 4, out
+
+
+def test_a_database_directory_gets_a_hint(mini):
+    (mini / ".doit.db").mkdir()
+    proc = run_doit(mini, "run", "a", env=mini_env(mini))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out and "IsADirectoryError" not in out
+    assert ".doit.db is a directory" in proc.stderr and "mv .doit.db" in proc.stderr
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '{"a": 1}', '"text"', "null", '{"a": {"b": 1}, "c": []}'])
+def test_a_database_of_the_wrong_shape_is_named_and_nothing_was_interrupted(mini, content):
+    (mini / ".doit.db").write_text(content)
+    for args in ([], ["plan", "--format", "json"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, args
+        assert "interrupted" not in out and "Traceback" not in out and "TypeError" not in out, out
+        assert ".doit.db is damaged" in proc.stderr and "not a JSON object of tasks" in proc.stderr, out
