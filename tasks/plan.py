@@ -791,7 +791,11 @@ _CACHE: dict[Path, tuple[tuple[int, int], Plan]] = {}
 
 
 def current() -> Plan:
-    """The project's plan, read once per process (re-read when the file changes)."""
+    """The project's plan, read once per process (re-read when the file changes).
+
+    A checked plan is also kept in build/.plan-cache.json, keyed by the SHA-256 of
+    plan.yaml's text and of this loader, so each doit command of a large plan does not
+    parse and check it again (a damaged or stale cache is ignored and rewritten)."""
     path = paths.plan_file()
     try:
         st = path.stat()
@@ -801,6 +805,62 @@ def current() -> Plan:
     hit = _CACHE.get(path)
     if hit and hit[0] == key:
         return hit[1]
-    plan = load(path)
+    source = "plan.yaml" if path.name == "plan.yaml" else str(path)
+    text = read_text(path, source)
+    cache = paths.build() / ".plan-cache.json"
+    digest = _digest(text)
+    plan = _cached(cache, digest, source)
+    if plan is None:
+        plan = loads(text, source)
+        _store(cache, digest, plan)
+    check_environments(plan, text, path.parent)
     _CACHE[path] = (key, plan)
     return plan
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(Path(__file__).read_bytes())  # a changed loader checks again
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _to_json(plan: Plan) -> dict:
+    from dataclasses import asdict, astuple
+
+    return {"settings": asdict(plan.settings), "workstreams": [astuple(w) for w in plan.workstreams],
+            "items": [[i.id, i.title, i.workstream, i.estimate_days, i.needs, i.tasks, i.line] for i in plan.items],
+            "milestones": [astuple(m) for m in plan.milestones], "criteria": [astuple(c) for c in plan.criteria]}
+
+
+def _from_json(data: dict, source: str) -> Plan:
+    s = dict(data["settings"])
+    s["environments"] = tuple(s["environments"])
+    return Plan(Settings(**s), tuple(Workstream(*w) for w in data["workstreams"]),
+                tuple(Item(i, t, w, e, tuple(n), tuple(ts), line) for i, t, w, e, n, ts, line in data["items"]),
+                tuple(Milestone(i, t, tuple(its), d, line) for i, t, its, d, line in data["milestones"]),
+                tuple(Criterion(lv, t, tuple(ts), line) for lv, t, ts, line in data["criteria"]), source)
+
+
+def _cached(cache: Path, digest: str, source: str) -> Plan | None:
+    import json
+
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("digest") != digest:
+            return None
+        return _from_json(data["plan"], source)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _store(cache: Path, digest: str, plan: Plan) -> None:
+    import json
+
+    from . import atomic
+
+    try:
+        atomic.write_text(cache, json.dumps({"digest": digest, "plan": _to_json(plan)}))
+    except OSError:
+        pass  # a read-only checkout: the next command checks the plan again

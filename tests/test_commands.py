@@ -130,7 +130,7 @@ def test_board_markdown_mermaid_dot(mini):
     dot = run_doit(mini, "plan", "--format", "dot", env=env, check=True).stdout
     assert dot.startswith("digraph plan") and "i1 -> i2 [penwidth=3" in dot
     bad = run_doit(mini, "plan", "--format", "yaml", env=env)
-    assert bad.returncode == 2 and "choose one of" in bad.stdout
+    assert bad.returncode == 2 and "choose one of" in bad.stderr
 
 
 def test_list_is_in_critical_path_order_with_docs(mini):
@@ -329,3 +329,67 @@ def test_a_database_of_the_wrong_shape_is_named_and_nothing_was_interrupted(mini
         assert proc.returncode != 0, args
         assert "interrupted" not in out and "Traceback" not in out and "TypeError" not in out, out
         assert ".doit.db is damaged" in proc.stderr and "not a JSON object of tasks" in proc.stderr, out
+
+
+# --------------------------------------------------------------------------- issue 11: odd titles, big plans
+
+ODD = {"make a": "[/] and [bold]loud[/bold]", "Core": "[red]Core | team", "Core done": "[/]",
+       "b is built": "[bold]b[/] is | built"}
+
+
+def test_titles_are_shown_literally_and_escaped_in_markdown(mini):
+    text = MINI_PLAN
+    for plain, odd in ODD.items():
+        text = text.replace(plain, f'"{odd}"' if plain != "make a" else odd.join('""'), 1)
+    (mini / "plan.yaml").write_text(text)
+    env = mini_env(mini, COLUMNS="200")
+    board = run_doit(mini, "plan", env=env)
+    assert board.returncode == 0 and "Traceback" not in board.stdout + board.stderr, board.stderr
+    for odd in ODD.values():
+        assert odd in board.stdout, odd
+    md = run_doit(mini, "plan", "--format", "markdown", env=env, check=True).stdout
+    row = next(line for line in md.splitlines() if line.startswith("| #1"))
+    assert "[/] and [bold]loud[/bold]" in row
+    heading_row = next(line for line in md.splitlines() if line.startswith("| [red]Core"))
+    assert heading_row.startswith(r"| [red]Core \| team | ")
+    assert heading_row.replace(r"\|", "").count("|") == 4      # the table keeps its 3 columns
+    for fmt in ("mermaid", "dot", "json"):
+        proc = run_doit(mini, "plan", "--format", fmt, env=env)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, fmt
+
+
+def test_an_unknown_format_is_an_error_on_stderr(mini):
+    for args in (["plan", "--format", "xml"], ["graph", "--format", "xml"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        assert proc.returncode == 2 and proc.stdout == "", args
+        assert "unknown --format 'xml'" in proc.stderr and "choose" in proc.stderr
+
+
+def big_plan(n: int, chain: bool) -> str:
+    lines = ["settings: {project: big}", "workstreams:"] + [f"  - {{id: w{k}, title: W{k}}}" for k in range(5)]
+    lines.append("items:")
+    for i in range(1, n + 1):
+        needs = [i - 1] if chain and i > 1 else [j for j in (i // 2, i // 3) if j >= 1 and j != i]
+        lines.append(f"  - {{id: {i}, title: item {i}, workstream: w{i % 5}, estimate_days: 1, "
+                     f"needs: {sorted(set(needs))}, tasks: [{'ab'[i % 2]}]}}")
+    lines += ["milestones:", f"  - {{id: all, title: All, items: {list(range(1, n + 1))}, target_day: 3}}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["shallow", "chain"])
+def test_the_board_summarises_what_a_terminal_cannot_show(mini, chain):
+    (mini / "plan.yaml").write_text(big_plan(3000, chain))
+    env = mini_env(mini, COLUMNS="120")
+    board = run_doit(mini, "plan", env=env, check=True).stdout
+    lines = board.splitlines()
+    assert len(lines) < 400 and max(len(line) for line in lines) <= 120
+    assert "3000 items in 5 workstreams" in board
+    assert "more items" in board and "--format json" in board     # says where the rest is
+    assert "#1 " in board or "#1\n" in board
+    data = json.loads(run_doit(mini, "plan", "--format", "json", env=env, check=True).stdout)
+    assert len(data["items"]) == 3000 and len(data["schedule"]) == 3000   # the JSON keeps everything
+    if chain:
+        assert data["critical_path"] == list(range(1, 3001))
+        assert "(3000 items)" in board
+    names = [line.split()[0] for line in run_doit(mini, "list", env=env, check=True).stdout.splitlines()]
+    assert sorted(names[:2]) == ["a", "b"]

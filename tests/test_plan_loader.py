@@ -305,3 +305,24 @@ def test_a_flood_of_problems_is_summarised():
     assert len(e.problems) >= 5000
     lines = str(e).splitlines()
     assert len(lines) < 250 and "more problems not shown" in lines[-1]
+
+
+def test_the_checked_plan_is_cached_by_content_and_a_bad_cache_is_ignored(tmp_path, monkeypatch):
+    from tasks import plan as plan_mod
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    monkeypatch.setattr(plan_mod, "_CACHE", {})
+    (tmp_path / "plan.yaml").write_text(GOOD)
+    first = plan_mod.current()
+    assert first == loads(GOOD)
+    cache = tmp_path / "build" / ".plan-cache.json"
+    assert cache.is_file()
+    for damage in ('{"digest": "x"', "[]", '{"digest": "%s", "plan": {"items": 3}}'):
+        plan_mod._CACHE.clear()
+        digest = plan_mod._digest(GOOD)
+        cache.write_text(damage.replace("%s", digest))
+        assert plan_mod.current() == first
+    plan_mod._CACHE.clear()
+    (tmp_path / "plan.yaml").write_text(GOOD.replace("needs: [1]", "needs: [5]"))
+    with pytest.raises(PlanError):
+        plan_mod.current()       # a changed plan is checked again, never taken from the cache
