@@ -753,6 +753,11 @@ def read_text(path: Path, source: str) -> str:
     except OSError as e:
         raise PlanError(source, [Problem(0, f"cannot read the file: {e.strerror or e}",
                                          "check the file's permissions")]) from None
+    return decode(data, source)
+
+
+def decode(data: bytes, source: str = "plan.yaml") -> str:
+    """plan.yaml's bytes as text; bytes that are not UTF-8 are a PlanError at LINE:COLUMN."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
