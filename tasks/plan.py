@@ -198,102 +198,159 @@ class _Located(Exception):
 
 #: no plan needs more than a handful of levels; deeper input is an attack or an accident
 MAX_DEPTH = 100
-#: merge keys (``<<: *x``) may bring in at most this many entries into one mapping
-MAX_MERGED = 10_000
+_NO_KEY = object()
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @functools.lru_cache(maxsize=1)
-def _loader_class():
-    """A safe loader with lines. libyaml's parser (C, fast, not recursive) produces events;
-    PyYAML's composer builds the nodes in Python, with a depth limit, because libyaml's own
-    composer recurses in C and crashes the interpreter on deeply nested input."""
+def _event_source():
+    """A class that reads YAML events and resolves and constructs scalars safely: libyaml's
+    parser (C, not recursive) when PyYAML has it, else PyYAML's own."""
     import yaml
-    from yaml.composer import Composer
     from yaml.constructor import SafeConstructor
     from yaml.resolver import Resolver
 
     try:
-        from yaml._yaml import CParser as Parser
+        from yaml._yaml import CParser
     except ImportError:  # PyYAML without libyaml
-        from yaml.parser import Parser  # type: ignore[assignment]
-        from yaml.reader import Reader
-        from yaml.scanner import Scanner
+        return yaml.SafeLoader
 
-        class Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
-            def __init__(self, stream):
-                Reader.__init__(self, stream)
-                Scanner.__init__(self)
-                yaml.parser.Parser.__init__(self)
-
-    class Loader(Composer, Parser, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
+    class Events(CParser, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
         def __init__(self, stream):
-            Parser.__init__(self, stream)
-            Composer.__init__(self)
+            CParser.__init__(self, stream)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
-            self._depth = 0
 
-        get_single_node = Composer.get_single_node
-        check_node = Composer.check_node
-        get_node = Composer.get_node
+    return Events
 
-        def compose_node(self, parent, index):
-            self._depth += 1
-            try:
-                if self._depth > MAX_DEPTH:
-                    raise _Located(self.peek_event().start_mark, f"nested more than {MAX_DEPTH} levels deep",
+
+def _build(text: str) -> Any:
+    """The YAML document as _Map/_Seq/scalars with lines, built in one pass over the parser's
+    events with an explicit stack: no recursion (libyaml's own composer recurses in C and
+    crashes the interpreter on deeply nested input), a depth limit, aliases shared (so alias
+    bombs cost nothing), merge keys (``<<``) applied with explicit keys winning."""
+    import yaml
+    from yaml import events as ev
+    from yaml.nodes import ScalarNode
+
+    src = _event_source()(text)
+    try:
+        ctors, resolve = src.yaml_constructors, src.resolve
+        anchors: dict[str, Any] = {}
+        stack: list[list] = []   # [container, is_map, pending key, key line, anchor, merges]
+        root, documents = None, 0
+
+        def add(value, line):
+            nonlocal root
+            if not stack:
+                root = value
+                return
+            top = stack[-1]
+            c = top[0]
+            if not top[1]:
+                c.append(value)
+                c.item_lines.append(line)
+            elif top[2] is _NO_KEY:
+                try:
+                    hash(value)
+                except TypeError:
+                    raise _Unhashable(line) from None
+                top[2], top[3] = value, line
+            else:
+                key, top[2] = top[2], _NO_KEY
+                if key is _MERGE_KEY:
+                    top[5].append((value, top[3]))
+                elif key in c:
+                    raise _DuplicateKey(key, top[3], c.key_lines[key])
+                else:
+                    c[key] = value
+                    c.key_lines[key] = top[3]
+
+        while True:
+            e = src.get_event()
+            kind = type(e)
+            if kind is ev.ScalarEvent:
+                line = e.start_mark.line + 1
+                tag = e.tag if e.tag not in (None, "!") else resolve(ScalarNode, e.value, e.implicit)
+                if tag == "tag:yaml.org,2002:str":
+                    value = e.value
+                elif tag == _MERGE_TAG and stack and stack[-1][1] and stack[-1][2] is _NO_KEY:
+                    value = _MERGE_KEY
+                else:
+                    node = ScalarNode(tag, e.value, e.start_mark, e.end_mark, e.style)
+                    try:
+                        value = ctors.get(tag, ctors[None])(src, node)
+                    except yaml.YAMLError:
+                        raise
+                    except ValueError as err:
+                        if "integer string conversion" in str(err):
+                            raise _Located(e.start_mark, "this number is too large", "write a smaller number") from None
+                        raise _Located(e.start_mark, f"cannot read this value: {err}",
+                                       "quote it to make it text, or correct it") from None
+                    except (OverflowError, TypeError) as err:
+                        raise _Located(e.start_mark, f"cannot read this value: {err}",
+                                       "quote it to make it text, or correct it") from None
+                if e.anchor:
+                    anchors[e.anchor] = value
+                add(value, line)
+            elif kind is ev.MappingStartEvent or kind is ev.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Located(e.start_mark, f"nested more than {MAX_DEPTH} levels deep",
                                    "a plan needs a few levels: check the brackets and `-` on this line")
-                return Composer.compose_node(self, parent, index)
-            finally:
-                self._depth -= 1
+                is_map = kind is ev.MappingStartEvent
+                if e.tag not in (None, "!", "tag:yaml.org,2002:map" if is_map else "tag:yaml.org,2002:seq"):
+                    raise _Located(e.start_mark, f"the tag {e.tag} is not supported in a plan",
+                                   "remove the tag")
+                c = _Map() if is_map else _Seq()
+                c.line = e.start_mark.line + 1
+                if is_map:
+                    c.key_lines = {}
+                else:
+                    c.item_lines = []
+                if e.anchor:
+                    anchors.pop(e.anchor, None)  # not usable inside itself
+                stack.append([c, is_map, _NO_KEY, 0, e.anchor, []])
+            elif kind is ev.MappingEndEvent or kind is ev.SequenceEndEvent:
+                c, _, _, _, anchor, merges = stack.pop()
+                for value, line in merges:
+                    _merge(c, value, line)
+                if anchor:
+                    anchors[anchor] = c
+                add(c, c.line)
+            elif kind is ev.AliasEvent:
+                if e.anchor not in anchors:
+                    raise _Located(e.start_mark, f"unknown alias *{e.anchor} (or one used inside its own anchor)",
+                                   f"define `&{e.anchor}` on a complete value before using `*{e.anchor}`")
+                add(anchors[e.anchor], e.start_mark.line + 1)
+            elif kind is ev.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _Located(e.start_mark, "more than one YAML document (a second `---`)",
+                                   "keep one document: remove the `---` and what follows, or merge them")
+            elif kind is ev.StreamEndEvent:
+                return root
+    finally:
+        src.dispose()
 
-        def flatten_mapping(self, node):
-            SafeConstructor.flatten_mapping(self, node)
-            if len(node.value) > MAX_MERGED:
-                raise _Located(node.start_mark, f"merge keys (`<<:`) expand this mapping to more than "
-                               f"{MAX_MERGED} entries", "write the entries out instead of merging")
 
-        def construct_object(self, node, deep=False):
-            try:
-                return SafeConstructor.construct_object(self, node, deep)
-            except (_Located, _DuplicateKey, _Unhashable, yaml.YAMLError):
-                raise
-            except ValueError as e:
-                if "integer string conversion" in str(e):
-                    raise _Located(node.start_mark, "this number is too large", "write a smaller number") from None
-                raise _Located(node.start_mark, f"cannot read this value: {e}",
-                               "quote it to make it text, or correct it") from None
-            except (OverflowError, TypeError, RecursionError) as e:
-                raise _Located(node.start_mark, f"cannot read this value: {e}",
-                               "quote it to make it text, or correct it") from None
+_MERGE_KEY = object()
 
-    def construct_mapping(loader, node):
-        loader.flatten_mapping(node)
-        m = _Map()
-        m.line = node.start_mark.line + 1
-        m.key_lines = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                hash(key)
-            except TypeError:
-                raise _Unhashable(line) from None
-            if key in m:
-                raise _DuplicateKey(key, line, m.key_lines[key])
-            m[key] = loader.construct_object(value_node, deep=True)
-            m.key_lines[key] = line
-        return m
 
-    def construct_sequence(loader, node):
-        s = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-        s.line = node.start_mark.line + 1
-        s.item_lines = [child.start_mark.line + 1 for child in node.value]
-        return s
+def _merge(m: _Map, value, line: int) -> None:
+    """``<<: *x`` or ``<<: [*x, *y]``: keys of x (then y) that m does not set itself."""
+    sources = value if isinstance(value, _Seq) else [value]
+    for src in sources:
+        if not isinstance(src, _Map):
+            raise _MergeError(line)
+        for k, v in src.items():
+            if k not in m:
+                m[k] = v
+                m.key_lines[k] = line
 
-    Loader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
-    Loader.add_constructor("tag:yaml.org,2002:seq", construct_sequence)
-    return Loader
+
+class _MergeError(Exception):
+    def __init__(self, line):
+        self.line = line
 
 
 def _parse(text: str, source: str) -> Any:
@@ -304,13 +361,12 @@ def _parse(text: str, source: str) -> Any:
     gc_was_on = gc.isenabled()
     gc.disable()  # building a large tree of new objects: the cycle collector only slows it down
     try:
-        loader = _loader_class()(text)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
+        return _build(text)
     except _Located as e:
         raise PlanError(source, [e.problem]) from None
+    except _MergeError as e:
+        raise PlanError(source, [Problem(e.line, "`<<:` (a merge key) must name a mapping or a list of mappings",
+                                         "merge with `<<: *anchor` where &anchor is on a mapping")]) from None
     except _DuplicateKey as e:
         raise PlanError(source, [Problem(e.line, f"duplicate key {e.key!r} (first at line {e.first})",
                                          "keep one of them")]) from None
@@ -325,7 +381,7 @@ def _parse(text: str, source: str) -> Any:
                                          "check indentation, colons and quotes on this line", col)]) from None
     except yaml.reader.ReaderError as e:
         raise PlanError(source, [_character_problem(text, _char_index(text, e))]) from None
-    except (yaml.YAMLError, RecursionError, ValueError, OverflowError, TypeError) as e:
+    except yaml.YAMLError as e:
         raise PlanError(source, [Problem(1, f"cannot read YAML: {e}", "fix the YAML syntax")]) from None
     finally:
         if gc_was_on:

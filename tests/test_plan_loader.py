@@ -326,3 +326,16 @@ def test_the_checked_plan_is_cached_by_content_and_a_bad_cache_is_ignored(tmp_pa
     (tmp_path / "plan.yaml").write_text(GOOD.replace("needs: [1]", "needs: [5]"))
     with pytest.raises(PlanError):
         plan_mod.current()       # a changed plan is checked again, never taken from the cache
+
+
+def test_merge_keys_let_explicit_keys_win_and_a_second_document_is_named():
+    text = GOOD.replace(
+        "  - id: 1\n    title: one\n    workstream: a\n    estimate_days: 1\n",
+        "  - &one\n    id: 1\n    title: one\n    workstream: a\n    estimate_days: 1\n")
+    text = text.replace("  - id: 2\n    title: two\n    workstream: b\n    estimate_days: 2\n",
+                        "  - <<: *one\n    id: 2\n    title: two\n    workstream: b\n    estimate_days: 2\n")
+    plan = loads(text)
+    assert plan.by_id[2].title == "two" and plan.by_id[2].tasks == ("t1",)   # merged, explicit keys win
+    e = error_of(GOOD + "---\nitems: []\n")
+    (p,) = e.problems
+    assert p.line == 28 and "more than one YAML document" in p.message
