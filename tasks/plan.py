@@ -898,10 +898,27 @@ def _to_json(plan: Plan) -> dict:
 def _from_json(data: dict, source: str) -> Plan:
     s = dict(data["settings"])
     s["environments"] = tuple(s["environments"])
-    return Plan(Settings(**s), tuple(Workstream(*w) for w in data["workstreams"]),
-                tuple(Item(i, t, w, e, tuple(n), tuple(ts), line) for i, t, w, e, n, ts, line in data["items"]),
-                tuple(Milestone(i, t, tuple(its), d, line) for i, t, its, d, line in data["milestones"]),
-                tuple(Criterion(lv, t, tuple(ts), line) for lv, t, ts, line in data["criteria"]), source)
+    plan = object.__new__(_CachedPlan)
+    for name, value in (("settings", Settings(**s)),
+                        ("workstreams", tuple(Workstream(*w) for w in data["workstreams"])),
+                        ("milestones", tuple(Milestone(i, t, tuple(its), d, line)
+                                             for i, t, its, d, line in data["milestones"])),
+                        ("criteria", tuple(Criterion(lv, t, tuple(ts), line) for lv, t, ts, line in data["criteria"])),
+                        ("source", source), ("_rows", data["items"])):
+        object.__setattr__(plan, name, value)
+    if not isinstance(plan._rows, list):
+        raise TypeError("items")
+    return plan
+
+
+class _CachedPlan(Plan):
+    """A plan read from build/.plan-cache.json: its items are built when first used, so a
+    command that needs only the settings (``doit list``, most task creators) does not pay
+    for 10,000 items."""
+
+    @functools.cached_property
+    def items(self) -> tuple[Item, ...]:  # type: ignore[override]
+        return tuple(Item(i, t, w, e, tuple(n), tuple(ts), line) for i, t, w, e, n, ts, line in self._rows)
 
 
 def _cached(cache: Path, digest: str, source: str) -> Plan | None:

@@ -317,6 +317,11 @@ def test_the_checked_plan_is_cached_by_content_and_a_bad_cache_is_ignored(tmp_pa
     assert first == loads(GOOD)
     cache = tmp_path / "build" / ".plan-cache.json"
     assert cache.is_file()
+    plan_mod._CACHE.clear()
+    again = plan_mod.current()       # from the cache
+    assert again is not first and again.by_id[2].needs == (1,)
+    fields = ("settings", "workstreams", "items", "milestones", "criteria", "source")
+    assert [getattr(again, f) for f in fields] == [getattr(first, f) for f in fields]
     for damage in ('{"digest": "x"', "[]", '{"digest": "%s", "plan": {"items": 3}}'):
         plan_mod._CACHE.clear()
         digest = plan_mod._digest(GOOD)
