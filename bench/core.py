@@ -138,7 +138,7 @@ def scale() -> None:
             row = [f"  {kind:7} {n:>6} items:"]
             for label, args in (("plan --format json", ["plan", "--format", "json"]),
                                 ("again", ["plan", "--format", "json"]),
-                                ("plan (board)", ["plan"]), ("list", ["list"])):
+                                ("plan (board)", ["plan"]), ("list", ["list"]), ("list again", ["list"])):
                 row.append(f"{label} {timed_once(doit + args, d, env, 300)}")
             print("\n      ".join(row), flush=True)
         d = scratch_project(Path(tmp), chain_plan_text(100_000, real_tasks))
