@@ -849,14 +849,17 @@ def check_environments(plan: Plan, text: str, root: Path) -> None:
 
 
 _CACHE: dict[Path, tuple[tuple[int, int], Plan]] = {}
+#: a plan.yaml at least this large is kept checked in build/.plan-cache.json (about 700 items)
+CACHE_MIN_BYTES = 100_000
 
 
 def current() -> Plan:
     """The project's plan, read once per process (re-read when the file changes).
 
-    A checked plan is also kept in build/.plan-cache.json, keyed by the SHA-256 of
+    A large checked plan is also kept in build/.plan-cache.json, keyed by the SHA-256 of
     plan.yaml's text and of this loader, so each doit command of a large plan does not
-    parse and check it again (a damaged or stale cache is ignored and rewritten)."""
+    parse and check it again (a damaged or stale cache is ignored and rewritten). A small
+    plan is only read: no command writes anything for it before its tasks run."""
     path = paths.plan_file()
     try:
         st = path.stat()
@@ -868,12 +871,15 @@ def current() -> Plan:
         return hit[1]
     source = "plan.yaml" if path.name == "plan.yaml" else str(path)
     text = read_text(path, source)
-    cache = paths.build() / ".plan-cache.json"
-    digest = _digest(text)
-    plan = _cached(cache, digest, source)
-    if plan is None:
+    if len(text) < CACHE_MIN_BYTES:  # a plan this small is checked in milliseconds
         plan = loads(text, source)
-        _store(cache, digest, plan)
+    else:
+        cache = paths.build() / ".plan-cache.json"
+        digest = _digest(text)
+        plan = _cached(cache, digest, source)
+        if plan is None:
+            plan = loads(text, source)
+            _store(cache, digest, plan)
     check_environments(plan, text, path.parent)
     _CACHE[path] = (key, plan)
     return plan

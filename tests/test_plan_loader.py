@@ -313,6 +313,10 @@ def test_the_checked_plan_is_cached_by_content_and_a_bad_cache_is_ignored(tmp_pa
     monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
     monkeypatch.setattr(plan_mod, "_CACHE", {})
     (tmp_path / "plan.yaml").write_text(GOOD)
+    plan_mod.current()
+    assert not (tmp_path / "build").exists()          # a small plan is not worth a cache
+    plan_mod._CACHE.clear()
+    monkeypatch.setattr(plan_mod, "CACHE_MIN_BYTES", 0)
     first = plan_mod.current()
     assert first == loads(GOOD)
     cache = tmp_path / "build" / ".plan-cache.json"
