@@ -5,6 +5,14 @@
 Targets (issue #2): `doit list` <= 0.35 s and a no-op default run <= 0.5 s (median, this
 2-core machine); plan analysis of synthetic plans of 1k / 5k / 10k items with 4 needs
 each, 10k <= 2 s, roughly linear growth.
+
+Targets (issue #11), on synthetic plans in a scratch copy of the project, both shallow
+(4 random needs per item) and a single long chain (each item needs the previous one):
+10,000 items with 40,000 needs: `doit plan --format json` <= 3 s, the board (`doit plan`)
+<= 2 s, `doit list` independent of the item count; plan loading linear in input size
+(also for one id repeated 60,000 times in `needs`); 100,000 items must finish.
+
+    python bench/core.py scale      # only the issue #11 scale runs
 """
 from __future__ import annotations
 
@@ -36,6 +44,107 @@ def synthetic_plan_text(n: int, edges: int = 4, seed: int = 7) -> str:
         lines.append(f"  - {{id: {i}, title: item {i}, workstream: w{i % 6}, "
                      f"estimate_days: {rnd.choice([0.5, 1, 1.5, 2])}, needs: {needs}, tasks: [t{i}]}}")
     return "\n".join(lines) + "\n"
+
+
+def chain_plan_text(n: int, tasks=("t",)) -> str:
+    """A single long chain: item i needs item i-1."""
+    lines = ["workstreams:"] + [f"  - {{id: w{k}, title: W{k}}}" for k in range(6)] + ["items:"]
+    for i in range(n):
+        needs = [i - 1] if i else []
+        lines.append(f"  - {{id: {i}, title: item {i}, workstream: w{i % 6}, estimate_days: 1, "
+                     f"needs: {needs}, tasks: [{tasks[i % len(tasks)]}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def repeated_needs_text(times: int) -> str:
+    return ("workstreams: [{id: w, title: W}]\nitems:\n"
+            "  - {id: 1, title: a, workstream: w, estimate_days: 1}\n"
+            f"  - {{id: 2, title: b, workstream: w, estimate_days: 1, needs: [{', '.join(['1'] * times)}]}}\n")
+
+
+def scratch_project(tmp: Path, plan_text: str) -> Path:
+    """The project's dodo.py and configuration with a synthetic plan.yaml (symlinks, no copy)."""
+    for name in ("dodo.py", "pyproject.toml", "tanka", "docker", "cluster", "tools", ".tools", "Tiltfile"):
+        if (ROOT / name).exists() and not (tmp / name).exists():
+            (tmp / name).symlink_to(ROOT / name)
+    (tmp / "plan.yaml").write_text(plan_text)
+    for cached in (tmp / "build" / ".plan-order.json", tmp / ".doit.db"):
+        cached.unlink(missing_ok=True)
+    return tmp
+
+
+def timed_once(argv, cwd, env, limit=600.0) -> str:
+    """Wall time and the child's CPU time (user + system): on a shared, busy machine the CPU
+    time is the steadier number."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return f"> {limit:.0f} s (killed)"
+    took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    ok = "" if proc.returncode == 0 else f" (exit {proc.returncode}: {proc.stderr.decode()[-200:]!r})"
+    return f"{took:6.2f} s (cpu {cpu:5.2f} s){ok}"
+
+
+def scale() -> None:
+    import os
+    import tempfile
+
+    from tasks.plan import load as load_plan, loads
+
+    real_tasks = load_plan(ROOT / "plan.yaml").tasks()  # task names that exist in this project
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    print("plan loading (parse + check), linear in input size?")
+    for kind, make in (("shallow", lambda n: synthetic_plan_text(n)),
+                       ("chain", lambda n: chain_plan_text(n))):
+        for n in (1_000, 10_000, 100_000):
+            text = make(n)
+            t, c = time.perf_counter(), time.process_time()
+            loads(text)
+            took, cpu = time.perf_counter() - t, time.process_time() - c
+            print(f"  {kind:7} {n:>7} items ({len(text) / 1e6:5.1f} MB): {took:6.2f} s (cpu {cpu:5.2f} s, "
+                  f"{cpu / len(text) * 1e6:.2f} us/byte)")
+    for times in (6_000, 60_000):
+        text = repeated_needs_text(times)
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            loads(text)
+        except Exception as e:  # noqa: BLE001 - a rejection is the expected outcome
+            what = type(e).__name__
+        else:
+            what = "accepted"
+        print(f"  needs with one id repeated {times:>6} times: {time.perf_counter() - t:6.2f} s "
+              f"(cpu {time.process_time() - c:5.2f} s, {what})")
+
+    doit = [sys.executable, "-m", "doit"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
+    env.pop("RAIBID_DEPLOY_ROOT", None)
+    print("doit commands on synthetic plans (one run each; the first `plan --format json` after writing\n"
+          "plan.yaml checks it, later commands read the checked plan from build/):")
+    d = scratch_project(Path(tempfile.mkdtemp()), (ROOT / "plan.yaml").read_text())
+    print(f"  the real plan ({len(real_tasks)} tasks): list {timed_once(doit + ['list'], d, env)}  "
+          f"list again {timed_once(doit + ['list'], d, env)}")
+    cases = [("shallow", 1_000, synthetic_plan_text(1_000)), ("shallow", 10_000, synthetic_plan_text(10_000)),
+             ("chain", 5_000, chain_plan_text(5_000, real_tasks)),
+             ("chain", 10_000, chain_plan_text(10_000, real_tasks))]
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, n, text in cases:
+            d = scratch_project(Path(tmp), text)
+            row = [f"  {kind:7} {n:>6} items:"]
+            for label, args in (("plan --format json", ["plan", "--format", "json"]),
+                                ("again", ["plan", "--format", "json"]),
+                                ("plan (board)", ["plan"]), ("list", ["list"]), ("list again", ["list"])):
+                row.append(f"{label} {timed_once(doit + args, d, env, 300)}")
+            print("\n      ".join(row), flush=True)
+        d = scratch_project(Path(tmp), chain_plan_text(100_000, real_tasks))
+        print(f"  chain   100000 items: plan --format json {timed_once(doit + ['plan', '--format', 'json'], d, env)}",
+              flush=True)
+    print("  targets: 10k items json <= 3 s, board <= 2 s, list flat in the item count, 100k finishes")
 
 
 def main() -> None:
@@ -74,4 +183,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["scale"]:
+        scale()
+    else:
+        main()
+        scale()

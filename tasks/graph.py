@@ -1,8 +1,10 @@
-"""Graph analysis of the plan with networkx: critical path, waves, schedule, forecast.
+"""Graph analysis of the plan: critical path, waves, schedule, forecast.
 
-The item graph has an edge ``need -> item``. Durations are estimates in days. networkx's
-``dag_longest_path`` reads edge weights only, so each edge carries the duration of the
-item it leaves, and a sink node collects the last items so their durations count too.
+The item graph has an edge ``need -> item``; durations are estimates in days. Each analysis
+is one pass over a topological order (linear in items + needs). The critical path is the
+chain of latest-finishing needs ending at the item that finishes last; among equals the
+first need listed (and the first item in plan.yaml) wins. networkx draws the pictures
+(:func:`item_graph`, the transitive reduction in tasks/report.py).
 """
 from __future__ import annotations
 
@@ -11,9 +13,6 @@ import json
 from dataclasses import dataclass, field
 
 from .plan import Plan
-
-_SINK = "__end__"
-
 
 @dataclass(frozen=True)
 class Slot:
@@ -56,6 +55,7 @@ class Analysis:
 
 
 def item_graph(plan: Plan):
+    """The plan as a networkx graph (edge ``need -> item``), for the pictures."""
     import networkx as nx
 
     g = nx.DiGraph()
@@ -67,55 +67,95 @@ def item_graph(plan: Plan):
     return g
 
 
-def critical_path(plan: Plan, g=None) -> tuple[tuple[int, ...], float]:
+class _Passes:
+    """One topological order and the earliest starts, shared by every analysis: each is a
+    single pass over the items and their needs (linear in the plan's size, no recursion),
+    so a chain of 100,000 items costs what 100,000 independent items cost."""
+
+    def __init__(self, plan: Plan):
+        from .plan import topological_order
+
+        order = topological_order(plan)
+        if order is None:
+            raise ValueError("the plan's needs form a cycle")  # plan.build() rejects these first
+        self.plan = plan
+        self.order = order
+        self.est = {i.id: i.estimate_days for i in plan.items}
+        by_id = plan.by_id
+        start: dict[int, float] = {}
+        best: dict[int, int | None] = {}   # the need that finishes last (first of equals)
+        for n in order:
+            s, b = 0.0, None
+            for u in by_id[n].needs:
+                f = start[u] + self.est[u]
+                if b is None or f > s:
+                    s, b = f, u
+            start[n], best[n] = s, b
+        self.start, self.best = start, best
+
+    def critical_path(self) -> tuple[tuple[int, ...], float]:
+        if not self.plan.items:
+            return (), 0.0
+        # the item that finishes last (first in plan order among equals), back along `best`
+        length, last = 0.0, None
+        for i in self.plan.items:
+            f = self.start[i.id] + i.estimate_days
+            if last is None or f > length:
+                length, last = f, i.id
+        path = []
+        while last is not None:
+            path.append(last)
+            last = self.best[last]
+        return tuple(reversed(path)), float(length)
+
+    def waves(self) -> tuple[tuple[int, ...], ...]:
+        level: dict[int, int] = {}
+        by_id = self.plan.by_id
+        for n in self.order:
+            level[n] = max((level[u] + 1 for u in by_id[n].needs), default=0)
+        groups: dict[int, list[int]] = {}
+        for n, k in level.items():
+            groups.setdefault(k, []).append(n)
+        return tuple(tuple(sorted(groups[k])) for k in sorted(groups))
+
+    def schedule(self, length: float | None = None) -> dict[int, Slot]:
+        est, start = self.est, self.start
+        end = max((start[n] + est[n] for n in self.order), default=0.0) if length is None else length
+        users: dict[int, list[int]] = {n: [] for n in self.order}
+        for i in self.plan.items:
+            for u in i.needs:
+                users[u].append(i.id)
+        latest: dict[int, float] = {}
+        for n in reversed(self.order):
+            latest[n] = min((latest[s] for s in users[n]), default=end) - est[n]
+        return {n: Slot(n, start[n], start[n] + est[n], round(latest[n] - start[n], 9)) for n in self.order}
+
+
+def critical_path(plan: Plan) -> tuple[tuple[int, ...], float]:
     """The longest chain of needs, weighted by the estimates, and its length in days."""
-    import networkx as nx
-
-    if not plan.items:
-        return (), 0.0
-    g = (g if g is not None else item_graph(plan)).copy()
-    for item in plan.items:
-        g.add_edge(item.id, _SINK, weight=item.estimate_days)
-    path = nx.dag_longest_path(g, weight="weight", default_weight=0)
-    length = nx.dag_longest_path_length(g, weight="weight", default_weight=0)
-    return tuple(n for n in path if n != _SINK), float(length)
+    return _Passes(plan).critical_path()
 
 
-def waves(plan: Plan, g=None) -> tuple[tuple[int, ...], ...]:
+def waves(plan: Plan) -> tuple[tuple[int, ...], ...]:
     """Items that can run in parallel, wave by wave (topological generations, sorted)."""
-    import networkx as nx
-
-    g = g if g is not None else item_graph(plan)
-    return tuple(tuple(sorted(gen)) for gen in nx.topological_generations(g))
+    return _Passes(plan).waves()
 
 
-def schedule(plan: Plan, g=None, length: float | None = None) -> dict[int, Slot]:
+def schedule(plan: Plan, length: float | None = None) -> dict[int, Slot]:
     """Earliest start/finish of each item with unlimited people, and its slack."""
-    import networkx as nx
-
-    g = g if g is not None else item_graph(plan)
-    order = list(nx.topological_sort(g))
-    est = {i.id: i.estimate_days for i in plan.items}
-    start: dict[int, float] = {}
-    for n in order:
-        start[n] = max((start[p] + est[p] for p in g.predecessors(n)), default=0.0)
-    end = max((start[n] + est[n] for n in order), default=0.0) if length is None else length
-    latest: dict[int, float] = {}
-    for n in reversed(order):
-        latest[n] = min((latest[s] for s in g.successors(n)), default=end) - est[n]
-    return {n: Slot(n, start[n], start[n] + est[n], round(latest[n] - start[n], 9)) for n in order}
+    return _Passes(plan).schedule(length)
 
 
 def analyse(plan: Plan) -> Analysis:
-    g = item_graph(plan)
-    path, length = critical_path(plan, g)
-    slots = schedule(plan, g, length)
+    passes = _Passes(plan)
+    path, length = passes.critical_path()
+    slots = passes.schedule(length)
     forecasts = tuple(
         Forecast(m.id, m.title, m.target_day,
                  max((slots[i].finish for i in m.items if i in slots), default=0.0), m.items)
         for m in plan.milestones
     )
-    return Analysis(path, length, waves(plan, g), slots, forecasts)
+    return Analysis(path, length, passes.waves(), slots, forecasts)
 
 
 # --------------------------------------------------------------------------- cached order

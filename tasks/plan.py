@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 import functools
 import os
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Any
 from . import paths
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+_K8S_VERSION = re.compile(r"^(\d{1,3})\.(\d{1,3})(\.\d{1,4})?$")
+MAX_ID = 999_999_999
 STATUSES = ("done", "stale", "not run", "not built")
 CRITERIA_LEVELS = ("must", "should", "nice")
 
@@ -118,10 +122,17 @@ class Problem:
     line: int
     message: str
     fix: str = ""
+    column: int = 0   # 1-based, when the problem is a character rather than a key
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source
+        if self.line and self.column:
+            where += f":{self.column}"
         return f"{where}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+#: at most this many problems are printed (all are kept in ``PlanError.problems``)
+SHOWN_PROBLEMS = 100
 
 
 class PlanError(Exception):
@@ -129,10 +140,28 @@ class PlanError(Exception):
 
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
-        self.problems = sorted(problems, key=lambda p: p.line)
+        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
         n = len(self.problems)
         head = f"{source}: {n} problem{'s' if n != 1 else ''} found"
-        super().__init__("\n".join([head] + [p.render(source) for p in self.problems]))
+        shown = [p.render(source) for p in self.problems[:SHOWN_PROBLEMS]]
+        if n > SHOWN_PROBLEMS:
+            shown.append(f"... and {n - SHOWN_PROBLEMS} more problems not shown: fix these first")
+        super().__init__("\n".join([head] + shown))
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based (line, column) of the character at ``index`` in ``text``."""
+    index = max(0, min(index, len(text)))
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _character_problem(text: str, index: int) -> Problem:
+    line, col = _position(text, index)
+    ch = text[index] if index < len(text) else ""
+    return Problem(line, f"the file contains a control character (U+{ord(ch):04X}) YAML does not allow"
+                   if ch else "the file ends in the middle of a character",
+                   "delete it, or write it as an escape inside double quotes (e.g. \"\\t\")", col)
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -160,42 +189,168 @@ class _Unhashable(Exception):
         self.line = line
 
 
+class _Located(Exception):
+    """A problem found while reading the YAML, at a mark (0-based line and column)."""
+
+    def __init__(self, mark, message, fix):
+        self.problem = Problem(mark.line + 1, message, fix, mark.column + 1)
+
+
+#: no plan needs more than a handful of levels; deeper input is an attack or an accident
+MAX_DEPTH = 100
+_NO_KEY = object()
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 @functools.lru_cache(maxsize=1)
-def _loader_class():
+def _event_source():
+    """A class that reads YAML events and resolves and constructs scalars safely: libyaml's
+    parser (C, not recursive) when PyYAML has it, else PyYAML's own."""
     import yaml
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        from yaml._yaml import CParser
+    except ImportError:  # PyYAML without libyaml
+        return yaml.SafeLoader
 
-    class Loader(base):  # type: ignore[misc, valid-type]
-        pass
+    class Events(CParser, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
+        def __init__(self, stream):
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
 
-    def construct_mapping(loader, node):
-        loader.flatten_mapping(node)
-        m = _Map()
-        m.line = node.start_mark.line + 1
-        m.key_lines = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                hash(key)
-            except TypeError:
-                raise _Unhashable(line) from None
-            if key in m:
-                raise _DuplicateKey(key, line, m.key_lines[key])
-            m[key] = loader.construct_object(value_node, deep=True)
-            m.key_lines[key] = line
-        return m
+    return Events
 
-    def construct_sequence(loader, node):
-        s = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-        s.line = node.start_mark.line + 1
-        s.item_lines = [child.start_mark.line + 1 for child in node.value]
-        return s
 
-    Loader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
-    Loader.add_constructor("tag:yaml.org,2002:seq", construct_sequence)
-    return Loader
+def _build(text: str) -> Any:
+    """The YAML document as _Map/_Seq/scalars with lines, built in one pass over the parser's
+    events with an explicit stack: no recursion (libyaml's own composer recurses in C and
+    crashes the interpreter on deeply nested input), a depth limit, aliases shared (so alias
+    bombs cost nothing), merge keys (``<<``) applied with explicit keys winning."""
+    import yaml
+    from yaml import events as ev
+    from yaml.nodes import ScalarNode
+
+    src = _event_source()(text)
+    try:
+        ctors, resolve = src.yaml_constructors, src.resolve
+        anchors: dict[str, Any] = {}
+        stack: list[list] = []   # [container, is_map, pending key, key line, anchor, merges]
+        root, documents = None, 0
+
+        def add(value, line):
+            nonlocal root
+            if not stack:
+                root = value
+                return
+            top = stack[-1]
+            c = top[0]
+            if not top[1]:
+                c.append(value)
+                c.item_lines.append(line)
+            elif top[2] is _NO_KEY:
+                try:
+                    hash(value)
+                except TypeError:
+                    raise _Unhashable(line) from None
+                top[2], top[3] = value, line
+            else:
+                key, top[2] = top[2], _NO_KEY
+                if key is _MERGE_KEY:
+                    top[5].append((value, top[3]))
+                elif key in c:
+                    raise _DuplicateKey(key, top[3], c.key_lines[key])
+                else:
+                    c[key] = value
+                    c.key_lines[key] = top[3]
+
+        while True:
+            e = src.get_event()
+            kind = type(e)
+            if kind is ev.ScalarEvent:
+                line = e.start_mark.line + 1
+                tag = e.tag if e.tag not in (None, "!") else resolve(ScalarNode, e.value, e.implicit)
+                if tag == "tag:yaml.org,2002:str":
+                    value = e.value
+                elif tag == _MERGE_TAG and stack and stack[-1][1] and stack[-1][2] is _NO_KEY:
+                    value = _MERGE_KEY
+                else:
+                    node = ScalarNode(tag, e.value, e.start_mark, e.end_mark, e.style)
+                    try:
+                        value = ctors.get(tag, ctors[None])(src, node)
+                    except yaml.YAMLError:
+                        raise
+                    except ValueError as err:
+                        if "integer string conversion" in str(err):
+                            raise _Located(e.start_mark, "this number is too large", "write a smaller number") from None
+                        raise _Located(e.start_mark, f"cannot read this value: {err}",
+                                       "quote it to make it text, or correct it") from None
+                    except (OverflowError, TypeError) as err:
+                        raise _Located(e.start_mark, f"cannot read this value: {err}",
+                                       "quote it to make it text, or correct it") from None
+                if e.anchor:
+                    anchors[e.anchor] = value
+                add(value, line)
+            elif kind is ev.MappingStartEvent or kind is ev.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Located(e.start_mark, f"nested more than {MAX_DEPTH} levels deep",
+                                   "a plan needs a few levels: check the brackets and `-` on this line")
+                is_map = kind is ev.MappingStartEvent
+                if e.tag not in (None, "!", "tag:yaml.org,2002:map" if is_map else "tag:yaml.org,2002:seq"):
+                    raise _Located(e.start_mark, f"the tag {e.tag} is not supported in a plan",
+                                   "remove the tag")
+                c = _Map() if is_map else _Seq()
+                c.line = e.start_mark.line + 1
+                if is_map:
+                    c.key_lines = {}
+                else:
+                    c.item_lines = []
+                if e.anchor:
+                    anchors.pop(e.anchor, None)  # not usable inside itself
+                stack.append([c, is_map, _NO_KEY, 0, e.anchor, []])
+            elif kind is ev.MappingEndEvent or kind is ev.SequenceEndEvent:
+                c, _, _, _, anchor, merges = stack.pop()
+                for value, line in merges:
+                    _merge(c, value, line)
+                if anchor:
+                    anchors[anchor] = c
+                add(c, c.line)
+            elif kind is ev.AliasEvent:
+                if e.anchor not in anchors:
+                    raise _Located(e.start_mark, f"unknown alias *{e.anchor} (or one used inside its own anchor)",
+                                   f"define `&{e.anchor}` on a complete value before using `*{e.anchor}`")
+                add(anchors[e.anchor], e.start_mark.line + 1)
+            elif kind is ev.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _Located(e.start_mark, "more than one YAML document (a second `---`)",
+                                   "keep one document: remove the `---` and what follows, or merge them")
+            elif kind is ev.StreamEndEvent:
+                return root
+    finally:
+        src.dispose()
+
+
+_MERGE_KEY = object()
+
+
+def _merge(m: _Map, value, line: int) -> None:
+    """``<<: *x`` or ``<<: [*x, *y]``: keys of x (then y) that m does not set itself."""
+    sources = value if isinstance(value, _Seq) else [value]
+    for src in sources:
+        if not isinstance(src, _Map):
+            raise _MergeError(line)
+        for k, v in src.items():
+            if k not in m:
+                m[k] = v
+                m.key_lines[k] = line
+
+
+class _MergeError(Exception):
+    def __init__(self, line):
+        self.line = line
 
 
 def _parse(text: str, source: str) -> Any:
@@ -206,7 +361,12 @@ def _parse(text: str, source: str) -> Any:
     gc_was_on = gc.isenabled()
     gc.disable()  # building a large tree of new objects: the cycle collector only slows it down
     try:
-        return yaml.load(text, Loader=_loader_class())  # noqa: S506 - a SafeLoader subclass
+        return _build(text)
+    except _Located as e:
+        raise PlanError(source, [e.problem]) from None
+    except _MergeError as e:
+        raise PlanError(source, [Problem(e.line, "`<<:` (a merge key) must name a mapping or a list of mappings",
+                                         "merge with `<<: *anchor` where &anchor is on a mapping")]) from None
     except _DuplicateKey as e:
         raise PlanError(source, [Problem(e.line, f"duplicate key {e.key!r} (first at line {e.first})",
                                          "keep one of them")]) from None
@@ -215,15 +375,34 @@ def _parse(text: str, source: str) -> Any:
                                          "use a string such as `id` as the key")]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 0
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 0)
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
         raise PlanError(source, [Problem(line, f"YAML syntax error: {what}",
-                                         "check indentation, colons and quotes on this line")]) from None
-    except (yaml.YAMLError, RecursionError, ValueError, OverflowError, TypeError) as e:
-        raise PlanError(source, [Problem(0, f"cannot read YAML: {e}", "fix the YAML syntax")]) from None
+                                         "check indentation, colons and quotes on this line", col)]) from None
+    except yaml.reader.ReaderError as e:
+        raise PlanError(source, [_character_problem(text, _char_index(text, e))]) from None
+    except yaml.YAMLError as e:
+        raise PlanError(source, [Problem(1, f"cannot read YAML: {e}", "fix the YAML syntax")]) from None
     finally:
         if gc_was_on:
             gc.enable()
+
+
+def _char_index(text: str, err) -> int:
+    """The character index of a ReaderError: libyaml counts bytes of the UTF-8 text."""
+    bad = getattr(err, "character", None)
+    if isinstance(bad, int) and 0 <= bad <= 0x10FFFF:
+        bad = chr(bad)
+    if isinstance(bad, str) and bad:
+        i = text.find(bad)
+        if i >= 0:
+            return i
+    for i, ch in enumerate(text):  # the first character YAML does not accept
+        o = ord(ch)
+        if (o < 0x20 and ch not in "\t\n\r") or 0x7F <= o <= 0x84 or 0x86 <= o <= 0x9F \
+                or 0xD800 <= o <= 0xDFFF or o in (0xFFFE, 0xFFFF):
+            return i
+    return len(text)
 
 
 # --------------------------------------------------------------------------- checking
@@ -354,15 +533,19 @@ def _settings(c: _Checker, doc: _Map) -> Settings:
               "registry_port")
     c.keys(m, "settings", (), fields)
     d = Settings()
-    envs = _str_list(c, m, "environments", "settings") if "environments" in m else d.environments
-    if "environments" in m and not envs:
-        c.add(_line(m, "environments"), "settings: 'environments' must name at least one environment",
-              "write `environments: [local]`")
+    envs = _environments(c, m) if "environments" in m else d.environments
     kv = m.get("kubernetes_version", d.kubernetes_version)
     if isinstance(kv, (int, float)) and not isinstance(kv, bool):
         c.add(_line(m, "kubernetes_version"), "settings: 'kubernetes_version' must be a string",
               'quote it: `kubernetes_version: "1.33.0"`')
         kv = d.kubernetes_version
+    elif isinstance(kv, str) and kv.strip():
+        _kubernetes_version(c, m, kv)
+    registry = m.get("registry")
+    if isinstance(registry, str) and registry.strip() and not _HOST.match(registry):
+        c.add(_line(m, "registry"), "settings: 'registry' must be a host name (lowercase letters, digits, "
+              f"'-' and '.'; no scheme, port or path: the port is `registry_port`), got {registry!r}",
+              "write e.g. `registry: raibid-registry.localhost`")
     for key in ("namespace", "cluster"):
         v = m.get(key)
         if isinstance(v, str) and not _DNS_LABEL.match(v):
@@ -382,6 +565,63 @@ def _settings(c: _Checker, doc: _Map) -> Settings:
         environments=envs or d.environments,
         kubernetes_version=_str(c, m, "kubernetes_version", "settings", d.kubernetes_version) if isinstance(kv, str) else kv,
     )
+
+
+def _environments(c: _Checker, m: _Map) -> tuple[str, ...]:
+    """``settings.environments``: safe names (each names tanka/environments/<name> and
+    build/manifests/<name>), each once."""
+    v = m.get("environments")
+    if not isinstance(v, list) or not v:
+        c.add(_line(m, "environments"), "settings: 'environments' must be a list naming at least one "
+              f"environment, got {_kind(v) if not isinstance(v, list) else 'an empty list'}",
+              "write `environments: [local]`")
+        return ()
+    out: dict[str, int] = {}
+    for i, name in enumerate(v):
+        line = v.item_lines[i] if isinstance(v, _Seq) else _line(m, "environments")
+        if not (isinstance(name, str) and _DNS_LABEL.match(name)):
+            shown = repr(name) if isinstance(name, str) else _kind(name)
+            safe = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:63] or "local"
+            c.add(line, "settings: environment names must be lowercase Kubernetes-style names (letters, "
+                  f"digits and '-', at most 63, no paths or spaces), got {shown}",
+                  f"rename it, e.g. `{safe}` (it names the folder tanka/environments/<name>)")
+        elif name in out:
+            c.add(line, f"settings: environment {name!r} is listed twice (first at line {out[name]})",
+                  "list each environment once")
+        else:
+            out[name] = line
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def supported_kubernetes_versions() -> tuple[str, ...]:
+    """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate
+    has, read from its package data (without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    found = set()
+    for loc in spec.submodule_search_locations:
+        schemas = Path(loc) / "kubernetes-json-schema"
+        if schemas.is_dir():
+            for d in schemas.iterdir():
+                mm = re.match(r"^v(\d+)\.(\d+)", d.name)
+                if mm:
+                    found.add((int(mm.group(1)), int(mm.group(2))))
+    return tuple(f"{a}.{b}" for a, b in sorted(found))
+
+
+def _kubernetes_version(c: _Checker, m: _Map, version: str) -> None:
+    known = supported_kubernetes_versions()
+    mm = _K8S_VERSION.match(version)
+    if mm and (not known or f"{int(mm.group(1))}.{int(mm.group(2))}" in known):
+        return
+    what = "is not a Kubernetes version (MAJOR.MINOR.PATCH)" if not mm else "is a version the manifest validator cannot check"
+    span = f"; kubernetes-validate knows {known[0]} to {known[-1]}" if known else ""
+    c.add(_line(m, "kubernetes_version"), f"settings: 'kubernetes_version' {version!r} {what}{span}",
+          f'write e.g. `kubernetes_version: "{known[-1] if known else "1.33"}.0"`')
 
 
 def build(doc: Any, source: str = "plan.yaml") -> Plan:
@@ -415,12 +655,13 @@ def build(doc: Any, source: str = "plan.yaml") -> Plan:
     needs_lines: dict[int, _Map] = {}
     for i, m in _entries(c, _seq(c, doc, "items", True), "items"):
         iid = m.get("id")
-        where = f"items[{i}]" + (f" (#{iid})" if isinstance(iid, int) else "")
+        where = f"items[{i}]" + (f" (#{iid})" if isinstance(iid, int) and 0 <= iid <= MAX_ID else "")
         c.keys(m, where, ("id", "title", "workstream", "estimate_days"), ("needs", "tasks"))
-        if not (isinstance(iid, int) and not isinstance(iid, bool)):
+        if not (isinstance(iid, int) and not isinstance(iid, bool) and 0 <= iid <= MAX_ID):
             if "id" in m:
-                c.add(_line(m, "id"), f"{where}: 'id' must be a whole number (the issue number), got {_kind(iid)}",
-                      "write e.g. `id: 93` without '#' or quotes")
+                got = "a number out of range" if isinstance(iid, int) and not isinstance(iid, bool) else _kind(iid)
+                c.add(_line(m, "id"), f"{where}: 'id' must be a whole number (the issue number, "
+                      f"0 to {MAX_ID}), got {got}", "write e.g. `id: 93` without '#' or quotes")
             continue
         title = _str(c, m, "title", where)
         ws = _str(c, m, "workstream", where)
@@ -438,7 +679,7 @@ def build(doc: Any, source: str = "plan.yaml") -> Plan:
         item_lines[iid] = _line(m, "id")
         if iid in needs:
             c.add(_line(m, "needs"), f"{where}: item {iid} needs itself", f"remove {iid} from its `needs`")
-        twice = sorted({n for n in needs if needs.count(n) > 1})
+        twice = sorted(n for n, k in Counter(needs).items() if k > 1)
         if twice:
             c.add(_line(m, "needs"), f"{where}: `needs` lists {', '.join(map(str, twice))} more than once",
                   "list each item once")
@@ -455,10 +696,17 @@ def build(doc: Any, source: str = "plan.yaml") -> Plan:
                       f"did you mean {close[0]}?" if close else "list an item id defined under `items:`")
 
     milestones: list[Milestone] = []
+    ms_lines: dict[str, int] = {}
     for i, m in _entries(c, _seq(c, doc, "milestones", False), "milestones"):
         where = f"milestones[{i}]"
         c.keys(m, where, ("id", "title", "items", "target_day"), ())
         mid = _str(c, m, "id", where)
+        if mid is not None:
+            if mid in ms_lines:
+                c.add(_line(m, "id"), f"{where}: duplicate milestone id {mid!r} (first at line {ms_lines[mid]})",
+                      "give each milestone its own id")
+            else:
+                ms_lines[mid] = _line(m, "id")
         title = _str(c, m, "title", where)
         its = _int_list(c, m, "items", where)
         day = _number(c, m, "target_day", where)
@@ -535,7 +783,7 @@ def loads(text: str, source: str = "plan.yaml") -> Plan:
     if not isinstance(text, str):
         raise PlanError(source, [Problem(0, "the plan must be text", "")])
     if "\x00" in text:
-        raise PlanError(source, [Problem(0, "the file contains a NUL byte", "save it as UTF-8 text")])
+        raise PlanError(source, [_character_problem(text, text.index("\x00"))])
     return build(_parse(text, source), source)
 
 
@@ -544,20 +792,74 @@ def load(path: Path | None = None) -> Plan:
     source = os.path.relpath(path) if path.is_absolute() else str(path)
     if len(source) > len(str(path)):
         source = str(path)
+    text = read_text(path, source)
+    plan = loads(text, source)
+    check_environments(plan, text, path.parent)
+    return plan
+
+
+def read_text(path: Path, source: str) -> str:
+    """plan.yaml's text; a file that is not UTF-8 is a PlanError at the line and column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PlanError(source, [Problem(0, "file not found", "run doit from the project root, next to plan.yaml")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise PlanError(source, [Problem(0, f"cannot read the file: {e}", "save it as UTF-8 text")]) from None
-    return loads(text, source)
+    except IsADirectoryError:
+        raise PlanError(source, [Problem(0, "is a directory, not a file", "plan.yaml must be a YAML file")]) from None
+    except OSError as e:
+        raise PlanError(source, [Problem(0, f"cannot read the file: {e.strerror or e}",
+                                         "check the file's permissions")]) from None
+    return decode(data, source)
+
+
+def decode(data: bytes, source: str = "plan.yaml") -> str:
+    """plan.yaml's bytes as text; bytes that are not UTF-8 are a PlanError at LINE:COLUMN."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
+        raise PlanError(source, [Problem(line, "the file is not UTF-8 text here", "save the file as UTF-8 "
+                                         "(most editors: File > Save with encoding > UTF-8)", col)]) from None
+
+
+def check_environments(plan: Plan, text: str, root: Path) -> None:
+    """Each environment of the plan has its Tanka environment (when the project has any)."""
+    envs_dir = root / "tanka" / "environments"
+    if not envs_dir.is_dir():
+        return
+    have = sorted(p.name for p in envs_dir.iterdir() if p.is_dir())
+    missing = [e for e in plan.settings.environments if e not in have]
+    if not missing:
+        return
+    doc = _parse(text, plan.source)  # only on this error path: for the lines
+    m = doc.get("settings") if isinstance(doc, _Map) else None
+    envs = m.get("environments") if isinstance(m, _Map) else None
+    problems = []
+    for name in missing:
+        line = 0
+        if isinstance(envs, _Seq) and name in envs:
+            line = envs.item_lines[envs.index(name)]
+        close = difflib.get_close_matches(name, have, n=1)
+        problems.append(Problem(line, f"settings: environment {name!r} has no Tanka environment "
+                                f"(tanka/environments/{name}/ does not exist)",
+                                f"did you mean {close[0]!r}?" if close else
+                                f"create tanka/environments/{name}/ or use one of: {', '.join(have)}"))
+    raise PlanError(plan.source, problems)
 
 
 _CACHE: dict[Path, tuple[tuple[int, int], Plan]] = {}
+#: a plan.yaml at least this large is kept checked in build/.plan-cache.json (about 700 items)
+CACHE_MIN_BYTES = 100_000
 
 
 def current() -> Plan:
-    """The project's plan, read once per process (re-read when the file changes)."""
+    """The project's plan, read once per process (re-read when the file changes).
+
+    A large checked plan is also kept in build/.plan-cache.json, keyed by the SHA-256 of
+    plan.yaml's text and of this loader, so each doit command of a large plan does not
+    parse and check it again (a damaged or stale cache is ignored and rewritten). A small
+    plan is only read: no command writes anything for it before its tasks run."""
     path = paths.plan_file()
     try:
         st = path.stat()
@@ -567,6 +869,82 @@ def current() -> Plan:
     hit = _CACHE.get(path)
     if hit and hit[0] == key:
         return hit[1]
-    plan = load(path)
+    source = "plan.yaml" if path.name == "plan.yaml" else str(path)
+    text = read_text(path, source)
+    if len(text) < CACHE_MIN_BYTES:  # a plan this small is checked in milliseconds
+        plan = loads(text, source)
+    else:
+        cache = paths.build() / ".plan-cache.json"
+        digest = _digest(text)
+        plan = _cached(cache, digest, source)
+        if plan is None:
+            plan = loads(text, source)
+            _store(cache, digest, plan)
+    check_environments(plan, text, path.parent)
     _CACHE[path] = (key, plan)
     return plan
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(Path(__file__).read_bytes())  # a changed loader checks again
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _to_json(plan: Plan) -> dict:
+    from dataclasses import asdict, astuple
+
+    return {"settings": asdict(plan.settings), "workstreams": [astuple(w) for w in plan.workstreams],
+            "items": [[i.id, i.title, i.workstream, i.estimate_days, i.needs, i.tasks, i.line] for i in plan.items],
+            "milestones": [astuple(m) for m in plan.milestones], "criteria": [astuple(c) for c in plan.criteria]}
+
+
+def _from_json(data: dict, source: str) -> Plan:
+    s = dict(data["settings"])
+    s["environments"] = tuple(s["environments"])
+    plan = object.__new__(_CachedPlan)
+    for name, value in (("settings", Settings(**s)),
+                        ("workstreams", tuple(Workstream(*w) for w in data["workstreams"])),
+                        ("milestones", tuple(Milestone(i, t, tuple(its), d, line)
+                                             for i, t, its, d, line in data["milestones"])),
+                        ("criteria", tuple(Criterion(lv, t, tuple(ts), line) for lv, t, ts, line in data["criteria"])),
+                        ("source", source), ("_rows", data["items"])):
+        object.__setattr__(plan, name, value)
+    if not isinstance(plan._rows, list):
+        raise TypeError("items")
+    return plan
+
+
+class _CachedPlan(Plan):
+    """A plan read from build/.plan-cache.json: its items are built when first used, so a
+    command that needs only the settings (``doit list``, most task creators) does not pay
+    for 10,000 items."""
+
+    @functools.cached_property
+    def items(self) -> tuple[Item, ...]:  # type: ignore[override]
+        return tuple(Item(i, t, w, e, tuple(n), tuple(ts), line) for i, t, w, e, n, ts, line in self._rows)
+
+
+def _cached(cache: Path, digest: str, source: str) -> Plan | None:
+    import json
+
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("digest") != digest:
+            return None
+        return _from_json(data["plan"], source)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _store(cache: Path, digest: str, plan: Plan) -> None:
+    import json
+
+    from . import atomic
+
+    try:
+        atomic.write_text(cache, json.dumps({"digest": digest, "plan": _to_json(plan)}))
+    except OSError:
+        pass  # a read-only checkout: the next command checks the plan again

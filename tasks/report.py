@@ -5,6 +5,7 @@ statuses), so the board, the JSON and the generated document always agree.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -13,6 +14,27 @@ from .plan import CRITERIA_LEVELS, STATUSES, Plan
 
 STATUS_STYLE = {"done": "green", "stale": "yellow", "not run": "blue", "not built": "dim"}
 STATUS_MARK = {"done": "✅ done", "stale": "🟠 stale", "not run": "🔵 not run", "not built": "⚪ not built"}
+
+#: the board shows every item of a plan this size; a bigger plan is summarised (the JSON and
+#: Markdown views keep everything)
+BOARD_ITEMS = 150
+#: in a summarised board: item rows per workstream, workstreams, ids per list
+BOARD_ROWS, BOARD_WORKSTREAMS, BOARD_IDS, BOARD_WAVES = 12, 12, 24, 15
+
+
+def _ids(ids, limit: int = BOARD_IDS, sep: str = " ") -> str:
+    """``#1 #2 ... #8 #9 (N items)``: at most ``limit`` ids, the first and the last ones."""
+    ids = list(ids)
+    if len(ids) <= limit:
+        return sep.join(f"#{i}" for i in ids)
+    half = limit // 2
+    return (sep.join(f"#{i}" for i in ids[:half]) + f"{sep}...{sep}"
+            + sep.join(f"#{i}" for i in ids[-half:]) + f" ({len(ids)} items)")
+
+
+def md_cell(text: str) -> str:
+    """Text for a Markdown table cell: a `|` would end the cell, a newline the row."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 @dataclass(frozen=True)
@@ -36,11 +58,23 @@ class PlanView:
         items = list(items)
         return sum(1 for i in items if self.status.get(i) == "done"), len(items)
 
+    @functools.cached_property
+    def _by_workstream(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {w.id: [] for w in self.plan.workstreams}
+        for i in self.plan.items:
+            groups.setdefault(i.workstream, []).append(i.id)
+        return {k: sorted(v) for k, v in groups.items()}
+
     def workstream_items(self, ws_id: str) -> list[int]:
-        return sorted(i.id for i in self.plan.items if i.workstream == ws_id)
+        return list(self._by_workstream.get(ws_id, ()))
 
     def to_json(self) -> dict:
         a = self.analysis
+        small = len(self.plan.workstreams) * len(self.plan.items) < 1_000_000
+        ws_items: dict[str, list[int]] = {w.id: [] for w in self.plan.workstreams}
+        if not small:  # the same lists (item order), built in one pass
+            for i in self.plan.items:
+                ws_items.setdefault(i.workstream, []).append(i.id)
         return {
             "items": [
                 {"id": i.id, "title": i.title, "workstream": i.workstream, "needs": list(i.needs),
@@ -48,7 +82,8 @@ class PlanView:
                 for i in self.plan.items
             ],
             "workstreams": [
-                {"id": w.id, "title": w.title, "items": [i.id for i in self.plan.items if i.workstream == w.id]}
+                {"id": w.id, "title": w.title,
+                 "items": [i.id for i in self.plan.items if i.workstream == w.id] if small else ws_items[w.id]}
                 for w in self.plan.workstreams
             ],
             "critical_path": list(a.critical_path),
@@ -75,7 +110,10 @@ class PlanView:
     def board(self, wide: bool = True):
         """A rich renderable: workstreams, items, status, progress, path, waves, milestones.
 
-        ``wide=False`` (narrow terminals) leaves out each item's task list."""
+        ``wide=False`` (narrow terminals) leaves out each item's task list. A plan of more
+        than :data:`BOARD_ITEMS` items is summarised: the next items of each workstream, the
+        ends of long lists, and where to find the rest. Every text from plan.yaml is shown
+        as written (``[bold]`` in a title is not rich markup)."""
         from rich.console import Group
         from rich.panel import Panel
         from rich.progress_bar import ProgressBar
@@ -85,6 +123,8 @@ class PlanView:
         a, plan = self.analysis, self.plan
         crit = set(a.critical_path)
         done, total = self.progress(i.id for i in plan.items)
+        full = total <= BOARD_ITEMS
+        ids = (lambda xs: " ".join(f"#{i}" for i in xs)) if full else _ids
         parts = []
         head = Text.assemble(
             (f"{plan.settings.project} migration plan", "bold"),
@@ -93,19 +133,27 @@ class PlanView:
             f" · critical path {a.length_days:g} days",
         )
         parts.append(head)
+        if not full:
+            parts.append(Text(f"A large plan: the board shows the next {BOARD_ROWS} items of each workstream "
+                              "and the ends of long lists. `doit plan --format json` (or markdown) lists "
+                              "every item.", style="dim"))
 
+        shown_ws = plan.workstreams if full else plan.workstreams[:BOARD_WORKSTREAMS]
         summary = Table(title="Progress by workstream", title_justify="left", expand=False)
         summary.add_column("workstream")
         summary.add_column("progress", width=24)
         summary.add_column("done", justify="right")
-        for w in plan.workstreams:
+        for w in shown_ws:
             d, t = self.progress(self.workstream_items(w.id))
-            summary.add_row(w.title, ProgressBar(total=max(t, 1), completed=d, width=22),
-                            f"{d}/{t}")
+            summary.add_row(Text(w.title), ProgressBar(total=max(t, 1), completed=d, width=22), f"{d}/{t}")
+        hidden_ws = len(plan.workstreams) - len(shown_ws)
+        if hidden_ws:
+            summary.add_row(Text(f"... {hidden_ws} more workstreams", style="dim"), "", "")
         parts.append(summary)
 
-        for w in plan.workstreams:
-            t = Table(title=f"{w.title} ({w.id})", title_justify="left", expand=False)
+        rank = {} if full else {iid: n for n, iid in enumerate(a.order())}
+        for w in shown_ws:
+            t = Table(title=Text(f"{w.title} ({w.id})"), title_justify="left", expand=False)
             t.add_column("#", justify="right")
             t.add_column("item")
             t.add_column("status")
@@ -114,26 +162,36 @@ class PlanView:
             t.add_column("days", justify="right")
             if wide:
                 t.add_column("tasks", overflow="fold")
-            for iid in self.workstream_items(w.id):
+            members = self.workstream_items(w.id)
+            if not full:  # the ones to do next: earliest start first
+                members = sorted((i for i in members if self.status[i] != "done"), key=rank.__getitem__)[:BOARD_ROWS]
+            for iid in members:
                 item = plan.by_id[iid]
                 s = self.status[iid]
                 slot = a.schedule[iid]
                 row = [
                     Text(f"{'*' if iid in crit else ' '}{iid}", style="bold magenta" if iid in crit else ""),
-                    item.title,
+                    Text(item.title),
                     Text(s, style=STATUS_STYLE[s]),
-                    " ".join(f"#{n}" for n in item.needs) or "-",
+                    (ids(item.needs) if full else _ids(item.needs, 6)) or "-",
                     f"{item.estimate_days:g}",
                     f"{slot.start:g}-{slot.finish:g}",
                 ]
-                t.add_row(*row, *([", ".join(item.tasks) or "-"] if wide else []))
+                t.add_row(*row, *([Text(", ".join(item.tasks) or "-")] if wide else []))
+            rest = len(self.workstream_items(w.id)) - len(members)
+            if rest:
+                t.add_row("", Text(f"... {rest} more items (done or later): doit plan --format json", style="dim"),
+                          *[""] * (len(t.columns) - 2))
             parts.append(t)
 
-        path = " -> ".join(f"#{i}" for i in a.critical_path)
+        path = " -> ".join(f"#{i}" for i in a.critical_path) if full else _ids(a.critical_path, sep=" -> ")
         parts.append(Text.assemble(("Critical path", "bold magenta"), f" ({a.length_days:g} days, * above): {path}"))
         waves = Table(title="Parallel waves", title_justify="left", show_header=False, expand=False)
-        for n, wave in enumerate(a.waves, 1):
-            waves.add_row(f"wave {n}", " ".join(f"#{i}" for i in wave))
+        shown_waves = a.waves if full else a.waves[:BOARD_WAVES]
+        for n, wave in enumerate(shown_waves, 1):
+            waves.add_row(f"wave {n}", ids(wave))
+        if len(a.waves) > len(shown_waves):
+            waves.add_row("...", Text(f"{len(a.waves) - len(shown_waves)} more waves", style="dim"))
         parts.append(waves)
 
         ms = Table(title="Milestones (forecast: earliest finish with unlimited hands)", title_justify="left")
@@ -142,7 +200,7 @@ class PlanView:
         for f in a.forecasts:
             d, tot = self.progress(f.items)
             verdict = Text("on track", style="green") if f.on_track else Text(f"late by {f.late_by:g}d", style="red")
-            ms.add_row(f.title, " ".join(f"#{i}" for i in f.items), f"day {f.target_day:g}",
+            ms.add_row(Text(f.title), ids(f.items), f"day {f.target_day:g}",
                        f"day {f.forecast_day:g}", verdict, f"{d}/{tot}")
         parts.append(ms)
 
@@ -151,7 +209,7 @@ class PlanView:
         sc.add_column("criterion")
         sc.add_column("status")
         for c, s in zip(plan.criteria, self.criteria_status):
-            sc.add_row(c.level, c.text, Text(s, style=STATUS_STYLE[s]))
+            sc.add_row(c.level, Text(c.text), Text(s, style=STATUS_STYLE[s]))
         if plan.criteria:
             parts.append(sc)
         legend = Text("status: ", style="dim")
@@ -199,10 +257,12 @@ class PlanView:
         fill = {"done": "#c8f7c5", "stale": "#ffe0a3", "not run": "#cfe2ff", "not built": "#eeeeee"}
         lines = ["digraph plan {", '  rankdir=LR; node [shape=box, style="rounded,filled", fontname="Helvetica"];']
         for w in self.plan.workstreams:
-            lines.append(f'  subgraph "cluster_{w.id}" {{ label="{w.title}"; color="#999999";')
+            title = w.title.replace("\\", "/").replace('"', "'")
+            lines.append(f'  subgraph "cluster_{w.id}" {{ label="{title}"; color="#999999";')
             for iid in self.workstream_items(w.id):
                 item = self.plan.by_id[iid]
-                label = f"#{iid} {item.title}\\n{self.status[iid]} · {item.estimate_days:g}d".replace('"', "'")
+                title = item.title.replace("\\", "/").replace('"', "'")
+                label = f"#{iid} {title}\\n{self.status[iid]} · {item.estimate_days:g}d"
                 pen = ', penwidth=3, color="#aa00aa"' if iid in crit else ""
                 lines.append(f'    i{iid} [label="{label}", fillcolor="{fill[self.status[iid]]}"{pen}];')
             lines.append("  }")
@@ -240,7 +300,7 @@ class PlanView:
         for w in plan.workstreams:
             ids = self.workstream_items(w.id)
             d, t = self.progress(ids)
-            out.append(f"| {w.title} | {d}/{t} | {' '.join(f'#{i}' for i in ids)} |")
+            out.append(f"| {md_cell(w.title)} | {d}/{t} | {' '.join(f'#{i}' for i in ids)} |")
         for w in plan.workstreams:
             out += ["", f"## {w.title}", ""]
             if w.description:
@@ -252,7 +312,7 @@ class PlanView:
                 tasks = ", ".join(f"`{t}`" for t in item.tasks) or "-"
                 star = " ★" if iid in crit else ""
                 out.append(
-                    f"| #{iid}{star} | {item.title} | {STATUS_MARK[self.status[iid]]} | "
+                    f"| #{iid}{star} | {md_cell(item.title)} | {STATUS_MARK[self.status[iid]]} | "
                     f"{' '.join(f'#{n}' for n in item.needs) or '-'} | {item.estimate_days:g}d | "
                     f"{slot.start:g}–{slot.finish:g} | {tasks} |")
         out += ["", "## Critical path", "",
@@ -265,7 +325,7 @@ class PlanView:
         for f in a.forecasts:
             d, t = self.progress(f.items)
             verdict = "on track" if f.on_track else f"late by {f.late_by:g} days"
-            out.append(f"| {f.title} | {' '.join(f'#{i}' for i in f.items)} | day {f.target_day:g} | "
+            out.append(f"| {md_cell(f.title)} | {' '.join(f'#{i}' for i in f.items)} | day {f.target_day:g} | "
                        f"day {f.forecast_day:g} | {verdict} | {d}/{t} |")
         if plan.criteria:
             out += ["", "## Success criteria"]
@@ -277,6 +337,6 @@ class PlanView:
                 for c, s in rows:
                     box = "x" if s == "done" else " "
                     tasks = ", ".join(f"`{t}`" for t in c.tasks) or "no task yet"
-                    out.append(f"- [{box}] {c.text} ({tasks}; {s})")
+                    out.append(f"- [{box}] {' '.join(c.text.split())} ({tasks}; {s})")
         out += ["", "## Graph", "", "```mermaid", self.mermaid(statuses=False).rstrip(), "```", ""]
         return "\n".join(out)

@@ -130,7 +130,7 @@ def test_board_markdown_mermaid_dot(mini):
     dot = run_doit(mini, "plan", "--format", "dot", env=env, check=True).stdout
     assert dot.startswith("digraph plan") and "i1 -> i2 [penwidth=3" in dot
     bad = run_doit(mini, "plan", "--format", "yaml", env=env)
-    assert bad.returncode == 2 and "choose one of" in bad.stdout
+    assert bad.returncode == 2 and "choose one of" in bad.stderr
 
 
 def test_list_is_in_critical_path_order_with_docs(mini):
@@ -261,3 +261,135 @@ def test_plan_points_out_a_misspelt_task(mini):
     (mini / "plan.yaml").write_text(MINI_PLAN.replace("tasks: [later]", "tasks: [flakyy]"))
     proc = run_doit(mini, "plan", env=mini_env(mini), check=True)
     assert "task 'flakyy', which does not exist - did you mean 'flaky'?" in proc.stderr
+
+
+# --------------------------------------------------------------------------- issue 11: the doit database
+
+def _db_state(d):
+    st = (d / ".doit.db").stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def test_read_only_commands_never_rewrite_the_database(mini):
+    import os
+    import stat
+
+    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    before = _db_state(mini)
+    # a read-only checkout (effective for a non-root user; for root the database's inode and
+    # mtime below show whether it was rewritten)
+    mode = mini.stat().st_mode
+    os.chmod(mini, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    try:
+        for args in (["plan", "--format", "json"], ["plan"], ["doctor"], ["list"], ["graph", "--format", "dot"],
+                     ["info", "a"]):
+            proc = run_doit(mini, *args, env=mini_env(mini))
+            assert "Traceback" not in proc.stdout + proc.stderr, args
+            assert "PermissionError" not in proc.stdout + proc.stderr, args
+            assert _db_state(mini) == before, args
+    finally:
+        os.chmod(mini, mode)
+    assert [p.name for p in mini.iterdir() if p.name.startswith(".doit.db")] == [".doit.db"]
+    run_doit(mini, "run", "b", env=mini_env(mini), check=True)   # a real run still records
+    assert "b" in json.loads((mini / ".doit.db").read_text())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nul", "random", "deep"])
+def test_a_damaged_database_gives_one_short_message_with_the_fix(mini, damage):
+    import random
+
+    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    db = mini / ".doit.db"
+    good = db.read_bytes()
+    db.write_bytes({"truncated": good[: len(good) // 2], "nul": b"\0" * 4096,
+                    "random": random.Random(11).randbytes(2048), "deep": b"[" * 100_000}[damage])
+    for args in ([], ["run", "a"], ["plan"], ["list"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, args
+        assert "Traceback" not in out and "interrupted" not in out, out
+        assert ".doit.db is damaged" in proc.stderr and "rm .doit.db" in proc.stderr, out
+        assert len(out.strip().splitlines()) <= 4, out
+
+
+def test_a_database_directory_gets_a_hint(mini):
+    (mini / ".doit.db").mkdir()
+    proc = run_doit(mini, "run", "a", env=mini_env(mini))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out and "IsADirectoryError" not in out
+    assert ".doit.db is a directory" in proc.stderr and "mv .doit.db" in proc.stderr
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '{"a": 1}', '"text"', "null", '{"a": {"b": 1}, "c": []}'])
+def test_a_database_of_the_wrong_shape_is_named_and_nothing_was_interrupted(mini, content):
+    (mini / ".doit.db").write_text(content)
+    for args in ([], ["plan", "--format", "json"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, args
+        assert "interrupted" not in out and "Traceback" not in out and "TypeError" not in out, out
+        assert ".doit.db is damaged" in proc.stderr and "not a JSON object of tasks" in proc.stderr, out
+
+
+# --------------------------------------------------------------------------- issue 11: odd titles, big plans
+
+ODD = {"make a": "[/] and [bold]loud[/bold]", "Core": "[red]Core | team", "Core done": "[/]",
+       "b is built": "[bold]b[/] is | built"}
+
+
+def test_titles_are_shown_literally_and_escaped_in_markdown(mini):
+    text = MINI_PLAN
+    for plain, odd in ODD.items():
+        text = text.replace(plain, f'"{odd}"' if plain != "make a" else odd.join('""'), 1)
+    (mini / "plan.yaml").write_text(text)
+    env = mini_env(mini, COLUMNS="200")
+    board = run_doit(mini, "plan", env=env)
+    assert board.returncode == 0 and "Traceback" not in board.stdout + board.stderr, board.stderr
+    for odd in ODD.values():
+        assert odd in board.stdout, odd
+    md = run_doit(mini, "plan", "--format", "markdown", env=env, check=True).stdout
+    row = next(line for line in md.splitlines() if line.startswith("| #1"))
+    assert "[/] and [bold]loud[/bold]" in row
+    heading_row = next(line for line in md.splitlines() if line.startswith("| [red]Core"))
+    assert heading_row.startswith(r"| [red]Core \| team | ")
+    assert heading_row.replace(r"\|", "").count("|") == 4      # the table keeps its 3 columns
+    for fmt in ("mermaid", "dot", "json"):
+        proc = run_doit(mini, "plan", "--format", fmt, env=env)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, fmt
+
+
+def test_an_unknown_format_is_an_error_on_stderr(mini):
+    for args in (["plan", "--format", "xml"], ["graph", "--format", "xml"]):
+        proc = run_doit(mini, *args, env=mini_env(mini))
+        assert proc.returncode == 2 and proc.stdout == "", args
+        assert "unknown --format 'xml'" in proc.stderr and "choose" in proc.stderr
+
+
+def big_plan(n: int, chain: bool) -> str:
+    lines = ["settings: {project: big}", "workstreams:"] + [f"  - {{id: w{k}, title: W{k}}}" for k in range(5)]
+    lines.append("items:")
+    for i in range(1, n + 1):
+        needs = [i - 1] if chain and i > 1 else [j for j in (i // 2, i // 3) if j >= 1 and j != i]
+        lines.append(f"  - {{id: {i}, title: item {i}, workstream: w{i % 5}, estimate_days: 1, "
+                     f"needs: {sorted(set(needs))}, tasks: [{'ab'[i % 2]}]}}")
+    lines += ["milestones:", f"  - {{id: all, title: All, items: {list(range(1, n + 1))}, target_day: 3}}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["shallow", "chain"])
+def test_the_board_summarises_what_a_terminal_cannot_show(mini, chain):
+    (mini / "plan.yaml").write_text(big_plan(3000, chain))
+    env = mini_env(mini, COLUMNS="120")
+    board = run_doit(mini, "plan", env=env, check=True).stdout
+    lines = board.splitlines()
+    assert len(lines) < 400 and max(len(line) for line in lines) <= 120
+    assert "3000 items in 5 workstreams" in board
+    assert "more items" in board and "--format json" in board     # says where the rest is
+    assert "#1 " in board or "#1\n" in board
+    data = json.loads(run_doit(mini, "plan", "--format", "json", env=env, check=True).stdout)
+    assert len(data["items"]) == 3000 and len(data["schedule"]) == 3000   # the JSON keeps everything
+    if chain:
+        assert data["critical_path"] == list(range(1, 3001))
+        assert "(3000 items)" in board
+    names = [line.split()[0] for line in run_doit(mini, "list", env=env, check=True).stdout.splitlines()]
+    assert sorted(names[:2]) == ["a", "b"]

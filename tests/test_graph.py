@@ -85,6 +85,10 @@ def test_synthetic_plans_analyse_consistently(n):
     assert a.length_days == pytest.approx(max(s.finish for s in a.schedule.values()))
     # every critical item has zero slack; each wave only needs items of earlier waves
     assert all(a.schedule[i].slack == pytest.approx(0) for i in a.critical_path)
+    # the critical path is a chain of needs whose estimates add up to its length
+    path = a.critical_path
+    assert all(u in plan.by_id[v].needs for u, v in zip(path, path[1:])) and not plan.by_id[path[0]].needs
+    assert sum(plan.by_id[i].estimate_days for i in path) == pytest.approx(a.length_days)
     seen = set()
     for wave in a.waves:
         for i in wave:
@@ -99,3 +103,16 @@ def test_pictures_leave_out_needs_implied_by_longer_chains():
     assert view.drawn_edges() == [(1, 2), (2, 3)]
     assert "i1 -> i3" not in view.dot() and "i2 -> i3 [penwidth=3" in view.dot()
     assert "i1 --> i3" not in view.mermaid() and "i1 ==> i2" in view.mermaid()
+
+
+def test_a_long_chain_is_analysed_without_recursion():
+    import sys
+
+    from tasks.plan import Item, Plan, Settings, Workstream
+
+    n = 50_000
+    assert n > sys.getrecursionlimit() * 10
+    items = tuple(Item(i, "t", "w", 1.0, (i - 1,) if i else ()) for i in range(n))
+    a = analyse(Plan(Settings(), (Workstream("w", "W"),), items))
+    assert a.critical_path == tuple(range(n)) and a.length_days == n and len(a.waves) == n
+    assert a.schedule[n - 1].start == n - 1 and a.schedule[0].slack == 0

@@ -176,3 +176,175 @@ def test_namespace_must_be_a_kubernetes_name():
 def test_duplicate_needs_are_reported():
     e = error_of(GOOD.replace("needs: [1]", "needs: [1, 1]"))
     assert any("`needs` lists 1 more than once" in p.message for p in e.problems)
+
+
+# --------------------------------------------------------------------------- issue 11: checker gaps
+
+def settings_error(lines: str) -> PlanError:
+    return error_of(GOOD.replace("  project: demo\n", "  project: demo\n" + lines))
+
+
+def test_duplicate_milestone_id_names_both_lines():
+    text = GOOD + "  - id: m\n    title: again\n    items: [2]\n    target_day: 4\n"
+    e = error_of(text.replace("success_criteria:\n  must:\n    - text: it works\n      tasks: [t1]\n", "")
+                 + "")
+    assert any("duplicate milestone id 'm' (first at line 20)" in p.message and p.line == 24
+               for p in e.problems), str(e)
+
+
+def test_duplicate_environment_is_named_with_its_line():
+    e = settings_error("  environments: [local, local]\n")
+    (p,) = e.problems
+    assert p.line == 3 and "environment 'local' is listed twice" in p.message
+    assert str(e).startswith("plan.yaml: 1 problem found\nplan.yaml:3:")
+
+
+@pytest.mark.parametrize("name", ["..", "/etc", "*", "a:b", "my env", "../../tanka/environments/local",
+                                  "Local", "a/b", "-x", "x" * 64, ".", "é"])
+def test_environment_names_must_be_safe_kubernetes_style_names(name):
+    e = settings_error(f"  environments:\n    - local\n    - {name!r}\n".replace("'", '"') if '"' not in name
+                       else f"  environments: [local]\n")
+    (p,) = e.problems
+    assert p.line == 5 and "environment names must be" in p.message and repr(name) in p.message
+    assert "lowercase" in p.message and p.fix
+
+
+def test_registry_must_be_a_host_name():
+    for bad in ("https://registry.local", "registry.local:5000", "Registry", "reg istry", "a/b", "-r"):
+        e = settings_error(f"  registry: {bad!r}\n".replace("'", '"'))
+        (p,) = e.problems
+        assert p.line == 3 and "'registry' must be a host name" in p.message, bad
+    plan = loads(GOOD.replace("  project: demo\n", "  project: demo\n  registry: my-reg.localhost\n"))
+    assert plan.settings.registry == "my-reg.localhost"
+
+
+@pytest.mark.parametrize("version", ["banana", "1.40.0", "1.24.0", "1.3", "v1.33", "2.0.0", "1.33.0.1", ""])
+def test_kubernetes_version_must_be_one_the_validator_knows(version):
+    e = settings_error(f'  kubernetes_version: "{version}"\n')
+    (p,) = e.problems
+    assert p.line == 3 and "kubernetes_version" in p.message
+    if version:
+        assert "1.25" in p.message and "1.37" in p.message   # the supported range, from kubernetes-validate
+
+
+def test_supported_kubernetes_versions_load():
+    for version in ("1.25.0", "1.33.0", "1.37.2", "1.30"):
+        plan = loads(GOOD.replace("  project: demo\n", f'  project: demo\n  kubernetes_version: "{version}"\n'))
+        assert plan.settings.kubernetes_version == version
+
+
+def test_environment_without_a_tanka_environment_is_named(tmp_path):
+    (tmp_path / "tanka" / "environments" / "local").mkdir(parents=True)
+    (tmp_path / "tanka" / "environments" / "prod").mkdir(parents=True)
+    (tmp_path / "plan.yaml").write_text(GOOD.replace("  project: demo\n", "  project: demo\n"
+                                                     "  environments: [local, prdo]\n"))
+    with pytest.raises(PlanError) as exc:
+        load(tmp_path / "plan.yaml")
+    (p,) = exc.value.problems
+    assert p.line == 3 and "'prdo'" in p.message and "tanka/environments/prdo" in p.message
+    assert "did you mean 'prod'?" in p.fix
+
+
+def test_invalid_utf8_reports_line_and_column(tmp_path):
+    f = tmp_path / "plan.yaml"
+    f.write_bytes(GOOD.encode().replace(b"title: two", b"title: tw\xff\xfeo"))
+    with pytest.raises(PlanError) as exc:
+        load(f)
+    text = str(exc.value)
+    assert "plan.yaml:15:14: the file is not UTF-8 text" in text and "byte" not in text.split("fix:")[0]
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x07", "\x1b", "\x00", "\ufffe"])
+def test_control_characters_report_line_and_column(char):
+    e = error_of(GOOD.replace("title: two", f"title: t{char}wo"))
+    (p,) = e.problems
+    assert (p.line, p.column) == (15, 13), str(e)
+    assert "plan.yaml:15:13: " in str(e) and "control character" in p.message
+
+
+def test_huge_integers_report_their_line():
+    e = error_of(GOOD.replace("estimate_days: 2", "estimate_days: " + "9" * 5000))
+    (p,) = e.problems
+    assert p.line == 17 and "too large" in p.message
+    e = error_of(GOOD.replace("  - id: 2\n", "  - id: " + "7" * 40 + "\n"))
+    assert any(p.line == 14 and "'id' must be a whole number" in p.message for p in e.problems)
+
+
+def test_deep_nesting_and_yaml_bombs_are_rejected_with_a_line():
+    deep = "workstreams: []\nitems: []\nsettings:\n  project: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    e = error_of(deep)
+    assert e.problems[0].line == 4 and "nested" in e.problems[0].message
+    bullets = "workstreams: []\nitems:\n  " + "- " * 100_000 + "x\n"
+    e = error_of(bullets)
+    assert e.problems[0].line == 3 and "nested" in e.problems[0].message
+    bomb = ["workstreams: []", "items: []", "a0: &a0 {k0: 1, k1: 2, k2: 3, k3: 4, k4: 5}"]
+    for n in range(1, 12):
+        bomb.append(f"a{n}: &a{n} {{" + ", ".join(f"<<: *a{n - 1}" for _ in range(1)) + "}")
+        bomb.append(f"b{n}: &b{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]")
+    merge_bomb = ["workstreams: []", "items: []", "m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10}"]
+    for n in range(1, 10):
+        merge_bomb.append(f"m{n}: &m{n}\n  <<: [" + ", ".join([f"*m{n - 1}"] * 10) + "]")
+    for text in ("\n".join(bomb) + "\n", "\n".join(merge_bomb) + "\n"):
+        e = error_of(text)
+        assert all(p.line > 0 for p in e.problems), str(e)
+
+
+def test_repeated_needs_are_checked_in_linear_time():
+    import time
+
+    text = GOOD.replace("needs: [1]", "needs: [" + ", ".join(["1"] * 60_000) + "]")
+    t = time.perf_counter()
+    e = error_of(text)
+    assert time.perf_counter() - t < 10   # was 190 s: needs.count per entry
+    assert any("`needs` lists 1 more than once" in p.message and p.line == 18 for p in e.problems)
+
+
+def test_a_flood_of_problems_is_summarised():
+    text = "workstreams: []\nitems:\n" + "".join(f"  - {{id: {i}}}\n" for i in range(5000))
+    e = error_of(text)
+    assert len(e.problems) >= 5000
+    lines = str(e).splitlines()
+    assert len(lines) < 250 and "more problems not shown" in lines[-1]
+
+
+def test_the_checked_plan_is_cached_by_content_and_a_bad_cache_is_ignored(tmp_path, monkeypatch):
+    from tasks import plan as plan_mod
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    monkeypatch.setattr(plan_mod, "_CACHE", {})
+    (tmp_path / "plan.yaml").write_text(GOOD)
+    plan_mod.current()
+    assert not (tmp_path / "build").exists()          # a small plan is not worth a cache
+    plan_mod._CACHE.clear()
+    monkeypatch.setattr(plan_mod, "CACHE_MIN_BYTES", 0)
+    first = plan_mod.current()
+    assert first == loads(GOOD)
+    cache = tmp_path / "build" / ".plan-cache.json"
+    assert cache.is_file()
+    plan_mod._CACHE.clear()
+    again = plan_mod.current()       # from the cache
+    assert again is not first and again.by_id[2].needs == (1,)
+    fields = ("settings", "workstreams", "items", "milestones", "criteria", "source")
+    assert [getattr(again, f) for f in fields] == [getattr(first, f) for f in fields]
+    for damage in ('{"digest": "x"', "[]", '{"digest": "%s", "plan": {"items": 3}}'):
+        plan_mod._CACHE.clear()
+        digest = plan_mod._digest(GOOD)
+        cache.write_text(damage.replace("%s", digest))
+        assert plan_mod.current() == first
+    plan_mod._CACHE.clear()
+    (tmp_path / "plan.yaml").write_text(GOOD.replace("needs: [1]", "needs: [5]"))
+    with pytest.raises(PlanError):
+        plan_mod.current()       # a changed plan is checked again, never taken from the cache
+
+
+def test_merge_keys_let_explicit_keys_win_and_a_second_document_is_named():
+    text = GOOD.replace(
+        "  - id: 1\n    title: one\n    workstream: a\n    estimate_days: 1\n",
+        "  - &one\n    id: 1\n    title: one\n    workstream: a\n    estimate_days: 1\n")
+    text = text.replace("  - id: 2\n    title: two\n    workstream: b\n    estimate_days: 2\n",
+                        "  - <<: *one\n    id: 2\n    title: two\n    workstream: b\n    estimate_days: 2\n")
+    plan = loads(text)
+    assert plan.by_id[2].title == "two" and plan.by_id[2].tasks == ("t1",)   # merged, explicit keys win
+    e = error_of(GOOD + "---\nitems: []\n")
+    (p,) = e.problems
+    assert p.line == 28 and "more than one YAML document" in p.message
