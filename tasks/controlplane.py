@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -318,9 +319,7 @@ def start(directory: Path | None = None, contexts=(DEFAULT_CONTEXT,), fake_node:
     tools.require([t for t in TOOLS if fake_node or t != "kwok"])
     cp.stop()  # leftovers of a crashed run in this directory (only ours, by pid and start time)
     cp.dir.mkdir(parents=True, exist_ok=True)
-    for sub in ("etcd", "kubecache"):
-        import shutil
-
+    for sub in ("etcd", "kubecache"):  # a fresh, empty cluster
         shutil.rmtree(cp.dir / sub, ignore_errors=True)
     started = time.monotonic()
     ports = {n: free_port() for n in ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler")}
@@ -525,16 +524,13 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     It uses the running control plane ($RAIBID_CONTROLPLANE or build/controlplane, see
     ``doit controlplane:start``), or starts one for the check and stops it after. Returns
     (problem or None, what was done, for the summary line)."""
-    import yaml
-
     from . import tanka
 
     if not tools_present():
         gone = ", ".join(t.name for t in tools.missing(t for t in TOOLS if t != "kwok"))
         return None, (f"server-side dry-run skipped: the control plane is not installed ({gone}; "
                       "`doit tools control-plane`, see `doit doctor`)")
-    objects = [d for f in sorted(Path(directory).glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
-               if isinstance(d, dict) and d.get("kind")]
+    objects = tanka.rendered_objects(Path(directory))
     running = running_dir()
     cp = ControlPlane(running) if running else None
     try:

@@ -640,15 +640,25 @@ FIRST_KINDS = ("CustomResourceDefinition", "Namespace")
 
 
 def deploy_objects(env: str) -> list[dict]:
-    """What apply:<env> deploys: ``tk show`` of the environment with the pushed image refs
-    (the objects ``tk apply`` would send, with Tanka's labels and namespaces)."""
+    """What apply:<env> deploys: the render (build/manifests/<env>/, which apply's
+    validate dependency keeps current) or, when images were pushed, ``tk show`` of the
+    environment with their refs (the same objects, with Tanka's labels and namespaces)."""
     import yaml
 
+    if not image_overrides():
+        return rendered_objects(manifests_dir(env))
     proc = subprocess.run(["tk", "show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args()],
                           cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise RuntimeError(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
     return [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict) and d.get("kind")]
+
+
+def rendered_objects(directory: Path) -> list[dict]:
+    """The objects of a render directory (build/manifests/<env>/)."""
+    from .manifests import load_dir
+
+    return [o for _, o in load_dir(directory) if o.get("kind")]
 
 
 def _object_list(objects: list[dict]) -> str:

@@ -225,17 +225,14 @@ def forget_applied(env: str = ENV) -> bool:
 def delete_stack():
     from doit.exceptions import TaskFailed
 
-    import yaml
-
-    from .tanka import _object_list, context_of, kubectl_argv, served_kinds
+    from .tanka import _object_list, context_of, kubectl_argv, rendered_objects, served_kinds
 
     s = settings()
     manifests = paths.build() / "manifests" / ENV
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
                           f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
-    objects = [d for f in sorted(manifests.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
-               if isinstance(d, dict) and d.get("kind")]
+    objects = rendered_objects(manifests)
     kubectl = kubectl_argv(context_of(ENV))
     served = served_kinds(kubectl, objects)
     if served is None:

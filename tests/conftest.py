@@ -58,3 +58,14 @@ def controlplane(tmp_path_factory):
     yield cp
     os.environ.pop(cpmod.ENV_VAR, None)
     cp.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _controlplane_for_validate(request):
+    """When the control-plane tools are installed, start the session's control plane up front,
+    so every `doit validate:*` of the session dry-runs against it instead of starting its own."""
+    from tasks import controlplane as cpmod
+    from tasks import tools
+
+    if not tools.missing(cpmod.TOOLS):
+        request.getfixturevalue("controlplane")

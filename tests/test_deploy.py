@@ -40,8 +40,9 @@ def executed(proc) -> list[str]:
 def live(cp, obj: dict) -> dict | None:
     """The object as the server has it, None when it does not exist."""
     meta = obj["metadata"]
-    args = ["get", f"{obj['kind']}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"]
-            else obj["kind"], meta["name"], "-o", "json", "--ignore-not-found"]
+    kind = obj["kind"].lower()
+    resource = f"{kind}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else kind
+    args = ["get", resource, meta["name"], "-o", "json", "--ignore-not-found", "--show-managed-fields"]
     if meta.get("namespace"):
         args += ["-n", meta["namespace"]]
     proc = cp.kubectl(*args, check=True)
@@ -166,7 +167,7 @@ def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlp
     for i in range(2):
         pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
-                       "persistentVolumeReclaimPolicy": "Delete", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
+                       "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
         cp.kubectl("apply", "-f", "-", input=json.dumps(pv), check=True)
     shims.add("docker", (SHIMS / "docker_handler.py").read_text())
     shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
