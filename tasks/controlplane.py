@@ -516,9 +516,37 @@ def tools_present() -> bool:
     return not tools.missing(t for t in TOOLS if t != "kwok")
 
 
+def dry_run_namespaces(objects: list[dict], namespace: str, env: str) -> tuple[list[dict], str]:
+    """``objects`` moved into namespaces of the dry-run's own (``dryrun-<env>-<namespace>``),
+    with a Namespace object for each, and the namespace for objects that name none.
+
+    A dry-run is a create only when nothing of that name exists: in namespaces of its own
+    neither a deploy to the same control plane nor another environment's render turns it
+    into a patch of existing objects (whose immutable fields would then be reported)."""
+    import copy
+
+    def moved(ns: str) -> str:
+        return f"dryrun-{env}-{ns}"[:63].rstrip("-")
+
+    out = []
+    for o in objects:
+        o = copy.deepcopy(o)
+        meta = o.setdefault("metadata", {})
+        if o.get("kind") == "Namespace":
+            meta["name"] = moved(meta["name"])
+        elif meta.get("namespace"):
+            meta["namespace"] = moved(meta["namespace"])
+        out.append(o)
+    wanted = {moved(namespace)} | {o["metadata"]["namespace"] for o in out if o["metadata"].get("namespace")}
+    have = {o["metadata"]["name"] for o in out if o.get("kind") == "Namespace"}
+    out += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(wanted - have)]
+    return out, moved(namespace)
+
+
 def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     """validate:<env>'s server-side dry-run of the render in ``directory``: the CRDs and
-    Namespaces applied for real, then everything with ``--dry-run=server``, so admission,
+    Namespaces (see :func:`dry_run_namespaces`) applied for real, then everything with
+    ``--dry-run=server``, so admission,
     defaulting, CEL rules and immutable fields are checked as a real API server checks them.
 
     It uses the running control plane ($RAIBID_CONTROLPLANE or build/controlplane, see
@@ -530,14 +558,15 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
         gone = ", ".join(t.name for t in tools.missing(t for t in TOOLS if t != "kwok"))
         return None, (f"server-side dry-run skipped: the control plane is not installed ({gone}; "
                       "`doit tools control-plane`, see `doit doctor`)")
-    objects = tanka.rendered_objects(Path(directory))
+    namespace = tanka.namespace_of(env)
+    objects, namespace = dry_run_namespaces(tanka.rendered_objects(Path(directory)), namespace, env)
     running = running_dir()
     cp = ControlPlane(running) if running else None
     try:
         if cp is None:
             cp = start(paths.build() / f"controlplane-validate-{env}", fake_node=False)
         kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"))
-        ok, output = tanka.server_side_apply(kubectl, objects, tanka.namespace_of(env), dry_run=True,
+        ok, output = tanka.server_side_apply(kubectl, objects, namespace, dry_run=True,
                                              first_manager=VALIDATE_MANAGER)
     except (ControlPlaneError, tools.MissingTools) as e:
         return f"validate:{env}: the server-side dry-run could not run: {e}", ""
@@ -546,7 +575,8 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
             cp.stop()
     if not ok:
         errors = "\n".join(f"  {line}" for line in output.splitlines()
-                           if "serverside-applied" not in line and line.strip())
+                           if line.strip() and not line.endswith(("(server dry run)", "serverside-applied",
+                                                                  "condition met")))
         return (f"validate:{env}: the API server rejects the render (server-side dry-run against "
                 f"kube-apiserver {tools.TOOLS['kube-apiserver'].version}, {paths.rel(directory)}/):\n{errors}"), ""
     return None, f"server-side dry-run accepted by kube-apiserver {tools.TOOLS['kube-apiserver'].version}"
