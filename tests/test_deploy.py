@@ -142,6 +142,7 @@ def test_apply_prod_is_refused_without_yes_prod_and_applied_with_it(project, con
 def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
+    reset(cp)  # prod's objects before would make this a (refused) change of immutable fields
     run_doit(project, "apply:local", env=env, check=True)
     assert record(cp) is not None
     down = run_doit(project, "down", env=env)
