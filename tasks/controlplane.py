@@ -391,6 +391,9 @@ def add_fake_node(cp: ControlPlane, timeout: float = 60) -> None:
     if proc.returncode != 0:
         raise ControlPlaneError(f"the kwok node did not become Ready: {proc.stderr.strip()}\n"
                                 f"kwok's log ends:\n{cp.log_tail('kwok')}")
+    # the API server taints a new node not-ready; the node lifecycle controller, which would
+    # lift it, is off (no kubelet heartbeats here), so lift it once the node is Ready
+    cp.kubectl("taint", "nodes", FAKE_NODE, "node.kubernetes.io/not-ready:NoSchedule-", check=True)
 
 
 def stop(directory: Path | None = None) -> list[str]:
@@ -469,13 +472,14 @@ def _start_action(contexts: str):
     from doit.exceptions import TaskFailed
 
     names = [c for c in contexts.split(",") if c] or [DEFAULT_CONTEXT]
+    was_running = ControlPlane(default_dir()).ready()
     try:
         cp = start(default_dir(), names)
     except (ControlPlaneError, tools.MissingTools) as e:
         return TaskFailed(str(e))
     rss = sum(cp.rss_mib().values())
     took = cp.state().get("startup_seconds")
-    print(f"control plane ready{f' in {took}s' if took else ' (already running)'}: "
+    print(f"control plane ready{' (already running)' if was_running else f' in {took}s'}: "
           f"https://127.0.0.1:{cp.port}, {len(cp.processes())} processes, {rss:.0f} MiB RSS\n"
           f"  kubeconfig: {paths.rel(cp.kubeconfig)} (contexts: {', '.join(cp.state()['contexts'])})\n"
           f"  use: kubectl --kubeconfig {paths.rel(cp.kubeconfig)} get nodes;  stop: doit controlplane:stop")
