@@ -23,4 +23,5 @@ from tasks.docs import task_docs  # noqa: E402
 from tasks.cluster import task_cluster, task_cluster_check, task_cluster_delete  # noqa: E402
 from tasks.up import task_up, task_up_tools, task_down  # noqa: E402
 from tasks.up import task_dev, task_dev_tools, task_e2e, task_e2e_tools  # noqa: E402
+from tasks.controlplane import task_controlplane  # noqa: E402
 from tasks.tilt import task_tilt_check, task_tilt_server_binary, task_tilt_takeover  # noqa: E402

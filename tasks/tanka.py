@@ -16,7 +16,12 @@ Up-to-date rules:
   changed.
 - ``apply:<env>`` asks the cluster: it is up to date only while the ConfigMap
   ``raibid-deploy-applied`` in the namespace holds the digest of the rendered manifests
-  and the image references, so a recreated cluster is deployed again.
+  and the image references, so a recreated cluster is deployed again. It applies what
+  ``tk show`` gives (the render plus the pushed image refs) server-side, with the field
+  manager ``raibid-deploy``: no last-applied annotation (a large CRD does not fit in
+  one), CRDs and Namespaces first and Established before the objects that need them, and
+  a second apply of the same objects changes nothing. ``diff:<env>`` asks the server the
+  same way (``kubectl diff --server-side``), listing what the apply would create first.
 
 ``render:*`` and ``validate:*`` need the vendored charts, which a clean clone without
 network lacks: the ``ci`` task includes them through ``tanka:manifests`` only when the
@@ -495,6 +500,14 @@ def _validate_action(env: str, k8s_version: str):
         return _fail(f"validate:{env}: {len(violations)} violation(s) in {count} objects "
                      f"({paths.rel(directory)}/):\n{lines}")
     print(f"validate:{env}: {count} objects valid (Kubernetes {k8s_version} schemas, CRDs, policies)")
+    from . import controlplane  # the server-side dry-run, when the control plane is installed
+
+    problem, note = controlplane.server_dry_run(env, directory)
+    if problem:
+        return _fail(problem)
+    import sys
+
+    print(f"validate:{env}: {note}", file=sys.stderr)  # shown even when the task's output is not
     return None
 
 
@@ -502,7 +515,7 @@ def task_validate():
     """Validate a rendered environment: Kubernetes schemas, CRD schemas and policies."""
     from doit.tools import config_changed
 
-    from . import crds, gitops, manifests
+    from . import controlplane, crds, gitops, manifests
 
     plan = core.plan_or_exit()
     version = plan.settings.kubernetes_version
@@ -513,7 +526,8 @@ def task_validate():
             "actions": [(_validate_action, [env, version])],
             # the pinned CRDs (build/crds/crds.json, target of `doit crds`)
             "file_dep": [str(digest_file(env)), manifests.__file__, gitops.__file__, str(crds.index_file())],
-            "uptodate": [config_changed({"kubernetes_version": version, "strict": True})],
+            "uptodate": [config_changed({"kubernetes_version": version, "strict": True,
+                                         "server_dry_run": controlplane.tools_present()})],
             "verbosity": 1,
         }
 
@@ -620,12 +634,148 @@ def _confirm_prod(env: str, yes_prod: bool):
     return None
 
 
-def _apply_action(env: str):
-    proc = subprocess.run(["tk", "apply", str(env_dir(env)), "--auto-approve", "always", *tla_args()],
-                          cwd=paths.tanka(), text=True, stdin=subprocess.DEVNULL)
+#: the field manager of everything apply:<env> writes (server-side apply)
+FIELD_MANAGER = "raibid-deploy"
+#: kinds applied, and waited for, before everything else: what other objects need to exist
+FIRST_KINDS = ("CustomResourceDefinition", "Namespace")
+
+
+def deploy_objects(env: str) -> list[dict]:
+    """What apply:<env> deploys: the render (build/manifests/<env>/, which apply's
+    validate dependency keeps current) or, when images were pushed, ``tk show`` of the
+    environment with their refs (the same objects, with Tanka's labels and namespaces)."""
+    import yaml
+
+    if not image_overrides():
+        return rendered_objects(manifests_dir(env))
+    proc = subprocess.run(["tk", "show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args()],
+                          cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        return _fail(f"`tk apply {paths.rel(env_dir(env))}` failed (exit {proc.returncode}); "
-                     f"see the output above. `doit diff:{env}` shows what would change.")
+        raise RuntimeError(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict) and d.get("kind")]
+
+
+def rendered_objects(directory: Path) -> list[dict]:
+    """The objects of a render directory (build/manifests/<env>/)."""
+    from .manifests import load_dir
+
+    return [o for _, o in load_dir(directory) if o.get("kind")]
+
+
+def _object_list(objects: list[dict]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+
+
+def _ref(o: dict) -> str:
+    return f"{o['kind']}/{o['metadata']['name']}"
+
+
+def kubectl_argv(context: str, kubeconfig: str | None = None, cache_dir: str | None = None) -> list[str]:
+    """``kubectl`` for one context (for the test control plane: its own kubeconfig and
+    discovery cache, so nothing under ~/.kube is read or written)."""
+    argv = [tools.which("kubectl") or "kubectl"]
+    if kubeconfig:
+        argv += ["--kubeconfig", kubeconfig]
+    if cache_dir:
+        argv += ["--cache-dir", cache_dir]
+    return argv + ["--context", context]
+
+
+def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, manager: str = FIELD_MANAGER,
+                      dry_run: bool = False, first_manager: str | None = None,
+                      wait: int = 120) -> tuple[bool, str]:
+    """Server-side apply ``objects`` in two steps, so custom resources never race their CRDs:
+    the CRDs and Namespaces first (always for real: a dry-run of a custom resource needs its
+    CRD established), wait until the CRDs are Established, then everything (with
+    ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's output)."""
+    base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={manager}"]
+    out = []
+
+    def run(argv, stdin=None):
+        proc = subprocess.run(kubectl + argv, input=stdin, capture_output=True, text=True)
+        out.append(proc.stdout.strip())
+        if proc.returncode != 0:
+            out.append(proc.stderr.strip())
+        return proc.returncode == 0
+
+    first = [o for o in objects if o.get("kind") in FIRST_KINDS]
+    crds = [o["metadata"]["name"] for o in first if o["kind"] == "CustomResourceDefinition"]
+    if first:
+        first_base = base if first_manager is None else base[:-1] + [f"--field-manager={first_manager}"]
+        if not run(first_base + ["-f", "-"], _object_list(first)):
+            return False, "\n".join(filter(None, out))
+    if crds and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
+                         *(f"customresourcedefinition/{n}" for n in crds)]):
+        return False, "\n".join(filter(None, out))
+    rest = [o for o in objects if not (dry_run and o.get("kind") in FIRST_KINDS)]
+    ok = run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
+             _object_list(rest))
+    return ok, "\n".join(filter(None, out))
+
+
+def served_kinds(kubectl: list[str], objects: list[dict]) -> dict[tuple[str, str], bool] | None:
+    """``(apiVersion, kind) -> namespaced`` for the kinds of ``objects`` the server serves
+    (asked by discovery, one call per group version); None when the server cannot be asked."""
+    served: dict[tuple[str, str], bool] = {}
+    for api_version in sorted({o["apiVersion"] for o in objects}):
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        proc = subprocess.run(kubectl + ["get", "--raw", path], capture_output=True, text=True)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "could not find the requested resource" in proc.stderr:
+                continue  # the group is not served (yet): its CRD is part of the apply
+            return None
+        for r in json.loads(proc.stdout).get("resources", []):
+            if "/" not in r["name"]:
+                served[(api_version, r["kind"])] = bool(r.get("namespaced"))
+    return served
+
+
+def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
+                 manager: str = FIELD_MANAGER) -> tuple[int, str]:
+    """What a server-side apply of ``objects`` would change: ``kubectl diff --server-side``
+    of what the server can already take, and "would be created" for the rest (custom
+    resources whose CRD, and objects whose namespace, the apply creates first). Returns
+    (0 no differences | 1 differences | 2 error, text)."""
+    served = served_kinds(kubectl, objects)
+    if served is None:
+        return 2, "cannot ask the cluster which kinds it serves (is it running?)"
+    ns = subprocess.run(kubectl + ["get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"],
+                        capture_output=True, text=True)
+    if ns.returncode != 0:
+        return 2, ns.stderr.strip()
+    existing = set(ns.stdout.split())
+    live, soon = [], []
+    for o in objects:
+        key = (o["apiVersion"], o["kind"])
+        missing_ns = served.get(key) and (o["metadata"].get("namespace") or namespace) not in existing
+        (soon if key not in served or missing_ns else live).append(o)
+    text, code = [], 0
+    if live:
+        proc = subprocess.run(kubectl + ["diff", "--server-side", "--force-conflicts", f"--field-manager={manager}",
+                                         "--namespace", namespace, "-f", "-"],
+                              input=_object_list(live), capture_output=True, text=True)
+        if proc.returncode > 1:
+            return 2, (proc.stderr or proc.stdout).strip()
+        code = proc.returncode
+        text.append(proc.stdout.rstrip())
+    if soon:
+        code = 1
+        text.append("would be created (their CRD or namespace is created by the same apply):\n"
+                    + "\n".join(f"  + {_ref(o)}" for o in soon))
+    return code, "\n".join(t for t in text if t)
+
+
+def _apply_action(env: str):
+    try:
+        objects = deploy_objects(env)
+    except RuntimeError as e:
+        return _fail(str(e))
+    kubectl = kubectl_argv(context_of(env))
+    ok, output = server_side_apply(kubectl, objects, namespace_of(env))
+    print(output)
+    if not ok:
+        return _fail(f"apply:{env}: the server-side apply failed (see above); nothing was recorded, "
+                     f"so the next `doit apply:{env}` applies again. `doit diff:{env}` shows what would change.")
     digest = deploy_digest(env)
     configmap = {
         "apiVersion": "v1",
@@ -635,33 +785,39 @@ def _apply_action(env: str):
         "data": {"digest": digest, "environment": env,
                  "images": json.dumps(image_overrides(), sort_keys=True)},
     }
-    rec = subprocess.run(["kubectl", "--context", context_of(env), "apply", "-f", "-"],
+    rec = subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts",
+                                    f"--field-manager={FIELD_MANAGER}", "-f", "-"],
                          input=json.dumps(configmap), capture_output=True, text=True)
     if rec.returncode != 0:
         return _fail(f"applied, but recording {APPLIED_CONFIGMAP} failed (the next apply will run "
                      f"again):\n{rec.stderr.strip()}")
-    print(f"apply:{env}: applied; recorded digest {digest[:12]} in ConfigMap {APPLIED_CONFIGMAP}")
+    print(f"apply:{env}: {len(objects)} objects applied server-side (field manager {FIELD_MANAGER}); "
+          f"recorded digest {digest[:12]} in ConfigMap {APPLIED_CONFIGMAP}")
     return None
 
 
 def _diff_action(env: str):
-    proc = subprocess.run(["tk", "diff", str(env_dir(env)), *tla_args()], cwd=paths.tanka(), text=True,
-                          stdin=subprocess.DEVNULL)
-    if proc.returncode == 16:
+    try:
+        objects = deploy_objects(env)
+    except RuntimeError as e:
+        return _fail(str(e))
+    code, text = diff_objects(kubectl_argv(context_of(env)), objects, namespace_of(env))
+    if code > 1:
+        return _fail(f"diff:{env}: asking the cluster failed:\n{text}")
+    if code == 1:
+        print(text)
         print(f"diff:{env}: the cluster differs from the render (see above); `doit apply:{env}` applies it")
         return None
-    if proc.returncode != 0:
-        return _fail(f"`tk diff {paths.rel(env_dir(env))}` failed (exit {proc.returncode})")
     print(f"diff:{env}: no differences")
     return None
 
 
 def task_diff():
-    """Show what applying an environment would change in its cluster (`tk diff`)."""
+    """Show what applying an environment would change in its cluster (server-side `kubectl diff`)."""
     for env in _environments():
         yield tools.needs({
             "name": env,
-            "doc": f"Diff the {env} environment against its cluster (`tk diff`, needs a cluster)",
+            "doc": f"Diff the {env} environment against its cluster (server-side, as apply:{env} applies; needs a cluster)",
             "actions": [_context_action(env, "diffed"), (_diff_action, [env])],
             "task_dep": [f"validate:{env}"],
             "uptodate": [False],
@@ -670,7 +826,7 @@ def task_diff():
 
 
 def task_apply():
-    """Deploy an environment to its cluster with `tk apply` (prod needs --yes-prod)."""
+    """Deploy an environment to its cluster: server-side apply, CRDs first (prod needs --yes-prod)."""
     for env in _environments():
         params = []
         if env == "prod":
@@ -681,7 +837,7 @@ def task_apply():
             actions = [_context_action(env, "applied"), (_apply_action, [env])]
         yield tools.needs({
             "name": env,
-            "doc": (f"Apply the {env} environment with `tk apply` (up to date while the cluster holds "
+            "doc": (f"Apply the {env} environment server-side, CRDs first (up to date while the cluster holds "
                     f"its digest){'; needs --yes-prod' if env == 'prod' else ''}"),
             "actions": actions,
             "params": params,

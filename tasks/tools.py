@@ -87,6 +87,8 @@ TOOLS: dict[str, Tool] = {
             version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
+        Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
+             "apt-get install openssl", exact=False, group=_CP, version_args=("version",)),
         Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",
              "apt-get install redis-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("hadolint", "2.15.1", "lints the Dockerfiles",

@@ -225,19 +225,31 @@ def forget_applied(env: str = ENV) -> bool:
 def delete_stack():
     from doit.exceptions import TaskFailed
 
-    from .tanka import context_of
+    from .tanka import _object_list, context_of, kubectl_argv, rendered_objects, served_kinds
 
     s = settings()
     manifests = paths.build() / "manifests" / ENV
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
                           f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
-    argv = [tools.which("kubectl") or "kubectl", "--context", context_of(ENV), "delete", "--recursive",
-            "-f", str(manifests), "--ignore-not-found", "--wait=false"]
-    print("$ kubectl " + " ".join(argv[1:]), flush=True)
-    # then forget what was applied, so the next `doit up` deploys again
-    if subprocess.run(argv).returncode != 0 or not forget_applied():
-        return TaskFailed("deleting the stack failed (is the cluster running? `doit cluster`)")
+    objects = rendered_objects(manifests)
+    kubectl = kubectl_argv(context_of(ENV))
+    served = served_kinds(kubectl, objects)
+    if served is None:
+        return TaskFailed("deleting the stack failed: the cluster does not answer (is it running? `doit cluster`)")
+    # first forget what was applied, so the next `doit up` deploys again even if a delete fails
+    if not forget_applied():
+        return TaskFailed("forgetting the applied record failed (see above); nothing was deleted")
+    # kinds the cluster does not serve have nothing to delete; custom resources go before
+    # their CRDs, so nothing is left to a CRD's cascade
+    present = [o for o in objects if (o["apiVersion"], o["kind"]) in served]
+    steps = [[o for o in present if o["kind"] != "CustomResourceDefinition"],
+             [o for o in present if o["kind"] == "CustomResourceDefinition"]]
+    for step in filter(None, steps):
+        argv = kubectl + ["delete", "--ignore-not-found", "--wait=false", "-f", "-"]
+        print(f"$ kubectl {' '.join(argv[1:])}  ({len(step)} objects)", flush=True)
+        if subprocess.run(argv, input=_object_list(step), text=True).returncode != 0:
+            return TaskFailed("deleting the stack failed (see above; is the cluster running? `doit cluster`)")
     print(f"stack removed; the cluster {s.cluster} keeps running (`doit cluster:delete` removes it)")
     return None
 

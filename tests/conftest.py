@@ -29,3 +29,43 @@ def src(tmp_path) -> Path:
     dst = tmp_path / "raibid-ci"
     shutil.copytree(FIXTURES / "raibid-ci", dst, ignore=shutil.ignore_patterns("target"))
     return dst
+
+
+def _environment_contexts() -> list[str]:
+    """Every kube context the environments name (tanka/environments/*/spec.json), so the test
+    control plane's kubeconfig answers to each of them (and to nothing real)."""
+    import json
+
+    names = []
+    for spec in sorted((REPO / "tanka" / "environments").glob("*/spec.json")):
+        names += json.loads(spec.read_text()).get("spec", {}).get("contextNames") or []
+    return list(dict.fromkeys(names))
+
+
+@pytest.fixture(scope="session")
+def controlplane(tmp_path_factory):
+    """A real control plane (etcd, kube-apiserver, controller-manager, scheduler and a kwok
+    node) on loopback, started once per session; its kubeconfig (under the session's tmp
+    directory) has a context for every environment. Fails in CI when a piece is missing."""
+    from support import tool_or_fail
+    from tasks import controlplane as cpmod
+
+    for name in cpmod.TOOLS:
+        tool_or_fail(name)
+    cp = cpmod.start(tmp_path_factory.mktemp("controlplane"), contexts=_environment_contexts())
+    # validate:<env> in the doit runs of this session dry-runs against it instead of starting its own
+    os.environ[cpmod.ENV_VAR] = str(cp.dir)
+    yield cp
+    os.environ.pop(cpmod.ENV_VAR, None)
+    cp.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _controlplane_for_validate(request):
+    """When the control-plane tools are installed, start the session's control plane up front,
+    so every `doit validate:*` of the session dry-runs against it instead of starting its own."""
+    from tasks import controlplane as cpmod
+    from tasks import tools
+
+    if not tools.missing(cpmod.TOOLS):
+        request.getfixturevalue("controlplane")

@@ -1,8 +1,9 @@
 """The Tanka project and its tasks, with the real tk and helm and stand-in charts.
 
 One session-scoped project renders and validates the three environments once; tests
-that change files work on their own copies. kubectl is a recording shim
-(tests/fixtures/shims/kubectl_handler.py); nothing else is replaced.
+that change files work on their own copies. apply and diff run against a real API
+server in tests/test_deploy.py; here kubectl is a recording shim only where no cluster is
+reached (tests/fixtures/shims/kubectl_handler.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import REPO, Shims, copy_project, env_for, run_doit, tool_or_fail, tracked_files
+from support import REPO, copy_project, env_for, run_doit, tool_or_fail, tracked_files
 from tanka_fixtures import install_charts, kubectl_shim
 
 ENVS = ("local", "staging", "prod")
@@ -544,70 +545,6 @@ def test_ci_renders_and_validates_when_the_charts_are_there(stack_copy):
 
 
 # --------------------------------------------------------------------------- apply, diff
-
-
-def _kubectl_applies(shims: Shims) -> list[dict]:
-    return [r for r in shims.records() if r["tool"] == "kubectl" and "apply" in r["argv"]]
-
-
-def test_apply_local_records_its_digest_and_is_checked_live(stack_copy, shims):
-    kubectl_shim(shims)
-    env = env_for(stack_copy, path_first=[shims.bin])
-    first = run_doit(stack_copy, "apply:local", env=env, check=True)
-    assert "apply:local" in executed(first)
-    applies = _kubectl_applies(shims)
-    assert len(applies) == 2  # tk apply, then the ConfigMap recording the digest
-    assert applies[0]["argv"][:3] == ["apply", "--context", "k3d-raibid-ci"]
-    assert "kind: ScaledJob" in applies[0]["stdin"] or '"ScaledJob"' in applies[0]["stdin"]
-    assert any(r["argv"][:2] == ["config", "view"] for r in shims.records())
-    recorded = shims.state()["configmaps"]["raibid-system/raibid-deploy-applied"]
-    assert len(recorded["digest"]) == 64
-
-    shims.clear()
-    second = run_doit(stack_copy, "apply:local", env=env, check=True)
-    assert "apply:local" not in executed(second)
-    assert _kubectl_applies(shims) == []
-    assert any("raibid-deploy-applied" in r["argv"] for r in shims.records())  # asked the cluster
-
-    # a new image pushed: applied again, with the image passed to tk
-    images = stack_copy / "build/images"
-    images.mkdir(parents=True, exist_ok=True)
-    ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
-    (images / "server.cluster.json").write_text(json.dumps({"name": "server", "ref": ref}))
-    shims.clear()
-    third = run_doit(stack_copy, "apply:local", env=env, check=True)
-    assert "apply:local" in executed(third)
-    assert ref in _kubectl_applies(shims)[0]["stdin"]
-
-    # the cluster was recreated: the ConfigMap is gone, so it deploys again
-    state = shims.state()
-    state["configmaps"] = {}
-    shims.set_state(**state)
-    shims.clear()
-    fourth = run_doit(stack_copy, "apply:local", env=env, check=True)
-    assert "apply:local" in executed(fourth)
-    assert len(_kubectl_applies(shims)) == 2
-
-
-def test_apply_prod_needs_explicit_confirmation(stack_copy, shims):
-    kubectl_shim(shims)
-    shims.set_state(contexts=["k3d-raibid-ci", "raibid-prod"])
-    env = env_for(stack_copy, path_first=[shims.bin])
-    refused = run_doit(stack_copy, "apply:prod", env=env)
-    assert refused.returncode != 0
-    assert "--yes-prod" in refused.stdout + refused.stderr
-    assert _kubectl_applies(shims) == []
-    run_doit(stack_copy, "apply:prod", "--yes-prod", env=env, check=True)
-    assert _kubectl_applies(shims)[0]["argv"][:3] == ["apply", "--context", "raibid-prod"]
-
-
-def test_diff_local_reports_differences_without_failing(stack_copy, shims):
-    kubectl_shim(shims)
-    env = env_for(stack_copy, path_first=[shims.bin])
-    proc = run_doit(stack_copy, "diff:local", env=env, check=True)
-    assert "differs" in proc.stdout
-    assert any(r["argv"][:1] == ["diff"] for r in shims.records())
-    assert _kubectl_applies(shims) == []
 
 
 @pytest.mark.parametrize("task", ["diff:local", "apply:local"])

@@ -59,7 +59,7 @@ def test_up_runs_the_chain_in_order_then_does_nothing(stack):
         first(calls, "docker buildx build --load -f " + str(project / "docker" / "agent.Dockerfile")),
         first(calls, "docker push localhost:5111/raibid-server:"),  # push to the k3d registry
         first(calls, "docker push localhost:5111/raibid-agent:"),
-        first(calls, "kubectl apply --context k3d-raibid-ci -f -"),  # tk apply
+        first(calls, "kubectl --context k3d-raibid-ci apply --server-side"),  # apply:local
         first(calls, "rollout status statefulset/redis-master"),
         first(calls, "rollout status deployment/keda-operator"),
         first(calls, "rollout status deployment/raibid-server"),
@@ -98,7 +98,7 @@ def test_a_cluster_deleted_behind_doits_back_is_created_and_redeployed(stack):
     assert r.returncode == 0, r.stdout + r.stderr
     calls = [line(rec) for rec in shims.records()]
     assert first(calls, "k3d cluster create") < first(calls, "docker push localhost:5111/raibid-server:") \
-        < first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+        < first(calls, "kubectl --context k3d-raibid-ci apply --server-side") < first(calls, "rollout status")
     assert not [c for c in calls if "buildx build" in c]    # the images themselves did not change
     assert shims.state()["rollouts"][-1] == "deployment/raibid-server"
 
@@ -150,7 +150,7 @@ def test_down_then_up_deploys_again(stack):
     r = up(project, shims)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = [line(rec) for rec in shims.records()]
-    assert first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+    assert first(calls, "kubectl --context k3d-raibid-ci apply --server-side") < first(calls, "rollout status")
 
 
 def test_up_without_docker_stops_first_with_one_message(stack):
@@ -192,7 +192,7 @@ def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(stack):
     assert first(calls, "k3d cluster create") < first(calls, "docker push localhost:5111/raibid-server:")
     assert not [c for c in calls if "buildx build" in c]
     assert first(calls, "k3d cluster delete raibid-ci") < first(calls, "k3d cluster create") \
-        < first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+        < first(calls, "kubectl --context k3d-raibid-ci apply --server-side") < first(calls, "rollout status")
 
 
 def test_after_tilt_took_over_doit_up_deploys_again(stack):
@@ -209,7 +209,7 @@ def test_after_tilt_took_over_doit_up_deploys_again(stack):
     r = up(project, shims)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = [line(rec) for rec in shims.records()]
-    assert first(calls, "kubectl apply --context k3d-raibid-ci -f -") < first(calls, "rollout status")
+    assert first(calls, "kubectl --context k3d-raibid-ci apply --server-side") < first(calls, "rollout status")
     assert not [c for c in calls if "buildx build" in c or "docker push" in c]
 
 

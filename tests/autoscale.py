@@ -1,0 +1,166 @@
+"""The agents' autoscaling, end to end, on the test control plane (used by
+tests/test_autoscale.py and bench/autoscale.py).
+
+The staging render's ScaledJob and TriggerAuthentication (Redis auth on) are applied as
+rendered, with one change: the trigger's ``address`` points at a real redis-server on
+loopback, because the operator runs out of cluster and cannot resolve the in-cluster
+Service name. The KEDA operator watches the namespace; kwok's fake node runs the agent
+Pods (they keep running until their Job is deleted: kwok's pod-complete stage is not
+loaded). Jobs are pushed the way raibid-ci's server does: XADD to ``raibid:jobs`` with
+the field ``job`` holding a Job that tests/fixtures/contract/job.schema.json accepts.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from support import FIXTURES
+
+NS = "raibid-system"
+STREAM, GROUP = "raibid:jobs", "raibid-agents"
+JOB_SCHEMA = FIXTURES / "contract" / "job.schema.json"
+
+
+def reset(cp, namespace: str = NS) -> None:
+    """An empty cluster again: the stack's namespace and every CRD deleted, and gone."""
+    cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s",
+               timeout=150, check=True)
+    cp.kubectl("delete", "customresourcedefinitions", "--all", "--wait=true", "--timeout=120s",
+               timeout=150, check=True)
+
+
+def rendered(project: Path, env: str) -> list[dict]:
+    out = []
+    for f in sorted((project / "build" / "manifests" / env).glob("*.yaml")):
+        out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+    return out
+
+
+def job_payload(n: int) -> str:
+    """One job as raibid-ci's server queues it (checked against the contract schema)."""
+    import jsonschema
+
+    job = {"id": str(uuid.uuid4()), "repo": "raibid/demo", "branch": "main",
+           "commit": f"{n:040x}", "status": "pending",
+           "started_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+           "finished_at": None, "duration": None, "agent_id": None, "exit_code": None}
+    jsonschema.validate(job, json.loads(JOB_SCHEMA.read_text()),
+                        format_checker=jsonschema.FormatChecker())
+    return json.dumps(job)
+
+
+class Autoscale:
+    """Redis + KEDA + the staging ScaledJob on control plane ``cp``."""
+
+    def __init__(self, cp, project: Path, env: str = "staging"):
+        self.cp, self.project, self.env = cp, project, env
+        self.password = secrets.token_urlsafe(24)
+        self.port = 0
+        self.scaledjob: dict = {}
+
+    def redis(self, *args: str) -> str:
+        from tasks.controlplane import redis_cli
+
+        proc = redis_cli(self.port, self.password, *args)
+        if proc.returncode != 0 or proc.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS")):
+            raise AssertionError(f"redis-cli {' '.join(args[:3])} failed: {proc.stdout}{proc.stderr}")
+        return proc.stdout
+
+    def setup(self) -> None:
+        from tasks import controlplane, tanka
+
+        cp = self.cp
+        reset(cp)
+        self.port = controlplane.start_redis(cp, self.password)
+        objects = rendered(self.project, self.env)
+        sj = next(o for o in objects if o["kind"] == "ScaledJob")
+        ta_name = sj["spec"]["triggers"][0]["authenticationRef"]["name"]
+        ta = next(o for o in objects if o["kind"] == "TriggerAuthentication" and o["metadata"]["name"] == ta_name)
+        assert ta["spec"]["secretTargetRef"], "staging's TriggerAuthentication must take the Redis password"
+        sj["spec"]["triggers"][0]["metadata"]["address"] = f"127.0.0.1:{self.port}"
+        self.scaledjob = sj
+        secret_ref = ta["spec"]["secretTargetRef"][0]
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": secret_ref["name"], "namespace": NS},
+                  "stringData": {secret_ref["key"]: self.password}}
+        kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"))
+        ok, out = tanka.server_side_apply(kubectl, objects + [secret], NS)
+        assert ok, out
+        # the consumer group exists before jobs arrive (raibid-ci's server creates it)
+        self.redis("XGROUP", "CREATE", STREAM, GROUP, "$", "MKSTREAM")
+        controlplane.start_keda(cp, NS)
+
+    def jobs(self) -> list[dict]:
+        out = self.cp.kubectl("-n", NS, "get", "jobs", "-o", "json", check=True).stdout
+        name = self.scaledjob["metadata"]["name"]
+        return [j for j in json.loads(out)["items"]
+                if any(r.get("kind") == "ScaledJob" and r.get("name") == name
+                       for r in j["metadata"].get("ownerReferences", []))]
+
+    @staticmethod
+    def active(jobs: list[dict]) -> list[dict]:
+        return [j for j in jobs if not any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                                           for c in j.get("status", {}).get("conditions", []))]
+
+    def push(self, count: int) -> float:
+        t0 = time.monotonic()
+        for n in range(count):
+            self.redis("XADD", STREAM, "*", "job", job_payload(n))
+        return t0
+
+    def watch(self, t0: float, want: int, settle: float, timeout: float = 120) -> dict:
+        """Poll the Jobs until at least ``want`` exist, then ``settle`` seconds more."""
+        first = reached = None
+        most = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = self.jobs()
+            now = time.monotonic()
+            most = max(most, len(self.active(jobs)))
+            if jobs and first is None:
+                first = now - t0
+            if len(jobs) >= want and reached is None:
+                reached = now
+            if reached is not None and now - reached >= settle:
+                break
+            time.sleep(0.25)
+        jobs = self.jobs()
+        return {"first_job_s": first, "jobs": len(jobs), "max_active": max(most, len(self.active(jobs))),
+                "running_pods": self.running_pods()}
+
+    def running_pods(self) -> int:
+        out = self.cp.kubectl("-n", NS, "get", "pods", "-o", "json", check=True).stdout
+        return sum(1 for p in json.loads(out)["items"]
+                   if p["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "raibid-agent"
+                   and p["status"].get("phase") == "Running")
+
+    def drain(self) -> None:
+        """Take every entry as an agent would (XREADGROUP) and acknowledge it."""
+        out = self.redis("XREADGROUP", "GROUP", GROUP, "test-agent", "COUNT", "1000", "STREAMS", STREAM, ">")
+        ids = [line for line in out.splitlines() if re.fullmatch(r"\d+-\d+", line.strip())]
+        assert ids, out
+        self.redis("XACK", STREAM, GROUP, *ids)
+
+    def lag_and_pending(self) -> tuple[int, int]:
+        out = self.redis("XINFO", "GROUPS", STREAM).splitlines()
+        fields = dict(zip(out[0::2], out[1::2]))
+        return int(fields.get("lag") or 0), int(fields["pending"])
+
+    def finish_agents(self) -> None:
+        """The agents exit: their Jobs are deleted (with their Pods)."""
+        for j in self.jobs():
+            self.cp.kubectl("-n", NS, "delete", "job", j["metadata"]["name"], "--cascade=background",
+                            "--ignore-not-found", check=True)
+
+    def polling_interval(self) -> int:
+        return int(self.scaledjob["spec"].get("pollingInterval", 30))
+
+    def teardown(self) -> None:
+        self.cp.stop(names={"keda-operator", "redis-server"})

@@ -1,0 +1,155 @@
+"""The test control plane itself (tasks/controlplane.py) and validate's server-side dry-run
+against it: real etcd, kube-apiserver, controller-manager, scheduler and kwok."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support import copy_project, env_for, run_doit, tool_or_fail
+from tanka_fixtures import install_charts
+
+from tasks import controlplane as cpmod
+
+
+def _environ(pid: int) -> dict:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_the_control_plane_schedules_a_job_on_the_fake_node_and_answers_every_context(controlplane):
+    cp = controlplane
+    contexts = [c["name"] for c in yaml.safe_load(cp.kubeconfig.read_text())["contexts"]]
+    assert {"k3d-raibid-ci", "raibid-staging", "raibid-prod"} <= set(contexts)
+    for p in cp.processes():  # none of them can see the user's kubeconfig
+        env = _environ(p["pid"])
+        assert env["HOME"] == str(cp.dir) and env["KUBECONFIG"] == str(cp.kubeconfig), p["name"]
+    ns = "cp-smoke"
+    cp.kubectl("create", "namespace", ns, check=True)
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hello", "namespace": ns},
+           "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "c", "image": "busybox"}]}}}}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(job), check=True)
+    deadline = time.monotonic() + 60
+    pods = []
+    while time.monotonic() < deadline:
+        pods = json.loads(cp.kubectl("-n", ns, "get", "pods", "-l", "job-name=hello", "-o", "json",
+                                     check=True).stdout)["items"]
+        if pods and pods[0]["status"].get("phase") == "Running":
+            break
+        time.sleep(0.5)
+    assert pods and pods[0]["status"]["phase"] == "Running", pods
+    assert pods[0]["spec"]["nodeName"] == cpmod.FAKE_NODE
+    cp.kubectl("delete", "namespace", ns, "--wait=false", check=True)
+
+
+def test_stop_stops_what_it_started_and_leaves_a_reused_pid_alone(tmp_path):
+    cp = cpmod.ControlPlane(tmp_path / "cp")
+    cp.dir.mkdir()
+    ours = cp.spawn("sleeper", ["sleep", "300"])
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        state = cp.state()
+        # a recorded pid whose start time does not match is some other process now
+        state["processes"].append({"name": "gone", "pid": stranger.pid, "start": "1", "argv0": "sleep"})
+        cp._save(state)
+        assert cp.stop() == ["sleeper"]
+        assert cpmod._start_time(ours) is None
+        assert stranger.poll() is None  # not ours: still running
+        assert cp.processes() == []
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_doit_controlplane_start_and_stop_under_build_without_touching_home(tmp_path):
+    for name in cpmod.TOOLS:
+        tool_or_fail(name)
+    project = copy_project(tmp_path / "project")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = env_for(project, {"HOME": str(home)})
+    env.pop("KUBECONFIG", None)
+    env.pop(cpmod.ENV_VAR, None)
+    started = run_doit(project, "controlplane:start", "--contexts", "k3d-raibid-ci", env=env)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "control plane ready in" in started.stdout
+        kubeconfig = project / "build" / "controlplane" / "kubeconfig"
+        assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
+        nodes = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "c"),
+                                "--context", "k3d-raibid-ci", "get", "nodes", "-o", "name"],
+                               capture_output=True, text=True, env=env)
+        assert nodes.stdout.strip() == f"node/{cpmod.FAKE_NODE}", nodes.stderr
+        again = run_doit(project, "controlplane:start", env=env, check=True)
+        assert "already running" in again.stdout
+    finally:
+        stopped = run_doit(project, "controlplane:stop", env=env)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    pids = [p["pid"] for p in json.loads((project / "build/controlplane/state.json").read_text())["processes"]]
+    assert pids == []
+    assert not (home / ".kube").exists()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    for name in ("tk", "helm"):
+        tool_or_fail(name)
+    project = copy_project(tmp_path_factory.mktemp("dryrun") / "project")
+    install_charts(project)
+    run_doit(project, "render:local", check=True)
+    return project
+
+
+def test_validate_dry_runs_the_render_server_side(rendered, controlplane):
+    proc = run_doit(rendered, "validate:local", check=True)
+    assert "server-side dry-run accepted by kube-apiserver v1.33.13" in proc.stdout + proc.stderr
+
+
+def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendered, controlplane, tmp_path):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(rendered, project, symlinks=True)
+    # a ConfigMap key the API server's validation rejects; a JSON schema accepts any string key
+    cm = project / "build/manifests/local/v1.ConfigMap-raibid-config.yaml"
+    doc = yaml.safe_load(cm.read_text())
+    doc["data"]["not a valid key!"] = "x"
+    cm.write_text(yaml.safe_dump(doc))
+    digest = project / "build/manifests/local.sha256"
+    digest.write_text("0" * 64 + "\n")  # what render would do: the render changed
+    proc = run_doit(project, "validate:local")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "objects valid (Kubernetes" in out  # the schemas passed it
+    assert "the API server rejects the render" in out and "not a valid key!" in out
+    assert "Traceback" not in out
+
+
+def test_validate_without_the_control_plane_says_what_it_skipped(rendered, tmp_path):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(rendered, project, symlinks=True)
+    # only tk, helm and jb installed: the control plane's binaries are missing
+    tools = project / ".tools"
+    tools.unlink()
+    (tools / "bin").mkdir(parents=True)
+    from tasks import tools as toolmod
+
+    for name in ("tk", "helm", "jb"):
+        (tools / "bin" / name).symlink_to(toolmod.which(name))
+    env = env_for(project)
+    env.pop(cpmod.ENV_VAR, None)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "kube-apiserver").exists())
+    proc = run_doit(project, "validate:local", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "server-side dry-run skipped: the control plane is not installed (kube-apiserver" in out
+    assert "doit tools control-plane" in out
+    assert not (project / "build" / "controlplane-validate-local").exists()

@@ -1,0 +1,191 @@
+"""The deploy path against a real control plane (tests/conftest.py ``controlplane``):
+``apply:local`` from an empty cluster, its applied-record ConfigMap and the "already holds
+it" skip, ``diff:local``, ``down``, prod's ``--yes-prod`` guard and ``doit up``'s deploy
+step. kubectl is the real one; only docker and k3d (they need a Docker engine) are shims.
+Every kubectl and doit call names the control plane's kubeconfig (KUBECONFIG), never ~/.kube.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from autoscale import NS, rendered, reset
+from support import FIXTURES, copy_project, env_for, run_doit
+from tanka_fixtures import install_charts
+
+SHIMS = FIXTURES / "shims"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, controlplane) -> Path:
+    """One project for the module: stand-in charts, local/prod rendered and validated."""
+    p = copy_project(tmp_path_factory.mktemp("deploy") / "project")
+    install_charts(p)
+    run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
+    return p
+
+
+def doit_env(project: Path, cp, path_first=None) -> dict:
+    return env_for(project, {"KUBECONFIG": str(cp.kubeconfig), "KUBECACHEDIR": str(cp.dir / "kubecache")},
+                   path_first=path_first)
+
+
+def executed(proc) -> list[str]:
+    return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
+
+
+def live(cp, obj: dict) -> dict | None:
+    """The object as the server has it, None when it does not exist."""
+    meta = obj["metadata"]
+    kind = obj["kind"].lower()
+    resource = f"{kind}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else kind
+    args = ["get", resource, meta["name"], "-o", "json", "--ignore-not-found", "--show-managed-fields"]
+    if meta.get("namespace"):
+        args += ["-n", meta["namespace"]]
+    proc = cp.kubectl(*args, check=True)
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def record(cp) -> dict | None:
+    proc = cp.kubectl("-n", NS, "get", "configmap", "raibid-deploy-applied", "-o", "json", "--ignore-not-found",
+                      check=True)
+    return json.loads(proc.stdout)["data"] if proc.stdout.strip() else None
+
+
+def ours(obj: dict) -> list[dict]:
+    """The managedFields entries of the apply (field manager raibid-deploy)."""
+    return [m for m in obj["metadata"].get("managedFields", []) if m["manager"] == "raibid-deploy"]
+
+
+def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(project, controlplane):
+    cp = controlplane
+    env = doit_env(project, cp)
+    reset(cp)
+    objects = rendered(project, "local")
+    assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "ScaledJob", "GitRepository"}
+
+    before = run_doit(project, "diff:local", env=env, check=True)
+    # custom resources whose CRD the apply creates first are listed, not an error
+    assert "would be created" in before.stdout and "+ ScaledJob/raibid-agent" in before.stdout
+    assert "+ Kustomization/raibid-ci" in before.stdout
+
+    first = run_doit(project, "apply:local", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "apply:local" in executed(first)
+    for o in objects:  # every rendered object is on the server, applied server-side by us
+        got = live(cp, o)
+        assert got is not None, f"{o['kind']}/{o['metadata']['name']} was not applied"
+        assert [m["operation"] for m in ours(got)] == ["Apply"], got["metadata"].get("managedFields")
+        assert "kubectl.kubernetes.io/last-applied-configuration" not in (got["metadata"].get("annotations") or {})
+    rec = record(cp)
+    assert rec["environment"] == "local" and len(rec["digest"]) == 64
+
+    after = run_doit(project, "diff:local", env=env, check=True)
+    assert "diff:local: no differences" in after.stdout, after.stdout
+
+    # the cluster holds the digest: the next apply is up to date without applying
+    skipped = run_doit(project, "apply:local", env=env, check=True)
+    assert "apply:local" not in executed(skipped)
+
+    # forced again (record deleted): the same objects applied again change nothing
+    state = {(o["kind"], o["metadata"]["name"]): (live(cp, o)["metadata"].get("generation"), ours(live(cp, o)))
+             for o in objects}
+    time.sleep(1.1)  # managedFields times have one-second resolution
+    cp.kubectl("-n", NS, "delete", "configmap", "raibid-deploy-applied", check=True)
+    again = run_doit(project, "apply:local", env=env, check=True)
+    assert "apply:local" in executed(again)
+    assert record(cp)["digest"] == rec["digest"]
+    for o in objects:
+        got = live(cp, o)
+        assert (got["metadata"].get("generation"), ours(got)) == state[(o["kind"], o["metadata"]["name"])], \
+            f"{o['kind']}/{o['metadata']['name']} changed on a second apply"
+
+
+def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
+    cp = controlplane
+    env = doit_env(project, cp)
+    run_doit(project, "apply:local", env=env, check=True)
+    ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
+    images = project / "build" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    (images / "server.cluster.json").write_text(json.dumps({"name": "server", "ref": ref}))
+    try:
+        diff = run_doit(project, "diff:local", env=env, check=True)
+        assert ref in diff.stdout and "differs" in diff.stdout
+        applied = run_doit(project, "apply:local", env=env, check=True)
+        assert "apply:local" in executed(applied)
+        server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
+                           "metadata": {"name": "raibid-server", "namespace": NS}})
+        assert [c["image"] for c in server["spec"]["template"]["spec"]["containers"]] == [ref]
+        assert json.loads(record(cp)["images"]) == {"server": ref}
+    finally:
+        (images / "server.cluster.json").unlink()
+
+
+def test_apply_prod_is_refused_without_yes_prod_and_applied_with_it(project, controlplane):
+    cp = controlplane
+    env = doit_env(project, cp)
+    reset(cp)
+    refused = run_doit(project, "apply:prod", env=env)
+    assert refused.returncode != 0
+    assert "apply:prod --yes-prod" in refused.stdout + refused.stderr
+    assert cp.kubectl("get", "namespace", NS, "--ignore-not-found", "-o", "name", check=True).stdout == ""
+    run_doit(project, "apply:prod", "--yes-prod", env=env, check=True)
+    assert record(cp)["environment"] == "prod"
+    assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
+                     "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None
+
+
+def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, controlplane):
+    cp = controlplane
+    env = doit_env(project, cp)
+    reset(cp)  # prod's objects before would make this a (refused) change of immutable fields
+    run_doit(project, "apply:local", env=env, check=True)
+    assert record(cp) is not None
+    down = run_doit(project, "down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert record(cp) is None
+    # the ScaledJob went before its CRD; the CRD and the namespace are being deleted
+    for o in rendered(project, "local"):
+        got = live(cp, o) if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
+                                               "TriggerAuthentication") else None
+        assert got is None or got["metadata"].get("deletionTimestamp"), f"{o['kind']}/{o['metadata']['name']}"
+    assert cp.kubectl("get", "nodes", "-o", "name", check=True).stdout.strip()  # the cluster keeps running
+    # and the next apply deploys again once the namespace is gone
+    cp.kubectl("wait", "--for=delete", f"namespace/{NS}", "--timeout=120s", timeout=150)
+    again = run_doit(project, "apply:local", env=env, check=True)
+    assert "apply:local" in executed(again) and record(cp) is not None
+
+
+def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
+    """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
+    (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
+    cp = controlplane
+    reset(cp)
+    for i in range(2):
+        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
+              "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                       "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
+        cp.kubectl("apply", "-f", "-", input=json.dumps(pv), check=True)
+    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
+    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
+    # the k3d shim's cluster exists and runs, so `doit cluster` only checks it
+    shims.set_state(k3d={"clusters": {"raibid-ci": {"running": True}}})
+    env = doit_env(project, cp, path_first=[shims.bin])
+    env["RAIBID_SRC"] = str(FIXTURES / "raibid-ci")
+    up = run_doit(project, "up", env=env, timeout=900)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    assert "apply:local" in executed(up) and "raibid-ci is up" in up.stdout
+    rec = record(cp)
+    assert rec is not None and rec["environment"] == "local"
+    # the pushed images are what runs
+    pushed = json.loads((project / "build" / "images" / "server.cluster.json").read_text())["ref"]
+    server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "raibid-server", "namespace": NS}})
+    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == pushed
+    assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
+    second = run_doit(project, "up", env=env, timeout=900)
+    assert second.returncode == 0 and "apply:local" not in executed(second)
