@@ -80,3 +80,25 @@ def test_workflow_runs_the_same_steps_as_ci_run(project):
                 "pytest"):
         assert cmd in ci_run
     assert wf["jobs"]["tanka"]["if"] == "needs.changes.outputs.tanka == 'true'"
+
+
+def test_the_workflow_vendors_renders_and_validates_and_watches_the_task_modules(project):
+    """A skipped check is not a pass: the test job vendors the charts before `doit`, so
+    render:* and validate:* run in CI; the tanka job runs on any change of what renders."""
+    import fnmatch
+
+    import yaml
+
+    wf = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    runs = [s.get("run", "") for s in wf["jobs"]["test"]["steps"]]
+    lines = [line.strip() for r in runs for line in r.splitlines()]
+    assert "doit vendor:charts" in lines and "doit" in lines
+    assert lines.index("doit vendor:charts") < lines.index("doit")
+    filters = yaml.safe_load(next(s for s in wf["jobs"]["changes"]["steps"]
+                                  if s.get("id") == "filter")["with"]["filters"])["tanka"]
+    watched = ["plan.yaml", "dodo.py", "pyproject.toml",
+               *(str(p.relative_to(project)) for p in (project / "tasks").glob("*.py"))]
+    assert [f for f in watched if not any(fnmatch.fnmatch(f, pat) for pat in filters)] == []
+    # rendered local Secrets never go into a cache
+    cached = next(s for s in wf["jobs"]["test"]["steps"] if "build" in str(s.get("with", {}).get("path")))
+    assert "!build/manifests/local" in cached["with"]["path"].split()
