@@ -205,7 +205,8 @@ class Doctor(DoitCmdBase):
         from . import tools
 
         self.dep_manager.close()
-        users: dict[str, list[str]] = {}
+        # the commands that need a tool, besides the tasks (`doit tools` builds with go)
+        users: dict[str, list[str]] = {"go": ["doit tools"]}
         for t in self.task_list:
             for name in (t.meta or {}).get("tools", ()):
                 users.setdefault(name, []).append(t.name)
