@@ -396,9 +396,12 @@ def tool_identity() -> dict[str, list]:
 
 
 class RenderUptodate:
-    """doit ``uptodate`` of render:<env>, which also says why it is not up to date.
+    """A file the last render imported changed (its content, not only its time), a vendored
+    chart file was added, removed or changed, tk or helm was rebuilt or replaced, the
+    export parameters changed, or the output is missing; the depfile
+    build/manifests/<env>.deps.json records them. `doit info render:<env>` names which.
 
-    Up to date while the depfile of the last render exists and no file in it changed
+    The doit ``uptodate`` of render:<env>. Up to date while the depfile of the last render exists and no file in it changed
     (mtime and size first, content hash when they differ), the set of chart files, the
     export parameters and the tk/helm binaries are the same, and the output is there.
     Ninja's depfile rule: the imports of the *last* render decide, so adding or removing

@@ -116,3 +116,13 @@ def test_the_workflow_vendors_renders_and_validates_and_watches_the_task_modules
     # rendered local Secrets never go into a cache
     cached = next(s for s in wf["jobs"]["test"]["steps"] if "build" in str(s.get("with", {}).get("path")))
     assert "!build/manifests/local" in cached["with"]["path"].split()
+
+
+def test_the_quick_start_makes_a_venv_before_pip_install():
+    """Debian's system pip refuses to install (PEP 668): the first command is a venv."""
+    readme = (REPO / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = quick.split("```bash\n", 1)[1].split("```", 1)[0]
+    venv = block.find("python3 -m venv")
+    assert venv != -1 and venv < block.find("pip install"), block
+    assert ". .venv/bin/activate" in block

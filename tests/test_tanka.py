@@ -842,3 +842,13 @@ def test_info_and_the_run_name_the_input_that_makes_a_render_run_again(stack_cop
     _tk_wrapper(stack_copy, ":")
     info = run_doit(stack_copy, "info", "render:local").stdout
     assert "tool tk changed" in info, info
+
+
+def test_help_of_a_render_says_what_it_needs_reads_writes_and_when_it_runs(project):
+    out = run_doit(project, "help", "render:local", check=True).stdout
+    assert out.startswith("render:local  Render the local environment")
+    assert "tk export" in out                      # the creator's description
+    assert "tools: tk, helm, git" in out
+    assert "after: vendor:charts, secrets:local" in out
+    assert "build/manifests/local.deps.json" in out
+    assert "runs again when" in out and "depfile" in out

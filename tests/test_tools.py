@@ -123,3 +123,18 @@ def test_doctor_without_go_trusts_the_built_tools_and_says_who_needs_go(project)
     for name in ("tk", "jb", "helm"):
         assert rows[name][3] == "ok", (name, rows[name])
     assert rows["go"][0] == "doit tools", rows["go"]
+
+
+def test_the_go_requirement_is_what_the_tool_modules_need_everywhere():
+    """tools/*/go.mod decide the Go needed; the registry, README and the workflow agree."""
+    import yaml
+
+    needed = max(tuple(int(x) for x in re.search(r"^go (\d+)\.(\d+)", (d / "go.mod").read_text(), re.M).groups())
+                 for d in (REPO / "tools").iterdir() if (d / "go.mod").is_file())
+    want = f"{needed[0]}.{needed[1]}"
+    assert tools.TOOLS["go"].version == f"go{want}"
+    assert f"| Go | {want}+" in (REPO / "README.md").read_text()
+    wf = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    versions = {s["with"]["go-version"] for job in wf["jobs"].values() for s in job["steps"]
+                if "setup-go" in s.get("uses", "")}
+    assert versions == {want}
