@@ -96,21 +96,23 @@ def child_setup(umask: int | None = None):
     """A ``preexec_fn`` for subprocesses that write outputs: the child is killed when the
     doit process that started it dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), so no
     orphan keeps writing; ``umask`` (e.g. 0o077) applies to every file it creates."""
+    import signal
+
     parent = os.getpid()
+    try:  # looked up here: the child, forked from a process with threads, only calls it
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None  # not Linux: the child outlives a killed doit, as before
 
     def setup():
         if umask is not None:
             os.umask(umask)
-        try:
-            import ctypes
-            import signal
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return  # not Linux: the child outlives a killed doit, as before
-        if os.getppid() != parent:  # doit died before prctl took effect
-            os._exit(1)
+        if prctl is not None:
+            prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # doit died before prctl took effect
+                os._exit(1)
 
     return setup
 
