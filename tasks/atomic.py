@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import Iterator
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, mode: int | None = None) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same dir, then rename)."""
-    write_bytes(path, text.encode())
+    write_bytes(path, text.encode(), mode=mode)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` atomically. ``mode`` (e.g. 0o600 for a secret) is the file's mode from
+    its creation on; without it a replaced file keeps its mode, a new one gets the umask's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file 0600: it is never more open than ``mode`` while written
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _mode(path, 0o666))
+        os.chmod(tmp, _mode(path, 0o666) if mode is None else mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -39,16 +42,17 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def replace_dir(target: Path) -> Iterator[Path]:
+def replace_dir(target: Path, mode: int | None = None) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``target`` on success.
 
     On an exception (or KeyboardInterrupt) the temporary directory is removed and
-    ``target`` is left exactly as it was.
+    ``target`` is left exactly as it was. ``mode`` (e.g. 0o700) is the directory's mode
+    from its creation on (mkdtemp makes it 0700).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(tmp, _mode(target, 0o777))
+    os.chmod(tmp, _mode(target, 0o777) if mode is None else mode)
     try:
         yield tmp
     except BaseException:
@@ -72,6 +76,45 @@ def _mode(existing: Path, default: int) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return default & ~umask
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (flock on the directory itself, no lock file
+    to leave behind): concurrent runs that create the same output take turns."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def child_setup(umask: int | None = None):
+    """A ``preexec_fn`` for subprocesses that write outputs: the child is killed when the
+    doit process that started it dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), so no
+    orphan keeps writing; ``umask`` (e.g. 0o077) applies to every file it creates."""
+    import signal
+
+    parent = os.getpid()
+    try:  # looked up here: the child, forked from a process with threads, only calls it
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None  # not Linux: the child outlives a killed doit, as before
+
+    def setup():
+        if umask is not None:
+            os.umask(umask)
+        if prctl is not None:
+            prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # doit died before prctl took effect
+                os._exit(1)
+
+    return setup
 
 
 def sweep_stale_temps(parent: Path) -> None:

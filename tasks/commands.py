@@ -5,6 +5,7 @@
 - ``doit doctor``: every external tool, who needs it, version found vs pinned, install hint
 - ``doit tools``: build the pinned Go tools into .tools/bin
 - ``doit list``: doit's list, in the plan's critical-path order
+- ``doit help TASK``: what a task needs, reads, writes, and when it runs again
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import json
 import sys
 
 from doit.cmd_base import DoitCmdBase
+from doit.cmd_help import Help as _DoitHelp
 from doit.cmd_list import List as _DoitList
+from doit.cmdparse import CmdOption, TaskParse
 
 from . import paths
 
@@ -216,7 +219,8 @@ class Doctor(DoitCmdBase):
         from . import tools
 
         self.dep_manager.close()
-        users: dict[str, list[str]] = {}
+        # the commands that need a tool, besides the tasks (`doit tools` builds with go)
+        users: dict[str, list[str]] = {"go": ["doit tools"]}
         for t in self.task_list:
             for name in (t.meta or {}).get("tools", ()):
                 users.setdefault(name, []).append(t.name)
@@ -345,3 +349,37 @@ class List(_DoitList):
                                     key=lambda t: (rank.get(t.name, big), first[t.name]))
             sort = "definition"
         return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)
+
+
+class Help(_DoitHelp):
+    """``doit help TASK`` describes the task: doit's line and options, plus the full
+    description of its task creator, the tools it needs, the tasks it runs after, what it
+    reads and writes, and when it runs again (the docstring of its up-to-date check)."""
+
+    def _execute(self, pos_args):
+        import inspect
+
+        tasks = {t.name: t for t in self.task_list}
+        task = tasks.get(pos_args[0])
+        if task is None:
+            return super()._execute(pos_args)
+        out = [f"{task.name}  {task.doc}"]
+        creator = getattr(sys.modules.get("dodo"), "task_" + task.name.split(":", 1)[0].replace("-", "_"), None)
+        if creator is not None and creator.__doc__:
+            out += ["", inspect.cleandoc(creator.__doc__)]
+        facts = [("tools", ", ".join((task.meta or {}).get("tools", ())) + " (see `doit doctor`)"
+                  if (task.meta or {}).get("tools") else ""),
+                 ("after", ", ".join(task.task_dep)),
+                 ("reads", f"{len(task.file_dep)} files (`doit info {task.name}` lists them)" if task.file_dep else ""),
+                 ("writes", ", ".join(paths.rel(t) for t in task.targets))]
+        out += [""] + [f"{k}: {v}" for k, v in facts if v]
+        for entry in task.uptodate:
+            utd = entry[0] if isinstance(entry, tuple) else entry
+            doc = type(utd).__doc__ if type(utd).__module__.startswith("tasks.") else None
+            if doc:
+                out += ["", "runs again when: " + inspect.cleandoc(doc).split("\n\n")[0]]
+        print("\n".join(out))
+        params = list(task.creator_params) + list(task.params)
+        for opt in TaskParse([CmdOption(o) for o in params]).options:
+            print("\n".join(opt.help_doc()))
+        return True

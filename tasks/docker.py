@@ -310,6 +310,16 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def engine_problem(verb: str):
+    """A TaskFailed naming the cause when the docker client has no engine (as the `doit up`
+    preflight does), else None: otherwise docker's own first complaint (e.g. "the buildx
+    component is missing") hides it."""
+    from doit.exceptions import TaskFailed
+
+    problem = tools.live_problem(tools.TOOLS["docker"])
+    return TaskFailed(f"docker: {problem}: nothing was {verb}.") if problem else None
+
+
 def buildx_available() -> bool:
     """True when ``docker buildx version`` works (then builds use ``buildx build --load``)."""
     try:
@@ -379,6 +389,8 @@ def build_image(name: str):
         inp = _checked.pop(name, None) or image_inputs(name)
     except SourceError as e:
         return TaskFailed(str(e))
+    if no_engine := engine_problem("built"):
+        return no_engine
     argv, env = build_command(inp, buildx_available())
     print(f"building {inp.tag} ({inp.platform}, target {inp.target}) from {inp.context}", flush=True)
     proc = subprocess.run(argv, env=env)
@@ -421,6 +433,8 @@ def push_image(name: str):
     """doit action: tag and push the built image to the k3d registry, record the cluster's ref."""
     from doit.exceptions import TaskFailed
 
+    if no_engine := engine_problem("pushed"):
+        return no_engine
     rec = read_json(record_path(name))
     if not rec or "tag" not in rec:
         return TaskFailed(f"{paths.rel(record_path(name))} is missing or unreadable: run `doit image:{name}`")

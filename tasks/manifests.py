@@ -400,9 +400,32 @@ def gitops_violations(objs: list[dict]) -> list[Violation]:
     return out
 
 
+class UnsupportedVersion(ValueError):
+    """The Kubernetes version has no schemas in the installed kubernetes-validate."""
+
+
+def check_version(k8s_version: str) -> None:
+    """Raise :class:`UnsupportedVersion`, naming the versions there are schemas for, unless
+    ``k8s_version`` (MAJOR.MINOR[.PATCH]) is one of them (kubernetes-validate itself fails
+    with a bare exception, or an IndexError below its oldest)."""
+    import re
+
+    from kubernetes_validate import utils
+
+    known = sorted({utils.major_minor(v) for v in utils.all_versions()},
+                   key=lambda v: tuple(int(x) for x in v.split(".")))
+    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", str(k8s_version))
+    if not m or f"{int(m.group(1))}.{int(m.group(2))}" not in known:
+        raise UnsupportedVersion(
+            f"Kubernetes {k8s_version!r} (plan.yaml settings.kubernetes_version) has no schemas in "
+            f"the installed kubernetes-validate: it knows {known[0]} to {known[-1]}. Set one of "
+            "those in plan.yaml (or upgrade kubernetes-validate), then validate again.")
+
+
 def validate_objects(objs: list[dict], env: str, k8s_version: str,
                      extra_crds: Iterable[dict] = ()) -> list[Violation]:
     """Every violation in ``objs`` (the CRDs among them are used for their resources)."""
+    check_version(k8s_version)
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
     schemas = crd_schemas(list(extra_crds) + in_render)
     return sorted(set(schema_violations(objs, k8s_version, schemas) + policy_violations(objs, env)

@@ -1,14 +1,41 @@
-"""A doit reporter that says what ran, what was up to date, and how long it all took.
+"""A doit reporter that says what ran, why, what was up to date, what was skipped, and
+how long it all took.
 
 On a terminal it uses rich (colour, symbols); elsewhere it prints the same lines as
-plain text. ``doit run -r json`` and the other built-in reporters keep working: this
+plain text. A task runs again "because" the reason its up-to-date check gives (an
+uptodate object with a ``reason``, e.g. render:<env>'s). A skipped check is never
+summarised as a pass. An ``OSError`` raised in a task action is one line naming the path,
+not a traceback. ``doit run -r json`` and the other built-in reporters keep working: this
 one is only the default (``DOIT_CONFIG['reporter']``).
 """
 from __future__ import annotations
 
+import re
 import time
 
 from doit.reporter import ConsoleReporter
+
+_OS_ERROR = re.compile(r"^(\w+): \[Errno \d+\] (.+?): '(.*?)'(?: -> '(.*?)')?\s*$")
+
+
+def os_error_failure(task, fail):
+    """A one-line TaskFailed for a task action that raised an ``OSError`` (doit keeps only
+    the traceback text), or ``fail`` itself."""
+    import builtins
+
+    from doit.exceptions import TaskError, TaskFailed
+
+    from . import paths
+
+    if not isinstance(fail, TaskError) or not fail.traceback:
+        return fail
+    m = _OS_ERROR.match(fail.traceback[-1].strip().splitlines()[-1])
+    kind = getattr(builtins, m.group(1), None) if m else None
+    if not (isinstance(kind, type) and issubclass(kind, OSError)):
+        return fail
+    where = " -> ".join(paths.rel(p) for p in m.group(3, 4) if p)
+    return TaskFailed(f"{task.name}: {m.group(2)}: {where}. Fix or move that path, then run "
+                      f"`doit {task.name}` again (nothing half-written is trusted).")
 
 
 class RichReporter(ConsoleReporter):
@@ -23,6 +50,7 @@ class RichReporter(ConsoleReporter):
         self.executed: list[tuple[str, float]] = []
         self.uptodate: list[str] = []
         self.failed: list[str] = []
+        self.not_checked: list[str] = []     # ran, but only to say why it was skipped
         self._skipped: list[str] = []
         self.running: str | None = None   # the task whose actions are under way
         self.t0 = time.perf_counter()
@@ -45,20 +73,26 @@ class RichReporter(ConsoleReporter):
         if task.actions and self._visible(task):
             self._flush_skipped()
             self.console.print(f"[bold cyan]>[/] {task.title()}")
+            for why in _reasons(task):
+                self.console.print(f"  [dim]because {escape(why)}[/]")
 
     def add_success(self, task):
         self.running = None
         if task.name in self.started and task.actions:
             took = time.perf_counter() - self.started[task.name]
             self.executed.append((task.name, took))
+            skipped = bool((task.values or {}).get("skipped"))
+            if skipped:
+                self.not_checked.append(task.name)
             if self._visible(task):
-                word = "[yellow]skipped[/]" if (task.values or {}).get("skipped") else "[green]ok[/]"
+                word = "[yellow]skipped[/]" if skipped else "[green]ok[/]"
                 self.console.print(f"{word} {task.name} [dim]{took:.2f}s[/]")
 
     def add_failure(self, task, fail):
         self.running = None
         self._flush_skipped()
         self.failed.append(task.name)
+        fail = os_error_failure(task, fail)
         took = time.perf_counter() - self.started.get(task.name, self.t0)
         self.console.print(f"[bold red]FAILED[/] {task.name} [dim]{took:.2f}s[/]")
         super().add_failure(task, fail)
@@ -98,12 +132,34 @@ class RichReporter(ConsoleReporter):
             self._flush_skipped()
         self._skipped.clear()
         parts = [f"{ran} executed", f"{len(self.uptodate)} up to date"]
+        if self.not_checked:
+            parts.append(f"[bold yellow]{len(self.not_checked)} skipped[/]")
         if self.failed:
             parts.append(f"[bold red]{len(self.failed)} failed[/]")
         summary = ", ".join(parts) + f" in {wall:.2f}s"
         if not self.failed and ran == 0 and self.uptodate:
             summary += " - nothing to do, everything is up to date"
         self.console.print(f"[bold]done:[/] {summary}")
+        if self.not_checked:
+            self.console.print(f"[bold yellow]not checked:[/] {', '.join(self.not_checked)} - skipped, "
+                               "so this run is not a full pass (the reason is printed above)")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+def _reasons(task) -> list[str]:
+    """What the task's up-to-date checks said (objects with a ``reason``, see tanka.RenderUptodate)."""
+    out = []
+    for entry in task.uptodate or ():
+        utd = entry[0] if isinstance(entry, tuple) else entry
+        why = getattr(utd, "reason", "")
+        if isinstance(why, str) and why:
+            out.append(why)
+    return out
 
 
 def _quiet_interrupts() -> None:

@@ -193,24 +193,52 @@ def needs(task: dict, *names: str) -> dict:
     return task
 
 
+_BUILDINFO_MAGIC = b"\xff Go buildinf:"
+
+
+def go_build_info(exe: str) -> str | None:
+    """The module information a Go binary embeds (what ``go version -m`` prints), read from
+    the binary itself, so no Go toolchain is needed; None when it has none."""
+    import mmap
+
+    try:
+        with open(exe, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            at = mm.find(_BUILDINFO_MAGIC)
+            while at != -1 and at % 16:
+                at = mm.find(_BUILDINFO_MAGIC, at + 1)
+            if at == -1 or not mm[at + 15] & 0x2:  # only the inline format (Go 1.18 and later)
+                return None
+            pos, strings = at + 32, []
+            for _ in range(2):  # the Go version, then the module information
+                length = shift = 0
+                while True:
+                    byte = mm[pos]
+                    pos += 1
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                strings.append(mm[pos:pos + length].decode("utf-8", "replace"))
+                pos += length
+    except (OSError, ValueError, IndexError):
+        return None
+    return strings[1]
+
+
 def found_version(tool: Tool) -> str | None:
     """The version of the installed ``tool``, or None when it is not installed.
 
-    Go-built binaries carry their module version (``go version -m``), which is exact
-    even when the binary itself prints ``dev``; other tools are asked directly.
+    Go-built binaries carry their module version in their build information, which is
+    exact even when the binary itself prints ``dev``; it is read from the binary (no Go
+    needed). Other tools are asked directly.
     """
     exe = which(tool.name)
     if exe is None:
         return None
-    if tool.go_module and shutil.which("go"):
-        try:
-            out = subprocess.run(["go", "version", "-m", exe], capture_output=True, text=True,
-                                 timeout=20).stdout
-            m = re.search(rf"^\s*mod\s+{re.escape(tool.go_module)}\s+(\S+)", out, re.M)
-            if m:
-                return m.group(1)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+    if tool.go_module:
+        m = re.search(rf"^\s*mod\s+{re.escape(tool.go_module)}\s+(\S+)", go_build_info(exe) or "", re.M)
+        if m:
+            return m.group(1)
     try:
         proc = subprocess.run([exe, *tool.version_args], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):

@@ -23,14 +23,30 @@ REQUIRE_TOOLS = os.environ.get("RAIBID_REQUIRE_TOOLS") == "1"
 
 
 def tracked_files(repo: Path = REPO) -> list[str]:
-    """Files git tracks plus untracked files it does not ignore (the working tree)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=repo, capture_output=True, check=True).stdout
-    return [p for p in out.decode().split("\0") if p and (repo / p).is_file()]
+    """The files of the project: what git tracks (the index), plus work in progress: untracked,
+    not ignored files inside the project's tracked top-level directories. Never anything
+    inside a virtualenv (a directory holding ``pyvenv.cfg``) or other untracked top-level
+    junk, so a ``.venv`` made in the checkout is not copied into every test project."""
+    def ls(*args: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", "-z", *args], cwd=repo, capture_output=True,
+                             check=True).stdout
+        return [p for p in out.decode().split("\0") if p]
+
+    cached = ls("--cached")
+    top_dirs = {p.split("/", 1)[0] for p in cached if "/" in p}
+    others = ls("--others", "--exclude-standard")
+    venvs = tuple(p[: -len("pyvenv.cfg")] for p in others + cached
+                  if p == "pyvenv.cfg" or p.endswith("/pyvenv.cfg"))
+    wip = [p for p in others if "/" in p and p.split("/", 1)[0] in top_dirs
+           and not p.startswith(venvs)]
+    if "" in venvs:  # the checkout itself is a venv: only what git tracks
+        wip = []
+    return [p for p in sorted(set(cached) | set(wip)) if (repo / p).is_file()]
 
 
 def copy_project(dst: Path, repo: Path = REPO) -> Path:
-    """Copy the project's working tree (no build output, no .doit.db) into ``dst``."""
+    """Copy the project (see :func:`tracked_files`; no build output, no .doit.db, no venv)
+    into ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
     for rel in tracked_files(repo):
         target = dst / rel

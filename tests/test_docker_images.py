@@ -245,3 +245,33 @@ def test_a_failed_push_records_nothing(project, docker, src):
     assert "docker push localhost:5111/raibid-agent:" in out and "k3d registry" in out
     assert (project / "build" / "images" / "agent.json").exists()
     assert not (project / "build" / "images" / "agent.cluster.json").exists()
+
+
+NO_ENGINE = '''
+import sys
+def handle(argv, state, rec):
+    if argv[:1] == ["buildx"] and argv[1:2] == ["version"]:
+        sys.stderr.write("docker: 'buildx' is not a docker command.\\n")
+        return 1
+    if argv[:1] == ["build"]:
+        sys.stderr.write("ERROR: BuildKit is enabled but the buildx component is missing or broken.\\n")
+        return 1
+    sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                     "Is the docker daemon running?\\n")
+    return 1
+'''
+
+
+def test_no_docker_engine_is_named_as_the_cause_and_nothing_is_built(project, shims, src):
+    """A docker client without an engine (and without buildx): the message names the
+    engine, as `doit up` does, not the classic builder's complaint about buildx."""
+    from tasks import tools
+
+    shims.add("docker", NO_ENGINE)
+    for task in ("image:server", "push:server"):
+        proc, out = doit(project, task, e=env(project, shims, src))
+        assert proc.returncode != 0
+        assert tools.TOOLS["docker"].live_hint in out, out
+        assert "BuildKit is enabled" not in out and "Traceback" not in out
+        assert [c for c in shims.calls("docker") if c[:1] in (["build"], ["push"], ["tag"])] == []
+        assert not list((project / "build").glob("images/server*.json"))

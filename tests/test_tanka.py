@@ -536,6 +536,10 @@ def test_ci_runs_the_offline_checks_without_charts(project, real_tools):
     assert "tanka:fmt" in ran and "libtest:agent" in ran
     assert not [t for t in ran if t.startswith(("render:", "validate:"))]
     assert "doit vendor:charts" in proc.stdout
+    # a skipped check does not look like a pass: the summary says what was not checked
+    summary = proc.stdout.strip().splitlines()[-2:]
+    assert " skipped in " in summary[0], summary
+    assert "not checked" in summary[1] and "tanka:manifests" in summary[1], summary
 
 
 def test_ci_renders_and_validates_when_the_charts_are_there(stack_copy):
@@ -587,3 +591,246 @@ def test_a_missing_tool_is_named_before_anything_runs(tmp_path):
     out = proc.stdout + proc.stderr
     assert "missing tool" in out and "tk v0.32.0" in out
     assert not (project / "build" / "manifests" / "staging").exists()
+
+
+# --------------------------------------------------------------------------- hardening (issue 11)
+
+
+def _tk_wrapper(project: Path, export_body: str) -> None:
+    """Wrap the real tk: ``export_body`` (sh) runs for `tk export`, everything else is tk."""
+    real_tk = REPO / ".tools/bin/tk"
+    if not real_tk.exists():
+        real_tk = Path(shutil.which("tk"))
+    with_tools(project, tk=f"""case "$1" in
+  export) {export_body.format(tk=real_tk)};;
+esac
+exec '{real_tk}' "$@"
+""")
+
+
+def _touch_server_lib(project: Path, marker: str = "a comment") -> Path:
+    lib = project / "tanka/lib/raibid/server.libsonnet"
+    lib.write_text(lib.read_text() + f"\n// {marker}\n")
+    return lib
+
+
+def test_rendered_manifests_are_never_readable_by_others_even_while_written(stack_copy):
+    """Secrets are rendered with plaintext stringData: the files are 0600 and the directory
+    0700 from the moment tk writes them (not chmodded afterwards)."""
+    log = stack_copy / "modes.txt"
+    _tk_wrapper(stack_copy, "'{tk}' \"$@\"; rc=$?; stat -c '%a %n' \"$2\" \"$2\"/* > '" + str(log)
+                + "'; exit $rc")
+    _touch_server_lib(stack_copy)
+    run_doit(stack_copy, "render:local", check=True)
+    during = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert len(during) > 10 and any("v1.Secret-" in name for _, name in during)
+    assert [(m, n) for m, n in during if int(m, 8) & 0o077] == []
+    out = stack_copy / "build/manifests/local"
+    after = [out, *out.iterdir()]
+    assert [p.name for p in after if p.stat().st_mode & 0o077] == []
+
+
+def test_the_local_secrets_file_is_private_from_creation(project, monkeypatch):
+    from tasks import atomic, tanka
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    seen = []
+    real_replace = atomic.os.replace
+
+    def replace(src, dst):
+        seen.append((Path(dst).name, os.stat(src).st_mode & 0o777))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    tanka.generate_local_secrets()
+    f = tanka.local_secrets_file()
+    assert seen == [("secrets.local.json", 0o600)]
+    # an old world-readable file loses its mode when it is completed
+    values = json.loads(f.read_text())
+    del values["githubWebhookSecret"]
+    f.write_text(json.dumps(values))
+    f.chmod(0o644)
+    seen.clear()
+    tanka.generate_local_secrets()
+    assert seen == [("secrets.local.json", 0o600)] and f.stat().st_mode & 0o777 == 0o600
+
+
+_SECRETS_RACE = """
+import os, sys, time
+from pathlib import Path
+from tasks import tanka
+slow = tanka._generate_value
+def generate(key):
+    time.sleep(0.2)
+    return slow(key)
+tanka._generate_value = generate
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+tanka.generate_local_secrets()
+"""
+
+
+def test_two_concurrent_first_runs_generate_the_secrets_once(project):
+    go = project / "go"
+    env = env_for(project, {"RAIBID_DEPLOY_ROOT": str(project)})
+    procs = [subprocess.Popen([sys.executable, "-c", _SECRETS_RACE, str(go)], cwd=project, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    time.sleep(1.0)
+    go.touch()
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sorted("generated" in o for o in outs) == [False, True], outs
+    f = project / "tanka/environments/local/secrets.local.json"
+    assert f.stat().st_mode & 0o777 == 0o600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_sigkill_of_doit_ends_its_tk_export(stack_copy):
+    pidfile = stack_copy / "tk-export.pid"
+    _tk_wrapper(stack_copy, "echo $$ > '" + str(pidfile) + "'; exec sleep 120")
+    _touch_server_lib(stack_copy)
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "render:local"], cwd=stack_copy,
+                            env=env_for(stack_copy), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    child = None
+    try:
+        deadline = time.time() + 60
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.time() < deadline and proc.poll() is None, "tk export never started"
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        os.kill(proc.pid, signal.SIGKILL)  # doit only, not its process group
+        proc.wait(timeout=30)
+        deadline = time.time() + 10
+        while _alive(child) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "tk export outlived the doit that started it"
+    finally:
+        for pid in [proc.pid] + ([child] if child else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_render_refuses_an_output_directory_outside_build_manifests(tmp_path, monkeypatch, real_tools):
+    from tasks import tanka, tools
+
+    project = _fresh(tmp_path / "project")
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    monkeypatch.chdir(project)
+    tools.activate()
+    tanka.generate_local_secrets()
+    env_dir = project / "tanka/environments/local"
+    before = {p.name: p.read_bytes() for p in env_dir.iterdir()}
+    for name in ("../../tanka/environments/local", "/etc", "a/b"):
+        fail = tanka._render_action(name)
+        assert fail is not None and "build/manifests" in fail.message, name
+    assert {p.name: p.read_bytes() for p in env_dir.iterdir()} == before
+    assert not (project / "build").exists() or not list((project / "build").rglob("*.json"))
+
+
+def test_render_never_replaces_a_directory_it_did_not_create(tmp_path, real_tools):
+    project = _fresh(tmp_path / "project")
+    mine = project / "build/manifests/local"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine\n")
+    proc = run_doit(project, "render:local")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    assert "build/manifests/local" in out and "not created by" in out, out
+    assert (mine / "notes.txt").read_text() == "mine\n" and len(list(mine.iterdir())) == 1
+    # once moved away, the render goes ahead
+    mine.rename(project / "saved")
+    run_doit(project, "render:local", check=True)
+
+
+def test_a_render_of_an_older_version_is_still_replaced(stack_copy):
+    """Renders made before the ownership mark are recognised by their recorded digest."""
+    out = stack_copy / "build/manifests/local"
+    for p in out.iterdir():
+        if p.name.startswith("."):
+            p.unlink()
+    _touch_server_lib(stack_copy)
+    proc = run_doit(stack_copy, "render:local", check=True)
+    assert "render:local" in executed(proc)
+
+
+def test_build_being_a_file_is_one_clear_message(project, real_tools):
+    install_charts(project)
+    (project / "build").write_text("")
+    proc = run_doit(project, "render:local")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in out and "NotADirectoryError" not in out, out
+    assert "build" in out and "not a directory" in out
+
+
+def test_an_os_error_in_a_task_is_one_line_naming_the_path(stack_copy):
+    digest = stack_copy / "build/manifests/local.sha256"
+    digest.unlink()
+    digest.mkdir()
+    _touch_server_lib(stack_copy)
+    proc = run_doit(stack_copy, "render:local")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in out, out
+    assert "render:local" in out and "build/manifests/local.sha256" in out and "Is a directory" in out
+
+
+@pytest.mark.parametrize("version", ["1.40.0", "banana", "1.24.0"])
+def test_an_unsupported_kubernetes_version_is_one_clear_message(stack_copy, version):
+    from tasks import manifests
+
+    with pytest.raises(manifests.UnsupportedVersion) as err:
+        manifests.validate_objects([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}],
+                                   "local", version)
+    from kubernetes_validate import utils
+
+    newest = utils.major_minor(utils.latest_version())
+    assert version in str(err.value) and f"to {newest}" in str(err.value)
+    plan = stack_copy / "plan.yaml"
+    plan.write_text(plan.read_text().replace('kubernetes_version: "1.33.0"', f'kubernetes_version: "{version}"'))
+    proc = run_doit(stack_copy, "validate:local")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in out and "VersionNotSupportedError" not in out, out
+    assert version in out
+
+
+def test_info_and_the_run_name_the_input_that_makes_a_render_run_again(stack_copy):
+    _touch_server_lib(stack_copy)
+    info = run_doit(stack_copy, "info", "render:local").stdout
+    assert "<function" not in info
+    assert "tanka/lib/raibid/server.libsonnet changed" in info, info
+    run = run_doit(stack_copy, "render:local", check=True).stdout
+    assert "tanka/lib/raibid/server.libsonnet changed" in run, run
+    # a chart file and the tool are inputs too
+    chart = next((stack_copy / "tanka/charts/redis").rglob("*.yaml"))
+    chart.write_text(chart.read_text() + "\n# x\n")
+    info = run_doit(stack_copy, "info", "render:local").stdout
+    assert f"{chart.relative_to(stack_copy)} changed" in info, info
+    run_doit(stack_copy, "render:local", check=True)
+    _tk_wrapper(stack_copy, ":")
+    info = run_doit(stack_copy, "info", "render:local").stdout
+    assert "tool tk changed" in info, info
+
+
+def test_help_of_a_render_says_what_it_needs_reads_writes_and_when_it_runs(project):
+    out = run_doit(project, "help", "render:local", check=True).stdout
+    assert out.startswith("render:local  Render the local environment")
+    assert "tk export" in out                      # the creator's description
+    assert "tools: tk, helm, git" in out
+    assert "after: vendor:charts, secrets:local" in out
+    assert "build/manifests/local.deps.json" in out
+    assert "runs again when" in out and "depfile" in out

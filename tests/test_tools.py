@@ -84,3 +84,57 @@ def test_write_text_is_atomic(tmp_path):
     atomic.write_text(f, "1")
     atomic.write_text(f, "2")
     assert f.read_text() == "2" and [p.name for p in f.parent.iterdir()] == ["x.json"]
+
+
+def _path_without_go() -> str:
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if p and not os.access(os.path.join(p, "go"), os.X_OK))
+
+
+@pytest.mark.parametrize("name", ["tk", "jb", "helm"])
+def test_found_version_of_a_go_tool_needs_no_go(name, monkeypatch):
+    """The version comes from the binary's build information, exact even when the binary
+    prints `dev` and no Go toolchain is installed."""
+    import shutil
+    import subprocess
+
+    from support import tool_or_fail
+
+    exe = tool_or_fail(name)
+    tool = tools.TOOLS[name]
+    go = shutil.which("go")
+    if go:  # the same answer as `go version -m`
+        out = subprocess.run([go, "version", "-m", exe], capture_output=True, text=True).stdout
+        assert f"\tmod\t{tool.go_module}\t{tool.version}\t" in out, out
+    monkeypatch.setenv("PATH", _path_without_go())
+    assert shutil.which("go") is None
+    assert tools.found_version(tool) == tool.version
+
+
+def test_doctor_without_go_trusts_the_built_tools_and_says_who_needs_go(project):
+    from support import tool_or_fail
+
+    for name in ("tk", "jb", "helm"):
+        tool_or_fail(name)
+    env = env_for(project, {"PATH": _path_without_go(), "COLUMNS": "300"})
+    out = run_doit(project, "doctor", env=env).stdout
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:]]
+            for line in out.splitlines() if line.count("│") >= 6}
+    for name in ("tk", "jb", "helm"):
+        assert rows[name][3] == "ok", (name, rows[name])
+    assert rows["go"][0] == "doit tools", rows["go"]
+
+
+def test_the_go_requirement_is_what_the_tool_modules_need_everywhere():
+    """tools/*/go.mod decide the Go needed; the registry, README and the workflow agree."""
+    import yaml
+
+    needed = max(tuple(int(x) for x in re.search(r"^go (\d+)\.(\d+)", (d / "go.mod").read_text(), re.M).groups())
+                 for d in (REPO / "tools").iterdir() if (d / "go.mod").is_file())
+    want = f"{needed[0]}.{needed[1]}"
+    assert tools.TOOLS["go"].version == f"go{want}"
+    assert f"| Go | {want}+" in (REPO / "README.md").read_text()
+    wf = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    versions = {s["with"]["go-version"] for job in wf["jobs"].values() for s in job["steps"]
+                if "setup-go" in s.get("uses", "")}
+    assert versions == {want}
