@@ -410,10 +410,9 @@ def check_version(k8s_version: str) -> None:
     with a bare exception, or an IndexError below its oldest)."""
     import re
 
-    from kubernetes_validate import utils
+    from .plan import supported_kubernetes_versions
 
-    known = sorted({utils.major_minor(v) for v in utils.all_versions()},
-                   key=lambda v: tuple(int(x) for x in v.split(".")))
+    known = supported_kubernetes_versions() or ("none",)
     m = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", str(k8s_version))
     if not m or f"{int(m.group(1))}.{int(m.group(2))}" not in known:
         raise UnsupportedVersion(
