@@ -29,7 +29,18 @@ JOB_SCHEMA = FIXTURES / "contract" / "job.schema.json"
 
 
 def reset(cp, namespace: str = NS) -> None:
-    """An empty cluster again: the stack's namespace and every CRD deleted, and gone."""
+    """An empty cluster again: the stack's namespace and every CRD deleted, and gone.
+
+    Custom resources lose their finalizers first: the controllers that would honour them
+    (the KEDA operator of the autoscaling test, Flux) are not running any more, so the
+    namespace would otherwise wait for them forever."""
+    crds = cp.kubectl("get", "customresourcedefinitions", "-o", "name", timeout=60).stdout.split()
+    for crd in crds:
+        plural_group = crd.split("/", 1)[1]
+        names = cp.kubectl("get", plural_group, "-n", namespace, "-o", "name", timeout=60).stdout.split()
+        for name in names:
+            cp.kubectl("patch", name, "-n", namespace, "--type=merge",
+                       "-p", '{"metadata":{"finalizers":null}}', timeout=60)
     cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s",
                timeout=150, check=True)
     cp.kubectl("delete", "customresourcedefinitions", "--all", "--wait=true", "--timeout=120s",

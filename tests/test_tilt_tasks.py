@@ -104,11 +104,12 @@ def test_down_deletes_the_rendered_stack_and_the_applied_record(project, stack_s
     (project / "build" / "manifests" / "local").mkdir(parents=True)
     r = doit(project, stack_shims, "down")
     assert r.returncode == 0, r.stdout + r.stderr
-    calls = stack_shims.calls("kubectl")
-    assert calls[0] == ["--context", "k3d-raibid-ci", "delete", "--recursive", "-f",
-                        str(project / "build" / "manifests" / "local"), "--ignore-not-found", "--wait=false"]
-    assert calls[1] == ["--context", "k3d-raibid-ci", "-n", "raibid-system", "delete", "configmap",
-                        "raibid-deploy-applied", "--ignore-not-found"]
+    # the record is forgotten before anything of the stack is deleted (so a failed delete
+    # still redeploys on the next `doit up`); the objects go through the project's context
+    deletes = [c for c in stack_shims.calls("kubectl") if "delete" in c]
+    assert deletes and {"configmap", "raibid-deploy-applied"} <= set(deletes[0])
+    assert deletes[1:] and all(c[:2] == ["--context", "k3d-raibid-ci"] and c[-2:] == ["-f", "-"]
+                               for c in deletes[1:])
     assert not any("cluster" in " ".join(c) and "delete" in c for c in stack_shims.calls("k3d"))
 
 

@@ -122,7 +122,7 @@ def test_doctor_without_go_trusts_the_built_tools_and_says_who_needs_go(project)
             for line in out.splitlines() if line.count("│") >= 6}
     for name in ("tk", "jb", "helm"):
         assert rows[name][3] == "ok", (name, rows[name])
-    assert rows["go"][0] == "doit tools", rows["go"]
+    assert "doit tools" in rows["go"][0].split(", "), rows["go"]  # and crds: it runs go mod download
 
 
 def test_the_go_requirement_is_what_the_tool_modules_need_everywhere():
