@@ -127,9 +127,14 @@ class ControlPlane:
         env["KUBECACHEDIR"] = str(self.dir / "kubecache")
         return env
 
+    def kubectl_exe(self) -> str:
+        """The kubectl this control plane was started with (a later PATH may hold another)."""
+        exe = self.state().get("kubectl") or ""
+        return exe if exe and os.access(exe, os.X_OK) else (tools.which("kubectl") or "kubectl")
+
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 120,
                 check: bool = False) -> subprocess.CompletedProcess:
-        argv = [tools.which("kubectl") or "kubectl", "--kubeconfig", str(self.kubeconfig),
+        argv = [self.kubectl_exe(), "--kubeconfig", str(self.kubeconfig),
                 "--context", self.context, *args]
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                               env=self.env(), stdin=None if input is not None else subprocess.DEVNULL)
@@ -323,7 +328,9 @@ def start(directory: Path | None = None, contexts=(DEFAULT_CONTEXT,), fake_node:
         shutil.rmtree(cp.dir / sub, ignore_errors=True)
     started = time.monotonic()
     ports = {n: free_port() for n in ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler")}
-    cp._save({"processes": [], "ports": ports, "contexts": contexts})
+    # the kubectl it starts with serves it for its life, whatever a later PATH holds
+    cp._save({"processes": [], "ports": ports, "contexts": contexts,
+              "kubectl": tools.which("kubectl") or "kubectl"})
     try:
         make_pki(cp.pki)
         write_kubeconfig(cp, ports["apiserver"], contexts)
@@ -569,7 +576,8 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     try:
         if cp is None:
             cp = start(paths.build() / f"controlplane-validate-{env}", fake_node=False)
-        kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"))
+        kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
+                                     exe=cp.kubectl_exe())
         ok, output = tanka.server_side_apply(kubectl, objects, namespace, dry_run=True,
                                              first_manager=VALIDATE_MANAGER)
     except (ControlPlaneError, tools.MissingTools) as e:

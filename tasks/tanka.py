@@ -782,10 +782,12 @@ def _ref(o: dict) -> str:
     return f"{o['kind']}/{o['metadata']['name']}"
 
 
-def kubectl_argv(context: str, kubeconfig: str | None = None, cache_dir: str | None = None) -> list[str]:
+def kubectl_argv(context: str, kubeconfig: str | None = None, cache_dir: str | None = None,
+                 exe: str | None = None) -> list[str]:
     """``kubectl`` for one context (for the test control plane: its own kubeconfig and
-    discovery cache, so nothing under ~/.kube is read or written)."""
-    argv = [tools.which("kubectl") or "kubectl"]
+    discovery cache, so nothing under ~/.kube is read or written, and the kubectl it was
+    started with)."""
+    argv = [exe or tools.which("kubectl") or "kubectl"]
     if kubeconfig:
         argv += ["--kubeconfig", kubeconfig]
     if cache_dir:
