@@ -21,10 +21,8 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 from . import paths, tools
@@ -39,6 +37,17 @@ ENV_VAR = "RAIBID_CONTROLPLANE"
 FAKE_NODE = "kwok-node-0"
 #: field manager of the objects the dry-run itself creates for real (CRDs, namespaces)
 VALIDATE_MANAGER = "raibid-deploy-validate"
+
+
+def _answer(url: str, context, timeout: float) -> str:
+    """Empty when ``url`` answers 200, else why not (refused, not ready, TLS not up yet)."""
+    import urllib.request  # ssl and urllib stay off doit's start-up
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
+            return "" if r.status == 200 else f"HTTP {r.status}"
+    except OSError as e:  # URLError, HTTPError (e.g. 500 while starting) and ssl errors
+        return str(e) or type(e).__name__
 
 
 class ControlPlaneError(RuntimeError):
@@ -205,6 +214,8 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ readiness
     def _ssl(self) -> ssl.SSLContext:
+        import ssl
+
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return ctx
@@ -217,12 +228,9 @@ class ControlPlane:
             if not self.alive(name):
                 raise ControlPlaneError(f"{name} exited while starting; its log "
                                         f"({self.dir / 'logs' / (name + '.log')}) ends:\n{self.log_tail(name)}")
-            try:
-                with urllib.request.urlopen(url, timeout=2, context=context) as r:
-                    if r.status == 200:
-                        return
-            except OSError as e:  # refused, not ready (HTTP 500), TLS not up yet
-                last = str(e)
+            last = _answer(url, context, 2)
+            if not last:
+                return
             time.sleep(0.2)
         raise ControlPlaneError(f"{name} did not become ready within {timeout:.0f}s ({url}: {last}); "
                                 f"its log ends:\n{self.log_tail(name)}")
@@ -232,11 +240,10 @@ class ControlPlane:
         if not self.alive() or not self.port:
             return False
         try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/readyz", timeout=3,
-                                        context=self._ssl()) as r:
-                return r.status == 200
-        except (OSError, ssl.SSLError):
+            context = self._ssl()
+        except OSError:  # the PKI is gone
             return False
+        return not _answer(f"https://127.0.0.1:{self.port}/readyz", context, 3)
 
 
 def _reap(pid: int, block: bool = False) -> None:
@@ -374,6 +381,8 @@ def _start_components(cp: ControlPlane, ports: dict, timeout: float) -> None:
         "--controllers=*,-node-lifecycle-controller"])
     cp.spawn("kube-scheduler", [w("kube-scheduler"), *common, f"--secure-port={ports['scheduler']}",
                                 f"--cert-dir={cp.dir / 'scheduler'}"])
+    import ssl
+
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE  # their self-signed loopback serving certs
