@@ -211,6 +211,13 @@ def _get(obj: dict, path: tuple[str, ...]):
     return obj
 
 
+def pod_spec(obj: dict) -> dict | None:
+    """The pod spec of a Pod, a workload with a pod template, or a ScaledJob (else None)."""
+    path = POD_SPEC_PATHS.get(obj.get("kind"))
+    pod = _get(obj, path) if path else None
+    return pod if isinstance(pod, dict) else None
+
+
 def _containers(pod: dict) -> Iterator[tuple[dict, bool]]:
     for c in pod.get("initContainers") or []:
         yield c, True

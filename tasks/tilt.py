@@ -85,17 +85,10 @@ def _objects(text: str) -> list[dict]:
     return [o for o in yaml.load_all(text or "", Loader=loader) if o]
 
 
-def _containers(obj: dict) -> list[dict]:
-    """The containers of a Pod, a workload with a pod template, or a ScaledJob."""
-    spec = obj.get("spec") or {}
-    spec = spec.get("jobTargetRef") or spec            # ScaledJob -> its Job spec
-    if "template" in spec:                             # workload -> its pod spec
-        spec = (spec.get("template") or {}).get("spec") or {}
-    return list(spec.get("containers") or [])
-
-
 def problems(result: dict, context: str) -> list[str]:
     """What is wrong with a Tiltfile load result (Tilt's JSON) that Tilt itself accepts."""
+    from .manifests import pod_spec
+
     probs: list[str] = []
     manifests = {m["Name"]: m for m in result.get("Manifests") or []}
     # every workload is a resource of its own, labelled (never lost in "uncategorized")
@@ -114,7 +107,7 @@ def problems(result: dict, context: str) -> list[str]:
     for name, m in manifests.items():
         dt = m.get("DeployTarget") or {}
         declared = {p.get("containerPort") for o in _objects(dt.get("yaml"))
-                    for c in _containers(o) for p in c.get("ports") or []}
+                    for c in (pod_spec(o) or {}).get("containers") or [] for p in c.get("ports") or []}
         for f in (dt.get("portForwardTemplateSpec") or {}).get("forwards") or []:
             port = f.get("localPort")
             if port in seen:
