@@ -78,11 +78,10 @@ def tiltfile_result(env: str, context: str | None = None, kube_context: str | No
 
 
 def _objects(text: str) -> list[dict]:
-    """The objects of a YAML stream (libyaml when available: the CRDs are large)."""
-    import yaml
+    """The objects of a YAML stream (the CRDs are large: manifests' libyaml loader)."""
+    from .manifests import _yaml_docs
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [o for o in yaml.load_all(text or "", Loader=loader) if o]
+    return [o for o in _yaml_docs(text or "") if o]
 
 
 def problems(result: dict, context: str) -> list[str]:
