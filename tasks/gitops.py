@@ -166,9 +166,9 @@ def task_publish():
     """Publish an environment's validated render to the GitOps repository Flux applies."""
     from doit.tools import config_changed
 
-    from . import core, tanka
+    from . import settings as deploy_settings, tanka
 
-    for env in core.plan_or_exit().settings.environments:
+    for env in deploy_settings.current_or_exit().environments:
         yield tools.needs({
             "name": env,
             "doc": f"Commit and push build/manifests/{env}/ to the GitOps repository Flux watches "

@@ -16,41 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .problems import SHOWN_PROBLEMS, InputError, Problem  # noqa: F401 (re-exported)
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
-_K8S_VERSION = re.compile(r"^(\d{1,3})\.(\d{1,3})(\.\d{1,4})?$")
 MAX_ID = 999_999_999
 STATUSES = ("done", "stale", "not run", "not built")
 CRITERIA_LEVELS = ("must", "should", "nice")
 
 
 # --------------------------------------------------------------------------- model
-
-
-@dataclass(frozen=True)
-class Settings:
-    project: str = "raibid-ci"
-    namespace: str = "raibid-system"
-    cluster: str = "raibid-ci"
-    environments: tuple[str, ...] = ("local", "staging", "prod")
-    kubernetes_version: str = "1.33.0"
-    registry: str = "raibid-registry.localhost"
-    registry_port: int = 5111
-
-    @property
-    def registry_push(self) -> str:
-        """Where the host pushes images (the k3d registry's published port)."""
-        return f"localhost:{self.registry_port}"
-
-    @property
-    def registry_pull(self) -> str:
-        """How the cluster names the same registry (k3d prefixes its container name)."""
-        return f"k3d-{self.registry}:{self.registry_port}"
-
-    @property
-    def kube_context(self) -> str:
-        return f"k3d-{self.cluster}"
 
 
 @dataclass(frozen=True)
@@ -91,7 +64,6 @@ class Criterion:
 
 @dataclass(frozen=True)
 class Plan:
-    settings: Settings
     workstreams: tuple[Workstream, ...]
     items: tuple[Item, ...]
     milestones: tuple[Milestone, ...] = ()
@@ -117,36 +89,8 @@ class Plan:
 # --------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    message: str
-    fix: str = ""
-    column: int = 0   # 1-based, when the problem is a character rather than a key
-
-    def render(self, source: str) -> str:
-        where = f"{source}:{self.line}" if self.line else source
-        if self.line and self.column:
-            where += f":{self.column}"
-        return f"{where}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
-
-
-#: at most this many problems are printed (all are kept in ``PlanError.problems``)
-SHOWN_PROBLEMS = 100
-
-
-class PlanError(Exception):
+class PlanError(InputError):
     """plan.yaml is not a valid plan; ``str()`` lists every problem with its line."""
-
-    def __init__(self, source: str, problems: list[Problem]):
-        self.source = source
-        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
-        n = len(self.problems)
-        head = f"{source}: {n} problem{'s' if n != 1 else ''} found"
-        shown = [p.render(source) for p in self.problems[:SHOWN_PROBLEMS]]
-        if n > SHOWN_PROBLEMS:
-            shown.append(f"... and {n - SHOWN_PROBLEMS} more problems not shown: fix these first")
-        super().__init__("\n".join([head] + shown))
 
 
 def _position(text: str, index: int) -> tuple[int, int]:
@@ -522,116 +466,16 @@ def _entries(c: _Checker, seq: list, what: str):
             c.add(line, f"{what}[{i}] must be a mapping, got {_kind(entry)}", "write `- id: ...` with its keys")
 
 
-def _settings(c: _Checker, doc: _Map) -> Settings:
-    m = doc.get("settings")
-    if m is None:
-        return Settings()
-    if not isinstance(m, _Map):
-        c.add(_line(doc, "settings"), f"'settings' must be a mapping, got {_kind(m)}", "write `settings:` with keys below it")
-        return Settings()
-    fields = ("project", "namespace", "cluster", "environments", "kubernetes_version", "registry",
-              "registry_port")
-    c.keys(m, "settings", (), fields)
-    d = Settings()
-    envs = _environments(c, m) if "environments" in m else d.environments
-    kv = m.get("kubernetes_version", d.kubernetes_version)
-    if isinstance(kv, (int, float)) and not isinstance(kv, bool):
-        c.add(_line(m, "kubernetes_version"), "settings: 'kubernetes_version' must be a string",
-              'quote it: `kubernetes_version: "1.33.0"`')
-        kv = d.kubernetes_version
-    elif isinstance(kv, str) and kv.strip():
-        _kubernetes_version(c, m, kv)
-    registry = m.get("registry")
-    if isinstance(registry, str) and registry.strip() and not _HOST.match(registry):
-        c.add(_line(m, "registry"), "settings: 'registry' must be a host name (lowercase letters, digits, "
-              f"'-' and '.'; no scheme, port or path: the port is `registry_port`), got {registry!r}",
-              "write e.g. `registry: raibid-registry.localhost`")
-    for key in ("namespace", "cluster"):
-        v = m.get(key)
-        if isinstance(v, str) and not _DNS_LABEL.match(v):
-            c.add(_line(m, key), f"settings: {key!r} must be a Kubernetes name (lowercase letters, digits "
-                  f"and '-', at most 63), got {v!r}", f"write e.g. `{key}: {v.lower().replace('_', '-')[:63]}`")
-    port = m.get("registry_port", d.registry_port)
-    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
-        c.add(_line(m, "registry_port"), f"settings: 'registry_port' must be a port number, got {_kind(port)}",
-              "write e.g. `registry_port: 5111`")
-        port = d.registry_port
-    return Settings(
-        registry=_str(c, m, "registry", "settings", d.registry),
-        registry_port=port,
-        project=_str(c, m, "project", "settings", d.project),
-        namespace=_str(c, m, "namespace", "settings", d.namespace),
-        cluster=_str(c, m, "cluster", "settings", d.cluster),
-        environments=envs or d.environments,
-        kubernetes_version=_str(c, m, "kubernetes_version", "settings", d.kubernetes_version) if isinstance(kv, str) else kv,
-    )
-
-
-def _environments(c: _Checker, m: _Map) -> tuple[str, ...]:
-    """``settings.environments``: safe names (each names tanka/environments/<name> and
-    build/manifests/<name>), each once."""
-    v = m.get("environments")
-    if not isinstance(v, list) or not v:
-        c.add(_line(m, "environments"), "settings: 'environments' must be a list naming at least one "
-              f"environment, got {_kind(v) if not isinstance(v, list) else 'an empty list'}",
-              "write `environments: [local]`")
-        return ()
-    out: dict[str, int] = {}
-    for i, name in enumerate(v):
-        line = v.item_lines[i] if isinstance(v, _Seq) else _line(m, "environments")
-        if not (isinstance(name, str) and _DNS_LABEL.match(name)):
-            shown = repr(name) if isinstance(name, str) else _kind(name)
-            safe = re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-")[:63] or "local"
-            c.add(line, "settings: environment names must be lowercase Kubernetes-style names (letters, "
-                  f"digits and '-', at most 63, no paths or spaces), got {shown}",
-                  f"rename it, e.g. `{safe}` (it names the folder tanka/environments/<name>)")
-        elif name in out:
-            c.add(line, f"settings: environment {name!r} is listed twice (first at line {out[name]})",
-                  "list each environment once")
-        else:
-            out[name] = line
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=1)
-def supported_kubernetes_versions() -> tuple[str, ...]:
-    """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate
-    has, read from its package data (without importing it)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("kubernetes_validate")
-    if spec is None or not spec.submodule_search_locations:
-        return ()
-    found = set()
-    for loc in spec.submodule_search_locations:
-        schemas = Path(loc) / "kubernetes-json-schema"
-        if schemas.is_dir():
-            for d in schemas.iterdir():
-                mm = re.match(r"^v(\d+)\.(\d+)", d.name)
-                if mm:
-                    found.add((int(mm.group(1)), int(mm.group(2))))
-    return tuple(f"{a}.{b}" for a, b in sorted(found))
-
-
-def _kubernetes_version(c: _Checker, m: _Map, version: str) -> None:
-    known = supported_kubernetes_versions()
-    mm = _K8S_VERSION.match(version)
-    if mm and (not known or f"{int(mm.group(1))}.{int(mm.group(2))}" in known):
-        return
-    what = "is not a Kubernetes version (MAJOR.MINOR.PATCH)" if not mm else "is a version the manifest validator cannot check"
-    span = f"; kubernetes-validate knows {known[0]} to {known[-1]}" if known else ""
-    c.add(_line(m, "kubernetes_version"), f"settings: 'kubernetes_version' {version!r} {what}{span}",
-          f'write e.g. `kubernetes_version: "{known[-1] if known else "1.33"}.0"`')
-
-
 def build(doc: Any, source: str = "plan.yaml") -> Plan:
     """Check a parsed document and turn it into a :class:`Plan` (or raise PlanError)."""
     c = _Checker()
     if not isinstance(doc, _Map):
         raise PlanError(source, [Problem(1, f"the file must be a mapping at the top, got {_kind(doc)}",
-                                         "start with `settings:`, `workstreams:` and `items:`")])
+                                         "start with `workstreams:` and `items:`")])
+    if "settings" in doc:
+        c.add(_line(doc, "settings"), "the deploy settings moved to deploy.json: plan.yaml is the migration "
+              "tracker only", "move `settings:` to deploy.json (see README.md, \"Settings\") and delete it here")
     c.keys(doc, "top level", ("workstreams", "items"), ("settings", "milestones", "success_criteria"))
-    settings = _settings(c, doc)
 
     workstreams: list[Workstream] = []
     ws_lines: dict[str, int] = {}
@@ -734,7 +578,7 @@ def build(doc: Any, source: str = "plan.yaml") -> Plan:
 
     if c.problems:
         raise PlanError(source, c.problems)
-    plan = Plan(settings, tuple(workstreams), tuple(items), tuple(milestones), tuple(criteria), source)
+    plan = Plan(tuple(workstreams), tuple(items), tuple(milestones), tuple(criteria), source)
     _check_cycles(plan, needs_lines)
     return plan
 
@@ -794,7 +638,6 @@ def load(path: Path | None = None) -> Plan:
         source = str(path)
     text = read_text(path, source)
     plan = loads(text, source)
-    check_environments(plan, text, path.parent)
     return plan
 
 
@@ -821,31 +664,6 @@ def decode(data: bytes, source: str = "plan.yaml") -> str:
         col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
         raise PlanError(source, [Problem(line, "the file is not UTF-8 text here", "save the file as UTF-8 "
                                          "(most editors: File > Save with encoding > UTF-8)", col)]) from None
-
-
-def check_environments(plan: Plan, text: str, root: Path) -> None:
-    """Each environment of the plan has its Tanka environment (when the project has any)."""
-    envs_dir = root / "tanka" / "environments"
-    if not envs_dir.is_dir():
-        return
-    have = sorted(p.name for p in envs_dir.iterdir() if p.is_dir())
-    missing = [e for e in plan.settings.environments if e not in have]
-    if not missing:
-        return
-    doc = _parse(text, plan.source)  # only on this error path: for the lines
-    m = doc.get("settings") if isinstance(doc, _Map) else None
-    envs = m.get("environments") if isinstance(m, _Map) else None
-    problems = []
-    for name in missing:
-        line = 0
-        if isinstance(envs, _Seq) and name in envs:
-            line = envs.item_lines[envs.index(name)]
-        close = difflib.get_close_matches(name, have, n=1)
-        problems.append(Problem(line, f"settings: environment {name!r} has no Tanka environment "
-                                f"(tanka/environments/{name}/ does not exist)",
-                                f"did you mean {close[0]!r}?" if close else
-                                f"create tanka/environments/{name}/ or use one of: {', '.join(have)}"))
-    raise PlanError(plan.source, problems)
 
 
 _CACHE: dict[Path, tuple[tuple[int, int], Plan]] = {}
@@ -880,7 +698,6 @@ def current() -> Plan:
         if plan is None:
             plan = loads(text, source)
             _store(cache, digest, plan)
-    check_environments(plan, text, path.parent)
     _CACHE[path] = (key, plan)
     return plan
 
@@ -894,19 +711,16 @@ def _digest(text: str) -> str:
 
 
 def _to_json(plan: Plan) -> dict:
-    from dataclasses import asdict, astuple
+    from dataclasses import astuple
 
-    return {"settings": asdict(plan.settings), "workstreams": [astuple(w) for w in plan.workstreams],
+    return {"workstreams": [astuple(w) for w in plan.workstreams],
             "items": [[i.id, i.title, i.workstream, i.estimate_days, i.needs, i.tasks, i.line] for i in plan.items],
             "milestones": [astuple(m) for m in plan.milestones], "criteria": [astuple(c) for c in plan.criteria]}
 
 
 def _from_json(data: dict, source: str) -> Plan:
-    s = dict(data["settings"])
-    s["environments"] = tuple(s["environments"])
     plan = object.__new__(_CachedPlan)
-    for name, value in (("settings", Settings(**s)),
-                        ("workstreams", tuple(Workstream(*w) for w in data["workstreams"])),
+    for name, value in (("workstreams", tuple(Workstream(*w) for w in data["workstreams"])),
                         ("milestones", tuple(Milestone(i, t, tuple(its), d, line)
                                              for i, t, its, d, line in data["milestones"])),
                         ("criteria", tuple(Criterion(lv, t, tuple(ts), line) for lv, t, ts, line in data["criteria"])),
@@ -919,7 +733,7 @@ def _from_json(data: dict, source: str) -> Plan:
 
 class _CachedPlan(Plan):
     """A plan read from build/.plan-cache.json: its items are built when first used, so a
-    command that needs only the settings (``doit list``, most task creators) does not pay
+    command that needs only the task names does not pay
     for 10,000 items."""
 
     @functools.cached_property

@@ -32,14 +32,12 @@ def src(tmp_path) -> Path:
 
 
 def _environment_contexts() -> list[str]:
-    """Every kube context the environments name (tanka/environments/*/spec.json), so the test
-    control plane's kubeconfig answers to each of them (and to nothing real)."""
-    import json
+    """Every kube context of the environments (deploy.json), so the test control plane's
+    kubeconfig answers to each of them (and to nothing real)."""
+    from tasks import settings
 
-    names = []
-    for spec in sorted((REPO / "tanka" / "environments").glob("*/spec.json")):
-        names += json.loads(spec.read_text()).get("spec", {}).get("contextNames") or []
-    return list(dict.fromkeys(names))
+    s = settings.load(REPO / settings.FILE)
+    return list(dict.fromkeys(s.env(e).context for e in s.environments))
 
 
 @pytest.fixture(scope="session")

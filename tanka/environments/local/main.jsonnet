@@ -4,13 +4,14 @@
 // builds; `doit apply:local` passes what `doit push:*` pushed). Secrets: rendered from
 // secrets.local.json, which `doit secrets:local` generates once per machine (random,
 // gitignored). Small volumes, one replica, Redis without auth.
+local environment = import 'raibid/environment.libsonnet';
 local raibid = import 'raibid/main.libsonnet';
 
 function(images={})
-  raibid.stack(raibid.config.new('local', {
+  environment.new('local', {
     images: raibid.images(images),
     secrets: { values: import 'secrets.local.json' },
     redis: { auth: false, persistence: { size: '1Gi' } },
     gitea: { persistence: { size: '2Gi' } },
     server: { replicas: 1 },
-  }))
+  })

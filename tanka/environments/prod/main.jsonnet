@@ -3,6 +3,7 @@
 // Images from the registry with explicit version tags, Redis auth on, Secrets
 // referenced by name (tanka/README.md "Secrets"), larger volumes and resources, and
 // the server scaled by a HorizontalPodAutoscaler (3 to 10 replicas).
+local environment = import 'raibid/environment.libsonnet';
 local raibid = import 'raibid/main.libsonnet';
 
 // Gitea's host: its registry serves the images, so DOMAIN/ROOT_URL name it too.
@@ -11,7 +12,7 @@ local registry = domain + '/raibid';
 local version = '0.1.0';
 
 function(images={})
-  raibid.stack(raibid.config.new('prod', {
+  environment.new('prod', {
     version: version,
     logLevel: 'warn',
     images: {
@@ -40,4 +41,4 @@ function(images={})
       replicas: 3,
       hpa: { enabled: true, minReplicas: 3, maxReplicas: 10, cpuUtilization: 70 },
     },
-  }))
+  })

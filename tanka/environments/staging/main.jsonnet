@@ -3,6 +3,7 @@
 // Images from the registry with explicit version tags (override with
 // `--tla-code images=...`), Redis auth on, Secrets referenced by name (created in the
 // cluster beforehand, see tanka/README.md "Secrets"), two server replicas.
+local environment = import 'raibid/environment.libsonnet';
 local raibid = import 'raibid/main.libsonnet';
 
 // Gitea's host: its registry serves the images, so DOMAIN/ROOT_URL name it too.
@@ -11,7 +12,7 @@ local registry = domain + '/raibid';
 local version = '0.1.0';
 
 function(images={})
-  raibid.stack(raibid.config.new('staging', {
+  environment.new('staging', {
     version: version,
     images: {
       server: '%s/raibid-server:%s' % [registry, version],
@@ -21,4 +22,4 @@ function(images={})
     redis: { auth: true, persistence: { size: '8Gi' } },
     gitea: { domain: domain, rootUrl: 'https://%s/' % domain, persistence: { size: '20Gi' } },
     server: { replicas: 2 },
-  }))
+  })

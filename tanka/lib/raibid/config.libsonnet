@@ -15,18 +15,21 @@
 // `overrides` is deep-merged (util.deepMerge), so `{ server: { replicas: 3 } }` keeps
 // every other server setting.
 local util = import 'util.libsonnet';
+// The deploy settings (project, namespace, Kubernetes version, environments): one file
+// at the project root, read by doit and the Tiltfile too. Never repeat them here.
+local settings = import '../../../deploy.json';
 
 {
   // Defaults: what local development uses unless an environment says otherwise.
   defaults:: {
     env: 'local',
-    project: 'raibid-ci',
-    namespace: 'raibid-system',
+    project: settings.project,
+    namespace: settings.namespace,
     version: 'dev',  // app.kubernetes.io/version of our own objects
     logLevel: 'info',
-    // Kubernetes version Helm renders the charts for (Capabilities.KubeVersion). Keep
-    // it equal to plan.yaml settings.kubernetes_version, which validation uses.
-    kubeVersion: '1.33.0',
+    // Kubernetes version Helm renders the charts for (Capabilities.KubeVersion): the
+    // one validation uses too.
+    kubeVersion: settings.kubernetes_version,
 
     // Image references of our two applications. Tilt (local) and `doit apply:<env>`
     // (`--tla-code images=...`) replace them; staging/prod pin explicit versions.
@@ -151,9 +154,14 @@ local util = import 'util.libsonnet';
     },
   },
 
-  // new(env, overrides): the configuration of environment `env`.
+  // settings: deploy.json, as doit reads it.
+  settings:: settings,
+
+  // new(env, overrides): the configuration of environment `env` (its namespace from
+  // deploy.json's `environments.<env>.namespace`, else the project's).
   new(env, overrides={})::
-    local c = util.deepMerge($.defaults { env: env }, overrides);
+    local own = std.get(settings.environments, env, {});
+    local c = util.deepMerge($.defaults { env: env, namespace: std.get(own, 'namespace', settings.namespace) }, overrides);
     c {
       local this = self,
 

@@ -1,0 +1,37 @@
+"""Problems in a file the user wrote (plan.yaml, deploy.json): each names the file, the line
+(and column, for a character) and the fix. All are reported at once, never as a traceback."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    message: str
+    fix: str = ""
+    column: int = 0   # 1-based, when the problem is a character rather than a key
+
+    def render(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        if self.line and self.column:
+            where += f":{self.column}"
+        return f"{where}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+#: at most this many problems are printed (all are kept in ``InputError.problems``)
+SHOWN_PROBLEMS = 100
+
+
+class InputError(Exception):
+    """A file the user wrote is not valid; ``str()`` lists every problem with its line."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
+        n = len(self.problems)
+        head = f"{source}: {n} problem{'s' if n != 1 else ''} found"
+        shown = [p.render(source) for p in self.problems[:SHOWN_PROBLEMS]]
+        if n > SHOWN_PROBLEMS:
+            shown.append(f"... and {n - SHOWN_PROBLEMS} more problems not shown: fix these first")
+        super().__init__("\n".join([head] + shown))

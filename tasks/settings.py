@@ -1,0 +1,348 @@
+"""The deploy settings: ``deploy.json``, the one home of what the stack is deployed as.
+
+One file, read by everything that needs a setting, never copied:
+
+- doit reads it here (:func:`current`);
+- jsonnet imports it (``tanka/lib/raibid/config.libsonnet`` and the inline Tanka
+  environments of ``tanka/lib/raibid/environment.libsonnet``);
+- the Tiltfile reads it (``read_json``);
+- ``doit cluster`` generates the k3d config from it and ``cluster/k3d.yaml``.
+
+Top-level keys: ``project``, ``namespace``, ``cluster`` (k3d cluster; kube context
+``k3d-<cluster>``), ``registry`` and ``registry_port`` (the k3d registry), and
+``kubernetes_version`` (schemas the manifests are validated against, and the version Helm
+renders for). ``environments`` gives the properties of each Tanka environment in
+``tanka/environments/`` (the environments themselves are what is on disk):
+
+- ``kind``: ``local`` (this project's k3d cluster: images built and pushed to its registry,
+  secrets generated on this machine, Tilt and ``doit up`` deploy it) or ``remote`` (a
+  cluster of its own, ``context`` required);
+- ``context``: the kube context of a remote environment;
+- ``namespace``: default namespace (default: the top-level one);
+- ``confirm_apply``: ``doit apply:<env>`` refuses without ``--yes`` (default false);
+- ``image_policy``: ``pinned`` (every image names a version or digest; not ``latest``,
+  ``dev`` or untagged) or ``any``. Default: ``any`` for local, ``pinned`` for remote.
+
+The plan tracker (``plan.yaml``) is another file: a broken tracker never blocks a deploy.
+Every problem here is reported as ``deploy.json:LINE: what is wrong`` with its fix.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .problems import InputError, Problem
+
+FILE = "deploy.json"
+KINDS = ("local", "remote")
+IMAGE_POLICIES = ("pinned", "any")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+_K8S_VERSION = re.compile(r"^(\d{1,3})\.(\d{1,3})(\.\d{1,4})?$")
+_TOP = ("project", "namespace", "cluster", "registry", "registry_port", "kubernetes_version", "environments")
+_ENV_KEYS = ("kind", "context", "namespace", "confirm_apply", "image_policy")
+
+
+class SettingsError(InputError):
+    """deploy.json is not valid; ``str()`` lists every problem with its line."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One Tanka environment's deploy properties (``deploy.json`` ``environments.<name>``)."""
+
+    name: str
+    kind: str
+    context: str
+    namespace: str
+    confirm_apply: bool = False
+    image_policy: str = "any"
+
+    @property
+    def local(self) -> bool:
+        """Deployed to this project's k3d cluster (images from its registry, local secrets)."""
+        return self.kind == "local"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    namespace: str
+    cluster: str
+    registry: str
+    registry_port: int
+    kubernetes_version: str
+    envs: dict = field(default_factory=dict)  # name -> Environment, in deploy.json's order
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        """The environment names, in deploy.json's order."""
+        return tuple(self.envs)
+
+    def env(self, name: str) -> Environment:
+        return self.envs[name]
+
+    def local_env(self) -> Environment | None:
+        """The environment of kind ``local`` (``doit up`` and Tilt deploy it), if there is one."""
+        return next((e for e in self.envs.values() if e.local), None)
+
+    @property
+    def registry_push(self) -> str:
+        """Where the host pushes images (the k3d registry's published port)."""
+        return f"localhost:{self.registry_port}"
+
+    @property
+    def registry_pull(self) -> str:
+        """How the cluster names the same registry (k3d prefixes its container name)."""
+        return f"k3d-{self.registry}:{self.registry_port}"
+
+    @property
+    def kube_context(self) -> str:
+        """The kube context of the project's k3d cluster (k3d names it so)."""
+        return f"k3d-{self.cluster}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def file() -> Path:
+    return paths.root() / FILE
+
+
+def environments_dir() -> Path:
+    return paths.tanka() / "environments"
+
+
+def environments_on_disk(root: Path | None = None) -> list[str]:
+    """The Tanka environments: every ``tanka/environments/<name>/main.jsonnet``."""
+    base = (root / "tanka" / "environments") if root else environments_dir()
+    return sorted(p.parent.name for p in base.glob("*/main.jsonnet"))
+
+
+_CACHE: dict[Path, tuple[tuple, Settings]] = {}
+
+
+def current() -> Settings:
+    """The project's settings, read once per process (again when deploy.json or the set of
+    environments on disk changes). Raises :class:`SettingsError`."""
+    path = file()
+    try:
+        st = path.stat()
+        envs = environments_dir()
+        key = (st.st_mtime_ns, st.st_size, envs.stat().st_mtime_ns if envs.is_dir() else 0)
+    except OSError:
+        key = None
+    hit = _CACHE.get(path)
+    if key is not None and hit and hit[0] == key:
+        return hit[1]
+    s = load(path)
+    if key is not None:
+        _CACHE[path] = (key, s)
+    return s
+
+
+def current_or_exit() -> Settings:
+    """:func:`current`; on a broken deploy.json print every problem and exit 2 (for task
+    creators and commands: nothing has run yet)."""
+    import sys
+
+    try:
+        return current()
+    except SettingsError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(2) from None
+
+
+def load(path: Path, on_disk: list[str] | None = None) -> Settings:
+    source = FILE if path == file() else paths.rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(source, [Problem(0, "file not found", f"run doit from the project root, next to {FILE}")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(source, [Problem(0, f"cannot read the file: {getattr(e, 'strerror', None) or e}",
+                                             "check the file (UTF-8 JSON) and its permissions")]) from None
+    if on_disk is None:
+        on_disk = environments_on_disk(path.parent)
+    return loads(text, source, on_disk)
+
+
+def loads(text: str, source: str = FILE, on_disk: list[str] | None = None) -> Settings:
+    """Parse and check deploy.json's text; ``on_disk`` is the environments found in
+    tanka/environments/ (None: not checked). Raises :class:`SettingsError`."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(source, [Problem(e.lineno, f"not valid JSON: {e.msg}",
+                                             "fix the JSON syntax (a missing comma or quote, a trailing comma?)",
+                                             e.colno)]) from None
+    c = _Checker(text)
+    if not isinstance(doc, dict):
+        raise SettingsError(source, [Problem(1, "the file must be a JSON object at the top",
+                                             'start with `{"project": ..., "environments": {...}}`')])
+    c.keys(doc, (), _TOP, _TOP)
+    name = {k: c.name(doc, k) for k in ("project", "namespace", "cluster")}
+    registry = doc.get("registry")
+    if not (isinstance(registry, str) and _HOST.match(registry)):
+        c.add(("registry",), f"'registry' must be a host name (lowercase letters, digits, '-' and '.'; "
+              f"no scheme, port or path: the port is registry_port), got {registry!r}",
+              '"registry": "raibid-registry.localhost"')
+    port = doc.get("registry_port")
+    if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
+        c.add(("registry_port",), f"'registry_port' must be a port number, got {port!r}", '"registry_port": 5111')
+    version = doc.get("kubernetes_version")
+    c.kubernetes_version(version)
+    envs = _environments(c, doc.get("environments"), name["namespace"], name["cluster"], on_disk)
+    if c.problems:
+        raise SettingsError(source, c.problems)
+    return Settings(project=name["project"], namespace=name["namespace"], cluster=name["cluster"],
+                    registry=registry, registry_port=port, kubernetes_version=version, envs=envs)
+
+
+def _environments(c: "_Checker", m, namespace: str, cluster: str, on_disk: list[str] | None) -> dict:
+    if not isinstance(m, dict) or not m:
+        c.add(("environments",), "'environments' must be an object with an entry per Tanka environment",
+              '"environments": {"local": {"kind": "local"}}')
+        return {}
+    out: dict[str, Environment] = {}
+    for name, e in m.items():
+        where = ("environments", name)
+        if not _DNS_LABEL.match(name):
+            c.add(where, f"environment name {name!r} must be a lowercase Kubernetes-style name (letters, digits "
+                  "and '-', at most 63; it names the folder tanka/environments/<name>)", "rename it")
+            continue
+        if not isinstance(e, dict):
+            c.add(where, f"environment {name!r} must be an object", f'"{name}": {{"kind": "remote", "context": "..."}}')
+            continue
+        c.keys(e, where, ("kind",), _ENV_KEYS)
+        kind = e.get("kind")
+        if kind not in KINDS:
+            c.add(where + ("kind",), f"environment {name!r}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}",
+                  '"kind": "local" (this project\'s k3d cluster) or "remote" (a cluster of its own, with "context")')
+            continue
+        ctx = e.get("context")
+        if kind == "local":
+            if ctx is not None:
+                c.add(where + ("context",), f"environment {name!r} is local: its context is the project's k3d "
+                      f"cluster's (k3d-{cluster}), never set here", 'delete "context" (or make the environment "remote")')
+            ctx = f"k3d-{cluster}"
+        elif not (isinstance(ctx, str) and ctx.strip()):
+            c.add(where + ("context",) if "context" in e else where,
+                  f"environment {name!r} is remote: it needs the kube context of its cluster",
+                  f'"context": "{name}" (a context name in your kubeconfig)')
+            continue
+        ns = e.get("namespace", namespace)
+        if "namespace" in e and not (isinstance(ns, str) and _DNS_LABEL.match(ns)):
+            c.add(where + ("namespace",), f"environment {name!r}: 'namespace' must be a Kubernetes name, got {ns!r}",
+                  '"namespace": "raibid-system"')
+        confirm = e.get("confirm_apply", False)
+        if not isinstance(confirm, bool):
+            c.add(where + ("confirm_apply",), f"environment {name!r}: 'confirm_apply' must be true or false, "
+                  f"got {confirm!r}", '"confirm_apply": true')
+        policy = e.get("image_policy", "any" if kind == "local" else "pinned")
+        if policy not in IMAGE_POLICIES:
+            c.add(where + ("image_policy",), f"environment {name!r}: 'image_policy' must be one of "
+                  f"{', '.join(IMAGE_POLICIES)}, got {policy!r}", '"image_policy": "pinned"')
+        out[name] = Environment(name, kind, ctx, ns, confirm is True, policy)
+    locals_ = [n for n, e in out.items() if e.local]
+    if len(locals_) > 1:
+        c.add(("environments", locals_[1], "kind"), f"environments {', '.join(map(repr, locals_))} are all local: "
+              "one environment deploys to the project's k3d cluster", 'make the others "remote", with their "context"')
+    if on_disk is not None:
+        import difflib
+
+        for name in m:
+            if isinstance(name, str) and _DNS_LABEL.match(name) and name not in on_disk:
+                close = difflib.get_close_matches(name, on_disk, n=1)
+                c.add(("environments", name), f"environment {name!r} has no Tanka environment "
+                      f"(tanka/environments/{name}/main.jsonnet does not exist)",
+                      f"did you mean {close[0]!r}?" if close else f"create tanka/environments/{name}/main.jsonnet "
+                      "(see CONTRIBUTING.md, \"Add an environment\"), or delete the entry")
+        for name in on_disk:
+            if name not in m:
+                c.add(("environments",), f"tanka/environments/{name}/ has no entry in 'environments': its kind, "
+                      "context and apply rules are not known", f'add "{name}": {{"kind": "remote", "context": '
+                      f'"<kube context>"}} (see CONTRIBUTING.md, "Add an environment")')
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def supported_kubernetes_versions() -> tuple[str, ...]:
+    """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate
+    has, read from its package data (without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    found = set()
+    for loc in spec.submodule_search_locations:
+        schemas = Path(loc) / "kubernetes-json-schema"
+        if schemas.is_dir():
+            for d in schemas.iterdir():
+                mm = re.match(r"^v(\d+)\.(\d+)", d.name)
+                if mm:
+                    found.add((int(mm.group(1)), int(mm.group(2))))
+    return tuple(f"{a}.{b}" for a, b in sorted(found))
+
+
+class _Checker:
+    """Collects problems; finds the line of a key path in the JSON text."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.problems: list[Problem] = []
+
+    def line(self, path: tuple) -> int:
+        """The line of the last key of ``path`` (found in order, each after the previous)."""
+        pos, line = 0, 1
+        for key in path:
+            m = re.compile(r'"%s"\s*:' % re.escape(json.dumps(key)[1:-1])).search(self.text, pos)
+            if not m:
+                break
+            pos = m.end()
+            line = self.text.count("\n", 0, m.start()) + 1
+        return line
+
+    def add(self, path: tuple, message: str, fix: str = "") -> None:
+        self.problems.append(Problem(self.line(path), message, f"write {fix}" if fix.startswith(('"', "{")) else fix))
+
+    def keys(self, m: dict, where: tuple, required: tuple, allowed: tuple) -> None:
+        import difflib
+
+        what = ".".join(where) or "the top level"
+        for k in required:
+            if k not in m:
+                self.add(where, f"{what}: {k!r} is missing", f"add {k!r} (see README.md, \"Settings\")")
+        for k in m:
+            if k not in allowed:
+                close = difflib.get_close_matches(k, allowed, n=1)
+                self.add(where + (k,), f"{what}: unknown key {k!r}",
+                         f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}")
+
+    def name(self, m: dict, key: str) -> str:
+        v = m.get(key)
+        if not (isinstance(v, str) and _DNS_LABEL.match(v)):
+            self.add((key,), f"{key!r} must be a Kubernetes name (lowercase letters, digits and '-', at most 63), "
+                     f"got {v!r}", f'"{key}": "raibid-ci"' if key != "namespace" else '"namespace": "raibid-system"')
+        return v
+
+    def kubernetes_version(self, version) -> None:
+        known = supported_kubernetes_versions()
+        if not isinstance(version, str):
+            self.add(("kubernetes_version",), f"'kubernetes_version' must be a string, got {version!r}",
+                     '"kubernetes_version": "1.33.0"')
+            return
+        mm = _K8S_VERSION.match(version)
+        if mm and (not known or f"{int(mm.group(1))}.{int(mm.group(2))}" in known):
+            return
+        what = "is not a Kubernetes version (MAJOR.MINOR.PATCH)" if not mm else \
+            "is a version the manifest validator cannot check"
+        span = f"; kubernetes-validate knows {known[0]} to {known[-1]}" if known else ""
+        self.add(("kubernetes_version",), f"'kubernetes_version' {version!r} {what}{span}",
+                 f'"kubernetes_version": "{known[-1] if known else "1.33"}.0"')

@@ -1,0 +1,163 @@
+"""deploy.json: the one home of the deploy settings, read by doit, jsonnet, the Tiltfile and
+the k3d config, and checked with a line and a fix for every problem."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from support import REPO, tool_or_fail
+from tasks import settings
+from tasks.settings import SettingsError, loads
+
+GOOD = {
+    "project": "raibid-ci",
+    "namespace": "raibid-system",
+    "cluster": "raibid-ci",
+    "registry": "raibid-registry.localhost",
+    "registry_port": 5111,
+    "kubernetes_version": "1.33.0",
+    "environments": {
+        "local": {"kind": "local"},
+        "qa": {"kind": "remote", "context": "qa-ctx", "namespace": "qa-ns"},
+        "prod": {"kind": "remote", "context": "prod-ctx", "confirm_apply": True},
+    },
+}
+ON_DISK = ["local", "prod", "qa"]
+
+
+def text(doc: dict) -> str:
+    return json.dumps(doc, indent=2)
+
+
+def error(doc: dict | str, on_disk=ON_DISK) -> SettingsError:
+    with pytest.raises(SettingsError) as e:
+        loads(doc if isinstance(doc, str) else text(doc), on_disk=on_disk)
+    return e.value
+
+
+def with_env(name: str, value) -> dict:
+    doc = json.loads(json.dumps(GOOD))
+    doc["environments"][name] = value
+    return doc
+
+
+def line_of(doc_text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(doc_text.splitlines(), 1) if needle in line)
+
+
+def test_the_projects_settings_load_and_name_exactly_the_environments_on_disk():
+    s = settings.load(REPO / "deploy.json")
+    assert sorted(s.environments) == settings.environments_on_disk(REPO)
+    local = [e for e in s.envs.values() if e.local]
+    assert len(local) == 1 and local[0].context == s.kube_context == f"k3d-{s.cluster}"
+    assert all(e.context and e.context != s.kube_context for e in s.envs.values() if not e.local)
+
+
+def test_environment_properties_and_their_defaults():
+    s = loads(text(GOOD), on_disk=ON_DISK)
+    assert s.environments == ("local", "qa", "prod")  # deploy.json's order
+    assert s.env("local").context == "k3d-raibid-ci" and s.env("local").image_policy == "any"
+    assert s.env("qa").namespace == "qa-ns" and s.env("qa").image_policy == "pinned"
+    assert not s.env("qa").confirm_apply and s.env("prod").confirm_apply
+    assert s.local_env().name == "local"
+    assert s.registry_push == "localhost:5111" and s.registry_pull == "k3d-raibid-registry.localhost:5111"
+
+
+@pytest.mark.parametrize("env, value, needle, message", [
+    ("qa", {"kind": "remote"}, '"qa"', "is remote: it needs the kube context"),
+    ("local", {"kind": "local", "context": "x"}, '"context": "x"', "is local: its context is the project's k3d cluster"),
+    ("qa", {"kind": "cloud", "context": "x"}, '"kind": "cloud"', "'kind' must be one of local, remote"),
+    ("qa", {"kind": "remote", "context": "c", "confirm": True}, '"confirm"', "unknown key 'confirm'"),
+    ("qa", {"kind": "remote", "context": "c", "image_policy": "latest"}, '"image_policy"', "'image_policy' must be one of"),
+    ("qa", {"kind": "remote", "context": "c", "confirm_apply": "yes"}, '"confirm_apply"', "must be true or false"),
+    ("qa", {"kind": "remote", "context": "c", "namespace": "Q_A"}, '"Q_A"', "'namespace' must be a Kubernetes name"),
+])
+def test_a_bad_environment_is_named_at_its_line_with_the_fix(env, value, needle, message):
+    doc = with_env(env, value)
+    e = error(doc)
+    [p] = e.problems
+    assert message in p.message and p.fix
+    assert p.line == line_of(text(doc), needle)
+    assert str(e).startswith("deploy.json: 1 problem found\ndeploy.json:")
+
+
+def test_an_unknown_key_suggests_the_known_one():
+    doc = dict(GOOD, namespase="x")
+    [p] = error(doc).problems
+    assert "unknown key 'namespase'" in p.message and "did you mean 'namespace'" in p.fix
+    assert p.line == line_of(text(doc), '"namespase"')
+
+
+@pytest.mark.parametrize("key, bad", [("registry", "http://reg:5000"), ("registry_port", 70000),
+                                      ("registry_port", True), ("namespace", "Raibid_System"),
+                                      ("cluster", ""), ("kubernetes_version", "1.40.0"),
+                                      ("kubernetes_version", "banana"), ("kubernetes_version", 1.33)])
+def test_bad_top_level_values_are_named(key, bad):
+    doc = dict(GOOD, **{key: bad})
+    [p] = error(doc).problems
+    assert repr(key) in p.message and p.fix and p.line == line_of(text(doc), f'"{key}"')
+
+
+def test_invalid_json_names_line_and_column():
+    broken = text(GOOD).replace('"cluster": "raibid-ci",', '"cluster": "raibid-ci"')
+    [p] = error(broken).problems
+    assert "not valid JSON" in p.message and p.line == line_of(broken, '"registry"') and p.column
+
+
+def test_environments_must_match_the_folders_on_disk():
+    e = error(GOOD, on_disk=["local", "prod", "staging"])
+    messages = [p.message for p in e.problems]
+    assert any("'qa' has no Tanka environment" in m for m in messages)
+    assert any("tanka/environments/staging/ has no entry" in m for m in messages)
+
+
+def test_only_one_environment_may_be_local():
+    doc = with_env("qa", {"kind": "local"})
+    [p] = error(doc).problems
+    assert "are all local" in p.message
+
+
+def test_a_missing_file_is_one_message(tmp_path):
+    with pytest.raises(SettingsError, match="file not found"):
+        settings.load(tmp_path / "deploy.json", on_disk=[])
+
+
+def test_current_rereads_when_a_new_environment_appears(project, monkeypatch):
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    assert "qa" not in settings.current().environments
+    (project / "tanka" / "environments" / "qa").mkdir()
+    (project / "tanka" / "environments" / "qa" / "main.jsonnet").write_text("{}\n")
+    with pytest.raises(SettingsError, match="tanka/environments/qa/ has no entry"):
+        settings.current()
+
+
+def tk_eval(project, expr: str):
+    tk = tool_or_fail("tk")
+    probe = project / "tanka" / "settings_probe.jsonnet"
+    probe.write_text(expr)
+    proc = subprocess.run([tk, "eval", probe.name], cwd=project / "tanka", capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_jsonnet_reads_the_settings_file_itself(project):
+    """config.libsonnet imports deploy.json: a namespace, project or version changed there is
+    what jsonnet sees, with no copy to update."""
+    doc = json.loads((project / "deploy.json").read_text())
+    doc.update(namespace="other-ns", project="other", kubernetes_version="1.32.0")
+    doc["environments"]["prod"]["namespace"] = "prod-ns"
+    (project / "deploy.json").write_text(json.dumps(doc))
+    got = tk_eval(project, "local c = import 'raibid/config.libsonnet';\n"
+                  "{ l: c.new('local'), p: c.new('prod') }\n")
+    assert (got["l"]["namespace"], got["l"]["project"], got["l"]["kubeVersion"]) == ("other-ns", "other", "1.32.0")
+    assert got["p"]["namespace"] == "prod-ns"
+
+
+def test_an_environment_without_settings_fails_loudly_in_jsonnet(project):
+    tk = tool_or_fail("tk")
+    probe = project / "tanka" / "probe.jsonnet"
+    probe.write_text("(import 'raibid/environment.libsonnet').new('qa').metadata\n")
+    proc = subprocess.run([tk, "eval", probe.name], cwd=project / "tanka", capture_output=True, text=True)
+    assert proc.returncode != 0 and 'environment qa has no entry in deploy.json "environments"' in proc.stderr
