@@ -38,7 +38,8 @@ def test_missing_cluster_is_created_then_left_alone(project, cluster_shims):
     assert r.returncode == 0, r.stdout + r.stderr
     k3d = verbs(cluster_shims, "k3d")
     assert k3d[0] == "cluster list -o json"
-    assert f"cluster create --config {project / 'cluster' / 'k3d.yaml'}" in k3d
+    generated = project / "build" / "cluster" / "k3d.yaml"
+    assert f"cluster create --config {generated}" in k3d
     assert cluster_shims.state()["k3d"]["clusters"]["raibid-ci"]["running"] is True
     kubectl = verbs(cluster_shims, "kubectl")
     assert "wait --for=condition=Ready nodes --all --timeout=180s" in kubectl
@@ -141,20 +142,39 @@ def test_missing_k3d_is_named_before_anything_runs(project, shims):
     assert shims.calls() == []
 
 
-def test_cluster_config_must_agree_with_plan_settings(project, cluster_shims):
+def test_the_k3d_config_takes_its_names_from_deploy_json(project, cluster_shims):
+    """cluster/k3d.yaml holds no name deploy.json owns; the config k3d reads is generated from
+    both, so a cluster or registry renamed in deploy.json is what k3d creates."""
+    import yaml
+
+    settings = json.loads((project / "deploy.json").read_text())
+    settings.update(cluster="other", registry="reg.localhost", registry_port=5000)
+    (project / "deploy.json").write_text(json.dumps(settings))
+    r = doit(project, cluster_shims, "cluster")
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = yaml.safe_load((project / "build" / "cluster" / "k3d.yaml").read_text())
+    assert cfg["metadata"]["name"] == "other"
+    assert cfg["registries"]["create"]["name"] == "reg.localhost" and cfg["registries"]["create"]["hostPort"] == "5000"
+    assert cfg["servers"] == 1 and cfg["image"].startswith("rancher/k3s:v1.33.")  # the rest from cluster/k3d.yaml
+    assert all(argv[:2] == ["--context", "k3d-other"] for argv in cluster_shims.calls("kubectl"))
+
+
+def test_cluster_config_is_checked_offline(project, cluster_shims):
     r = doit(project, cluster_shims, "cluster:check")
     assert r.returncode == 0, r.stdout + r.stderr
     cfg = project / "cluster" / "k3d.yaml"
-    cfg.write_text(cfg.read_text().replace("  name: raibid-ci ", "  name: other ")
-                   .replace('hostPort: "5111"', 'hostPort: "5000"')
+    cfg.write_text(cfg.read_text().replace("kind: Simple\n", "kind: Simple\nmetadata:\n  name: other\n")
                    .replace("rancher/k3s:v1.33.5-k3s1", "rancher/k3s:latest"))
     r = doit(project, cluster_shims, "cluster:check")
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert "cluster/k3d.yaml: metadata.name is 'other', plan.yaml settings say 'raibid-ci'" in out
-    assert "registries.create.hostPort is '5000', plan.yaml settings say '5111'" in out
+    assert "cluster/k3d.yaml: metadata.name is set here, but deploy.json `cluster` decides it" in out
     assert "image 'rancher/k3s:latest' is not pinned" in out
+    cfg.write_text(cfg.read_text().replace("metadata:\n  name: other\n", "")
+                   .replace("rancher/k3s:latest", "rancher/k3s:v1.31.2-k3s1"))
+    r = doit(project, cluster_shims, "cluster:check")
+    assert r.returncode != 0 and "is not Kubernetes 1.33, the version deploy.json" in r.stdout + r.stderr
     # and `doit cluster` refuses it before creating anything
     r = doit(project, cluster_shims, "cluster")
-    assert r.returncode != 0 and "metadata.name is 'other'" in r.stdout + r.stderr
+    assert r.returncode != 0 and "is not Kubernetes 1.33" in r.stdout + r.stderr
     assert not any(c[:2] == ["cluster", "create"] for c in cluster_shims.calls("k3d"))
