@@ -572,23 +572,23 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     It uses the running control plane ($RAIBID_CONTROLPLANE or build/controlplane, see
     ``doit controlplane:start``), or starts one for the check and stops it after. Returns
     (problem or None, what was done, for the summary line)."""
-    from . import tanka
+    from . import kube, render
 
     if not tools_present():
         gone = ", ".join(t.name for t in tools.missing(t for t in TOOLS if t != "kwok"))
         return None, (f"server-side dry-run skipped: the control plane is not installed ({gone}; "
                       "`doit tools control-plane`, see `doit doctor`)")
-    namespace = tanka.namespace_of(env)
-    objects, namespace = dry_run_namespaces(tanka.rendered_objects(Path(directory)), namespace, env)
+    namespace = kube.namespace_of(env)
+    objects, namespace = dry_run_namespaces(render.rendered_objects(Path(directory)), namespace, env)
     running = running_dir()
     cp = ControlPlane(running) if running else None
     try:
         if cp is None:
             cp = start(paths.build() / f"controlplane-validate-{env}", fake_node=False)
-        kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
-                                     exe=cp.kubectl_exe())
-        ok, output = tanka.server_side_apply(kubectl, objects, namespace, dry_run=True,
-                                             first_manager=VALIDATE_MANAGER)
+        kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
+                                    exe=cp.kubectl_exe())
+        ok, output = kube.server_side_apply(kubectl, objects, namespace, dry_run=True,
+                                            first_manager=VALIDATE_MANAGER)
     except (ControlPlaneError, tools.MissingTools) as e:
         return f"validate:{env}: the server-side dry-run could not run: {e}", ""
     finally:

@@ -40,7 +40,7 @@ def project_context() -> str:
 
 def tilt_environments() -> list[str]:
     """The environments the Tiltfile deploys: those whose context is the project's cluster."""
-    from .tanka import context_of
+    from .kube import context_of
 
     return [e for e in environments() if context_of(e) == project_context()]
 
@@ -210,7 +210,8 @@ def check_tiltfile():
 
 def task_tilt_check():
     """Load the Tiltfile with the pinned Tilt (`tilt alpha tiltfile-result`) per environment; check its result."""
-    from .tanka import charts_present, digest_file
+    from .charts import charts_present
+    from .tanka import digest_file
 
     if not charts_present():
         # like tanka:manifests: the Tiltfile deploys the render, which needs the charts

@@ -144,7 +144,7 @@ class StackSettled(UptodateCalculator):
     an ``apply:local`` run on its own since."""
 
     def __call__(self, task, values):
-        from .tanka import deploy_digest
+        from .deploy import deploy_digest
 
         if not values.get("settled") or values.get("deployed") != deploy_digest(ENV):
             return False
@@ -166,7 +166,7 @@ def wait_rollouts():
                               f"{(proc.stderr or proc.stdout).strip()}\n"
                               f"  look: kubectl --context {s.kube_context} -n {s.namespace} describe {ref}\n"
                               f"  logs: kubectl --context {s.kube_context} -n {s.namespace} logs {ref}")
-    from .tanka import deploy_digest
+    from .deploy import deploy_digest
 
     return {"settled": True, "deployed": deploy_digest(ENV)}
 
@@ -214,7 +214,7 @@ def task_up():
 
 def forget_applied(env: str = ENV) -> bool:
     """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
-    from .tanka import APPLIED_CONFIGMAP, context_of, namespace_of
+    from .kube import APPLIED_CONFIGMAP, context_of, namespace_of
 
     argv = [tools.which("kubectl") or "kubectl", "--context", context_of(env), "-n", namespace_of(env),
             "delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
@@ -225,7 +225,8 @@ def forget_applied(env: str = ENV) -> bool:
 def delete_stack():
     from doit.exceptions import TaskFailed
 
-    from .tanka import _object_list, context_of, kubectl_argv, rendered_objects, served_kinds
+    from .kube import _object_list, context_of, kubectl_argv, served_kinds
+    from .render import rendered_objects
 
     s = settings()
     manifests = paths.build() / "manifests" / ENV
