@@ -20,8 +20,8 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from . import core, paths, tools
-from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, _context_action, applied_digest, context_of,
-                   diff_objects, kubectl_argv, namespace_of, server_side_apply)
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
+                   diff_objects, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import rendered_objects
 from .tanka import digest_file, env_dir, manifests_dir
 
@@ -66,16 +66,27 @@ def _applied_uptodate(env: str):
     return check
 
 
-def _confirm_prod(env: str, yes_prod: bool):
-    if env == "prod" and not yes_prod:
-        return TaskFailed("refusing to apply to prod without confirmation: run `doit apply:prod --yes-prod`")
-    return None
+def needs_confirmation(env: str) -> bool:
+    """apply:<env> asks for ``--yes-prod`` first."""
+    return env == "prod"
 
 
-def deploy_objects(env: str) -> list[dict]:
+def confirm_action(env: str):
+    """doit action of apply:<env> (with its ``--yes-prod`` parameter): refuse without it."""
+
+    def confirm(yes_prod):
+        if not yes_prod:
+            return TaskFailed(f"refusing to apply to {env} without confirmation: run `doit apply:{env} --yes-prod`")
+        return None
+
+    return confirm
+
+
+def deploy_objects(env: str) -> list[dict] | TaskFailed:
     """What apply:<env> deploys: the render (build/manifests/<env>/, which apply's
     validate dependency keeps current) or, when images were pushed, ``tk show`` of the
-    environment with their refs (the same objects, with Tanka's labels and namespaces)."""
+    environment with their refs (the same objects, with Tanka's labels and namespaces);
+    a TaskFailed saying why when ``tk show`` fails."""
     import yaml
 
     if not image_overrides():
@@ -83,15 +94,14 @@ def deploy_objects(env: str) -> list[dict]:
     proc = subprocess.run(["tk", "show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args()],
                           cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise RuntimeError(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
+        return TaskFailed(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
     return [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict) and d.get("kind")]
 
 
 def _apply_action(env: str):
-    try:
-        objects = deploy_objects(env)
-    except RuntimeError as e:
-        return TaskFailed(str(e))
+    objects = deploy_objects(env)
+    if isinstance(objects, TaskFailed):
+        return objects
     kubectl = kubectl_argv(context_of(env))
     ok, output = server_side_apply(kubectl, objects, namespace_of(env))
     print(output)
@@ -99,30 +109,19 @@ def _apply_action(env: str):
         return TaskFailed(f"apply:{env}: the server-side apply failed (see above); nothing was recorded, "
                           f"so the next `doit apply:{env}` applies again. `doit diff:{env}` shows what would change.")
     digest = deploy_digest(env)
-    configmap = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": APPLIED_CONFIGMAP, "namespace": namespace_of(env),
-                     "labels": {"app.kubernetes.io/managed-by": "raibid-deploy"}},
-        "data": {"digest": digest, "environment": env,
-                 "images": json.dumps(image_overrides(), sort_keys=True)},
-    }
-    rec = subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts",
-                                    f"--field-manager={FIELD_MANAGER}", "-f", "-"],
-                         input=json.dumps(configmap), capture_output=True, text=True)
-    if rec.returncode != 0:
+    problem = record_applied(env, digest, image_overrides())
+    if problem is not None:
         return TaskFailed(f"applied, but recording {APPLIED_CONFIGMAP} failed (the next apply will run "
-                          f"again):\n{rec.stderr.strip()}")
+                          f"again):\n{problem}")
     print(f"apply:{env}: {len(objects)} objects applied server-side (field manager {FIELD_MANAGER}); "
           f"recorded digest {digest[:12]} in ConfigMap {APPLIED_CONFIGMAP}")
     return None
 
 
 def _diff_action(env: str):
-    try:
-        objects = deploy_objects(env)
-    except RuntimeError as e:
-        return TaskFailed(str(e))
+    objects = deploy_objects(env)
+    if isinstance(objects, TaskFailed):
+        return objects
     code, text = diff_objects(kubectl_argv(context_of(env)), objects, namespace_of(env))
     if code > 1:
         return TaskFailed(f"diff:{env}: asking the cluster failed:\n{text}")
@@ -140,7 +139,7 @@ def task_diff():
         yield tools.needs({
             "name": env,
             "doc": f"Diff the {env} environment against its cluster (server-side, as apply:{env} applies; needs a cluster)",
-            "actions": [_context_action(env, "diffed"), (_diff_action, [env])],
+            "actions": [check_context(env, "diffed"), (_diff_action, [env])],
             "task_dep": [f"validate:{env}"],
             "uptodate": [False],
             "verbosity": 2,
@@ -150,24 +149,19 @@ def task_diff():
 def task_apply():
     """Deploy an environment to its cluster: server-side apply, CRDs first (prod needs --yes-prod)."""
     for env in core.environments():
-        params = []
-        if env == "prod":
+        params, actions = [], [check_context(env, "applied"), (_apply_action, [env])]
+        confirm = needs_confirmation(env)
+        if confirm:
             params = [{"name": "yes_prod", "long": "yes-prod", "type": bool, "default": False,
                        "help": "confirm applying to production"}]
-            actions = [_confirm_prod_action, _context_action(env, "applied"), (_apply_action, [env])]
-        else:
-            actions = [_context_action(env, "applied"), (_apply_action, [env])]
+            actions.insert(0, confirm_action(env))
         yield tools.needs({
             "name": env,
             "doc": (f"Apply the {env} environment server-side, CRDs first (up to date while the cluster holds "
-                    f"its digest){'; needs --yes-prod' if env == 'prod' else ''}"),
+                    f"its digest){'; needs --yes-prod' if confirm else ''}"),
             "actions": actions,
             "params": params,
             "task_dep": [f"validate:{env}"],
             "uptodate": [_applied_uptodate(env)],
             "verbosity": 2,
         }, "tk", "helm", "kubectl")
-
-
-def _confirm_prod_action(yes_prod):
-    return _confirm_prod("prod", yes_prod)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
@@ -24,38 +25,38 @@ FIELD_MANAGER = "raibid-deploy"
 FIRST_KINDS = ("CustomResourceDefinition", "Namespace")
 
 
-def context_of(env: str) -> str:
-    """The first kube context of an environment's spec.json."""
-    spec = json.loads((env_dir(env) / "spec.json").read_text())
-    names = spec.get("spec", {}).get("contextNames") or []
-    if not names:
-        raise SystemExit(f"{paths.rel(env_dir(env) / 'spec.json')}: spec.contextNames is empty")
-    return names[0]
+def is_local(env: str) -> bool:
+    """The environment runs on this machine's own cluster (`doit cluster`; it reads the
+    generated local secrets)."""
+    return env == LOCAL_ENV
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def spec_file(env: str) -> Path:
+    return env_dir(env) / "spec.json"
+
+
+def _spec(env: str) -> dict:
+    return json.loads(spec_file(env).read_text()).get("spec", {})
+
+
+def context_of(env: str) -> str | None:
+    """The first kube context of an environment's spec.json, None when it names none
+    (:func:`context_problem` says so)."""
+    names = _spec(env).get("contextNames") or []
+    return names[0] if names else None
 
 
 def namespace_of(env: str) -> str:
-    spec = json.loads((env_dir(env) / "spec.json").read_text())
-    return spec.get("spec", {}).get("namespace") or core.plan_or_exit().settings.namespace
-
-
-def applied_digest(env: str) -> str | None:
-    """The digest recorded in the cluster by the last apply, or None (asked live)."""
-    if tools.which("kubectl") is None:
-        return None
-    try:
-        proc = subprocess.run(
-            ["kubectl", "--context", context_of(env), "--namespace", namespace_of(env),
-             "get", "configmap", APPLIED_CONFIGMAP, "-o", "jsonpath={.data.digest}"],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+    return _spec(env).get("namespace") or core.plan_or_exit().settings.namespace
 
 
 def kube_contexts() -> list[str] | None:
     """The context names of the kubeconfig (``kubectl config view``), None if unreadable."""
-    proc = subprocess.run(["kubectl", "config", "view", "-o", "json"], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(kubectl_argv(None) + ["config", "view", "-o", "json"], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         return None
     try:
@@ -64,42 +65,103 @@ def kube_contexts() -> list[str] | None:
         return None
 
 
-def _context_action(env: str, verb: str):
-    """doit action: fail with what to do when the environment's kube context is not configured
-    (tk's own error for a missing context is cryptic)."""
+def context_problem(env: str, verb: str) -> str | None:
+    """Why ``env`` cannot be reached (its spec names no context, or the kubeconfig lacks
+    it: tk's own error for that is cryptic), with what to do; None when it can (or the
+    kubeconfig is unreadable: then kubectl says what is wrong)."""
+    ctx = context_of(env)
+    where = paths.rel(spec_file(env))
+    if ctx is None:
+        return f"{where}: spec.contextNames is empty: nothing was {verb}. Name the environment's kube context there."
+    contexts = kube_contexts()
+    if contexts is None or ctx in contexts:
+        return None
+    hint = ("`doit cluster` creates the k3d cluster and its context" if is_local(env)
+            else "Add it to your kubeconfig (or point KUBECONFIG at one that has it)")
+    return f"kube context {ctx!r} ({where}) is not in your kubeconfig: nothing was {verb}. {hint}."
+
+
+def check_context(env: str, verb: str):
+    """doit action: fail with what to do when the environment's kube context is not configured."""
 
     def check_context():
-        ctx = context_of(env)
-        contexts = kube_contexts()
-        if contexts is None or ctx in contexts:
-            return None  # unreadable kubeconfig: let tk say what is wrong
-        hint = ("`doit cluster` creates the k3d cluster and its context" if env == LOCAL_ENV
-                else "Add it to your kubeconfig (or point KUBECONFIG at one that has it)")
-        return TaskFailed(f"kube context {ctx!r} ({paths.rel(env_dir(env) / 'spec.json')}) is not in your "
-                          f"kubeconfig: nothing was {verb}. {hint}.")
+        problem = context_problem(env, verb)
+        return TaskFailed(problem) if problem else None
 
     return check_context
 
 
-def _object_list(objects: list[dict]) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-
-
-def _ref(o: dict) -> str:
-    return f"{o['kind']}/{o['metadata']['name']}"
-
-
-def kubectl_argv(context: str, kubeconfig: str | None = None, cache_dir: str | None = None,
+def kubectl_argv(context: str | None, kubeconfig: str | None = None, cache_dir: str | None = None,
                  exe: str | None = None) -> list[str]:
-    """``kubectl`` for one context (for the test control plane: its own kubeconfig and
-    discovery cache, so nothing under ~/.kube is read or written, and the kubectl it was
-    started with)."""
+    """``kubectl`` for one context (none: the kubeconfig's own business, e.g. ``config
+    view``); for the test control plane its own kubeconfig and discovery cache, so nothing
+    under ~/.kube is read or written, and the kubectl it was started with."""
     argv = [exe or tools.which("kubectl") or "kubectl"]
     if kubeconfig:
         argv += ["--kubeconfig", kubeconfig]
     if cache_dir:
         argv += ["--cache-dir", cache_dir]
-    return argv + ["--context", context]
+    return argv + (["--context", context] if context else [])
+
+
+def env_kubectl(env: str) -> list[str]:
+    """``kubectl`` for an environment's context and namespace."""
+    return kubectl_argv(context_of(env)) + ["--namespace", namespace_of(env)]
+
+
+# --------------------------------------------------------------------------- the applied record
+
+
+def applied_digest(env: str) -> str | None:
+    """The digest the last apply:<env> recorded in the cluster, or None (asked live; None
+    too when the cluster or kubectl cannot answer, so apply runs and says why)."""
+    if tools.which("kubectl") is None or context_of(env) is None:
+        return None
+    try:
+        proc = subprocess.run(env_kubectl(env) + ["get", "configmap", APPLIED_CONFIGMAP,
+                                                  "-o", "jsonpath={.data.digest}"],
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def record_applied(env: str, digest: str, images: dict[str, str]) -> str | None:
+    """Record in the cluster that apply:<env> deployed ``digest`` (with ``images``);
+    None, or why it failed."""
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": APPLIED_CONFIGMAP, "namespace": namespace_of(env),
+                     "labels": {"app.kubernetes.io/managed-by": "raibid-deploy"}},
+        "data": {"digest": digest, "environment": env, "images": json.dumps(images, sort_keys=True)},
+    }
+    rec = subprocess.run(kubectl_argv(context_of(env)) + [
+        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", "-"],
+        input=json.dumps(configmap), capture_output=True, text=True)
+    return None if rec.returncode == 0 else rec.stderr.strip()
+
+
+def forget_applied(env: str) -> bool:
+    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
+    if context_of(env) is None:
+        print(context_problem(env, "forgotten"))
+        return False
+    argv = env_kubectl(env) + ["delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
+    print("$ kubectl " + " ".join(argv[1:]), flush=True)
+    return subprocess.run(argv).returncode == 0
+
+
+# --------------------------------------------------------------------------- server-side apply, diff
+
+
+def object_list(objects: list[dict]) -> str:
+    """``objects`` as one kubectl input (a v1 List)."""
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+
+
+def _ref(o: dict) -> str:
+    return f"{o['kind']}/{o['metadata']['name']}"
 
 
 def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, manager: str = FIELD_MANAGER,
@@ -123,14 +185,14 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     crds = [o["metadata"]["name"] for o in first if o["kind"] == "CustomResourceDefinition"]
     if first:
         first_base = base if first_manager is None else base[:-1] + [f"--field-manager={first_manager}"]
-        if not run(first_base + ["-f", "-"], _object_list(first)):
+        if not run(first_base + ["-f", "-"], object_list(first)):
             return False, "\n".join(filter(None, out))
     if crds and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
                          *(f"customresourcedefinition/{n}" for n in crds)]):
         return False, "\n".join(filter(None, out))
     rest = [o for o in objects if not (dry_run and o.get("kind") in FIRST_KINDS)]
     ok = run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
-             _object_list(rest))
+             object_list(rest))
     return ok, "\n".join(filter(None, out))
 
 
@@ -174,7 +236,7 @@ def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
     if live:
         proc = subprocess.run(kubectl + ["diff", "--server-side", "--force-conflicts", f"--field-manager={manager}",
                                          "--namespace", namespace, "-f", "-"],
-                              input=_object_list(live), capture_output=True, text=True)
+                              input=object_list(live), capture_output=True, text=True)
         if proc.returncode > 1:
             return 2, (proc.stderr or proc.stdout).strip()
         code = proc.returncode

@@ -21,7 +21,7 @@ from doit.exceptions import TaskFailed
 
 from . import atomic, core, paths, tools
 from .charts import chart_files
-from .kube import LOCAL_ENV
+from .kube import is_local
 from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir
 
 #: parameters of `tk export`; changing them re-renders
@@ -263,7 +263,7 @@ def task_render():
             "doc": f"Render the {env} environment into build/manifests/{env}/ (re-runs only when an import changed)",
             "actions": [(_render_action, [env])],
             "targets": [str(digest_file(env)), str(depfile(env))],
-            "task_dep": ["vendor:charts"] + (["secrets:local"] if env == LOCAL_ENV else []),
+            "task_dep": ["vendor:charts"] + (["secrets:local"] if is_local(env) else []),
             "uptodate": [render_uptodate(env)],
             "verbosity": 1,
         }
