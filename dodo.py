@@ -16,8 +16,12 @@ DOIT_CONFIG = {
 from tasks.core import task_ci  # noqa: E402
 from tasks.crds import task_crds  # noqa: E402
 from tasks.gitops import task_publish  # noqa: E402
-from tasks.tanka import task_vendor, task_tanka, task_libtest, task_secrets  # noqa: E402
-from tasks.tanka import task_render, task_validate, task_diff, task_apply  # noqa: E402
+from tasks.charts import task_vendor  # noqa: E402
+from tasks.jsonnet import task_tanka, task_libtest  # noqa: E402
+from tasks.local_secrets import task_secrets  # noqa: E402
+from tasks.render import task_render  # noqa: E402
+from tasks.validate import task_validate  # noqa: E402
+from tasks.deploy import task_diff, task_apply  # noqa: E402
 from tasks.docker import task_docker, task_image, task_push  # noqa: E402
 from tasks.docs import task_docs  # noqa: E402
 from tasks.cluster import task_cluster, task_cluster_check, task_cluster_delete  # noqa: E402

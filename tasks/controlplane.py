@@ -25,7 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import paths, tools
+from . import kube, paths, tools
+from .render import rendered_objects
 
 #: what the control plane needs (kwok and keda-operator are started only when asked)
 TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl",
@@ -143,8 +144,7 @@ class ControlPlane:
 
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 120,
                 check: bool = False) -> subprocess.CompletedProcess:
-        argv = [self.kubectl_exe(), "--kubeconfig", str(self.kubeconfig),
-                "--context", self.context, *args]
+        argv = kube.kubectl_argv(self.context, str(self.kubeconfig), exe=self.kubectl_exe()) + list(args)
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                               env=self.env(), stdin=None if input is not None else subprocess.DEVNULL)
         if check and proc.returncode != 0:
@@ -572,23 +572,21 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     It uses the running control plane ($RAIBID_CONTROLPLANE or build/controlplane, see
     ``doit controlplane:start``), or starts one for the check and stops it after. Returns
     (problem or None, what was done, for the summary line)."""
-    from . import tanka
-
     if not tools_present():
         gone = ", ".join(t.name for t in tools.missing(t for t in TOOLS if t != "kwok"))
         return None, (f"server-side dry-run skipped: the control plane is not installed ({gone}; "
                       "`doit tools control-plane`, see `doit doctor`)")
-    namespace = tanka.namespace_of(env)
-    objects, namespace = dry_run_namespaces(tanka.rendered_objects(Path(directory)), namespace, env)
+    namespace = kube.namespace_of(env)
+    objects, namespace = dry_run_namespaces(rendered_objects(Path(directory)), namespace, env)
     running = running_dir()
     cp = ControlPlane(running) if running else None
     try:
         if cp is None:
             cp = start(paths.build() / f"controlplane-validate-{env}", fake_node=False)
-        kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
-                                     exe=cp.kubectl_exe())
-        ok, output = tanka.server_side_apply(kubectl, objects, namespace, dry_run=True,
-                                             first_manager=VALIDATE_MANAGER)
+        kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
+                                    exe=cp.kubectl_exe())
+        ok, output = kube.server_side_apply(kubectl, objects, namespace, dry_run=True,
+                                            first_manager=VALIDATE_MANAGER)
     except (ControlPlaneError, tools.MissingTools) as e:
         return f"validate:{env}: the server-side dry-run could not run: {e}", ""
     finally:

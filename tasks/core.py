@@ -41,3 +41,8 @@ def task_ci():
     """Run every offline check (the default task; CI runs it, incrementally)."""
     plan_or_exit()  # a broken plan.yaml stops every run with its problems, before any task
     return {"actions": None, "task_dep": list(CI_CHECKS), "verbosity": 1}
+
+
+def environments() -> list[str]:
+    """The environments of plan.yaml's settings: each gets render, validate, diff and apply."""
+    return list(plan_or_exit().settings.environments)

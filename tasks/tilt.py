@@ -13,7 +13,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import atomic, core, paths, tools
+from doit.exceptions import TaskFailed
+
+from . import atomic, core, kube, paths, tools
+from .charts import charts_present
+from .tanka import digest_file
 
 
 def tiltfile() -> Path:
@@ -40,9 +44,7 @@ def project_context() -> str:
 
 def tilt_environments() -> list[str]:
     """The environments the Tiltfile deploys: those whose context is the project's cluster."""
-    from .tanka import context_of
-
-    return [e for e in environments() if context_of(e) == project_context()]
+    return [e for e in environments() if kube.context_of(e) == project_context()]
 
 
 def _kubeconfig(path: Path, context: str) -> Path:
@@ -174,8 +176,6 @@ def summary(result: dict) -> str:
 
 def check_tiltfile():
     """Load the Tiltfile with the real Tilt for every environment; fail naming every problem."""
-    from doit.exceptions import TaskFailed
-
     context = project_context()
     accepted = tilt_environments()
     failures, lines = [], []
@@ -210,8 +210,6 @@ def check_tiltfile():
 
 def task_tilt_check():
     """Load the Tiltfile with the pinned Tilt (`tilt alpha tiltfile-result`) per environment; check its result."""
-    from .tanka import charts_present, digest_file
-
     if not charts_present():
         # like tanka:manifests: the Tiltfile deploys the render, which needs the charts
         return {
@@ -262,12 +260,10 @@ def cluster_arch() -> str:
         pass
     kubectl = tools.which("kubectl")
     if kubectl:
-        from .core import plan_or_exit
-
-        ctx = plan_or_exit().settings.kube_context
-        proc = subprocess.run([kubectl, "--context", ctx, "get", "nodes", "-o",
-                               "jsonpath={.items[0].status.nodeInfo.architecture}"],
-                              capture_output=True, text=True)
+        ctx = core.plan_or_exit().settings.kube_context
+        proc = subprocess.run(kube.kubectl_argv(ctx, exe=kubectl) + [
+            "get", "nodes", "-o", "jsonpath={.items[0].status.nodeInfo.architecture}"],
+            capture_output=True, text=True)
         if proc.returncode == 0 and proc.stdout.strip():
             return proc.stdout.strip()
     return platform.machine()
@@ -308,8 +304,6 @@ def _write_if_changed(path: Path, data: bytes, mode: int | None = None) -> bool:
 
 def build_server_binary():
     """cargo build (incremental, dev profile) for the cluster, then refresh build/tilt/server."""
-    from doit.exceptions import TaskFailed
-
     src = paths.raibid_src()
     if not (src / "Cargo.toml").is_file():
         return TaskFailed(f"{src}/Cargo.toml not found: set RAIBID_SRC to the raibid-ci Cargo workspace "
@@ -356,13 +350,9 @@ def task_tilt_server_binary():
 
 
 def take_over():
-    from doit.exceptions import TaskFailed
-
-    from .up import ENV, forget_applied
-
-    if not forget_applied():
+    if not kube.forget_applied(kube.LOCAL_ENV):
         return TaskFailed("could not delete the deploy record (is the cluster running? `doit cluster`)")
-    print(f"Tilt deploys {ENV} now: `doit up` will deploy its own images again")
+    print(f"Tilt deploys {kube.LOCAL_ENV} now: `doit up` will deploy its own images again")
     return None
 
 

@@ -14,10 +14,13 @@ import shlex
 import subprocess
 
 from doit.dependency import UptodateCalculator
+from doit.exceptions import TaskFailed
 
-from . import paths, tools
+from . import kube, paths, tools
+from .deploy import deploy_digest
+from .render import rendered_objects
 
-ENV = "local"
+ENV = kube.LOCAL_ENV
 
 #: the chain, in the order it runs (each step's own deps come first anyway)
 CHAIN = ("cluster", "vendor:charts", f"render:{ENV}", f"validate:{ENV}", "image:server",
@@ -111,8 +114,6 @@ def preflight(basename: str, chain, base=(), source=False) -> dict:
     calc = ChainTools(chain, base, source)
 
     def report():
-        from doit.exceptions import TaskFailed
-
         return TaskFailed("\n".join(calc.problems)) if calc.problems else None
 
     return {"basename": basename, "actions": [report], "uptodate": [calc], "verbosity": 1}
@@ -144,21 +145,16 @@ class StackSettled(UptodateCalculator):
     an ``apply:local`` run on its own since."""
 
     def __call__(self, task, values):
-        from .tanka import deploy_digest
-
         if not values.get("settled") or values.get("deployed") != deploy_digest(ENV):
             return False
         return not any(t.executed for t in dep_closure(self.tasks_dict, task.task_dep))
 
 
 def wait_rollouts():
-    from doit.exceptions import TaskFailed
-
     s = settings()
-    kubectl = tools.which("kubectl") or "kubectl"
     for ref, timeout in ROLLOUTS:
-        argv = [kubectl, "--context", s.kube_context, "-n", s.namespace, "rollout", "status", ref,
-                f"--timeout={timeout}"]
+        argv = kube.kubectl_argv(s.kube_context) + ["-n", s.namespace, "rollout", "status", ref,
+                                                    f"--timeout={timeout}"]
         print("$ kubectl " + " ".join(argv[1:]), flush=True)
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -166,8 +162,6 @@ def wait_rollouts():
                               f"{(proc.stderr or proc.stdout).strip()}\n"
                               f"  look: kubectl --context {s.kube_context} -n {s.namespace} describe {ref}\n"
                               f"  logs: kubectl --context {s.kube_context} -n {s.namespace} logs {ref}")
-    from .tanka import deploy_digest
-
     return {"settled": True, "deployed": deploy_digest(ENV)}
 
 
@@ -212,33 +206,21 @@ def task_up():
 # --------------------------------------------------------------------------- down, dev, e2e
 
 
-def forget_applied(env: str = ENV) -> bool:
-    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
-    from .tanka import APPLIED_CONFIGMAP, context_of, namespace_of
-
-    argv = [tools.which("kubectl") or "kubectl", "--context", context_of(env), "-n", namespace_of(env),
-            "delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
-    print("$ kubectl " + " ".join(argv[1:]), flush=True)
-    return subprocess.run(argv).returncode == 0
-
-
 def delete_stack():
-    from doit.exceptions import TaskFailed
-
-    from .tanka import _object_list, context_of, kubectl_argv, rendered_objects, served_kinds
-
     s = settings()
     manifests = paths.build() / "manifests" / ENV
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
                           f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
+    if kube.context_of(ENV) is None:
+        return TaskFailed(kube.context_problem(ENV, "deleted"))
     objects = rendered_objects(manifests)
-    kubectl = kubectl_argv(context_of(ENV))
-    served = served_kinds(kubectl, objects)
+    kubectl = kube.kubectl_argv(kube.context_of(ENV))
+    served = kube.served_kinds(kubectl, objects)
     if served is None:
         return TaskFailed("deleting the stack failed: the cluster does not answer (is it running? `doit cluster`)")
     # first forget what was applied, so the next `doit up` deploys again even if a delete fails
-    if not forget_applied():
+    if not kube.forget_applied(ENV):
         return TaskFailed("forgetting the applied record failed (see above); nothing was deleted")
     # kinds the cluster does not serve have nothing to delete; custom resources go before
     # their CRDs, so nothing is left to a CRD's cascade
@@ -248,7 +230,7 @@ def delete_stack():
     for step in filter(None, steps):
         argv = kubectl + ["delete", "--ignore-not-found", "--wait=false", "-f", "-"]
         print(f"$ kubectl {' '.join(argv[1:])}  ({len(step)} objects)", flush=True)
-        if subprocess.run(argv, input=_object_list(step), text=True).returncode != 0:
+        if subprocess.run(argv, input=kube.object_list(step), text=True).returncode != 0:
             return TaskFailed("deleting the stack failed (see above; is the cluster running? `doit cluster`)")
     print(f"stack removed; the cluster {s.cluster} keeps running (`doit cluster:delete` removes it)")
     return None

@@ -85,7 +85,7 @@ class Autoscale:
         return proc.stdout
 
     def setup(self) -> None:
-        from tasks import controlplane, tanka
+        from tasks import controlplane, kube
 
         cp = self.cp
         reset(cp)
@@ -101,8 +101,8 @@ class Autoscale:
         secret = {"apiVersion": "v1", "kind": "Secret",
                   "metadata": {"name": secret_ref["name"], "namespace": NS},
                   "stringData": {secret_ref["key"]: self.password}}
-        kubectl = tanka.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"))
-        ok, out = tanka.server_side_apply(kubectl, objects + [secret], NS)
+        kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"))
+        ok, out = kube.server_side_apply(kubectl, objects + [secret], NS)
         assert ok, out
         # the consumer group exists before jobs arrive (raibid-ci's server creates it)
         self.redis("XGROUP", "CREATE", STREAM, GROUP, "$", "MKSTREAM")

@@ -460,7 +460,7 @@ def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again
     """Ctrl-C after the new manifests are in place, while the digest and the depfile are
     being written: the next run must not trust the render (validate and apply key on the
     digest, so a depfile newer than the digest would leave new manifests unvalidated)."""
-    from tasks import atomic, tanka, tools
+    from tasks import atomic, render, tools
 
     monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
@@ -480,14 +480,14 @@ def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again
 
     monkeypatch.setattr(atomic, "write_text", interrupted_write)
     with pytest.raises(KeyboardInterrupt):
-        tanka.render("local")
+        render.render("local")
     monkeypatch.setattr(atomic, "write_text", real_write)
     out = stack_copy / "build/manifests/local"
     assert "terminationGracePeriodSeconds: 32" in (out / "apps-v1.Deployment-raibid-server.yaml").read_text()
 
     again = run_doit(stack_copy, "validate:local", check=True)
     assert {"render:local", "validate:local"} <= set(executed(again)), again.stdout
-    assert (stack_copy / "build/manifests/local.sha256").read_text().strip() == tanka.dir_digest(out)
+    assert (stack_copy / "build/manifests/local.sha256").read_text().strip() == render.dir_digest(out)
 
 
 # --------------------------------------------------------------------------- vendoring, fmt, libtests, ci
@@ -631,7 +631,7 @@ def test_rendered_manifests_are_never_readable_by_others_even_while_written(stac
 
 
 def test_the_local_secrets_file_is_private_from_creation(project, monkeypatch):
-    from tasks import atomic, tanka
+    from tasks import atomic, local_secrets
 
     monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
     seen = []
@@ -642,8 +642,8 @@ def test_the_local_secrets_file_is_private_from_creation(project, monkeypatch):
         return real_replace(src, dst)
 
     monkeypatch.setattr(atomic.os, "replace", replace)
-    tanka.generate_local_secrets()
-    f = tanka.local_secrets_file()
+    local_secrets.generate_local_secrets()
+    f = local_secrets.local_secrets_file()
     assert seen == [("secrets.local.json", 0o600)]
     # an old world-readable file loses its mode when it is completed
     values = json.loads(f.read_text())
@@ -651,23 +651,23 @@ def test_the_local_secrets_file_is_private_from_creation(project, monkeypatch):
     f.write_text(json.dumps(values))
     f.chmod(0o644)
     seen.clear()
-    tanka.generate_local_secrets()
+    local_secrets.generate_local_secrets()
     assert seen == [("secrets.local.json", 0o600)] and f.stat().st_mode & 0o777 == 0o600
 
 
 _SECRETS_RACE = """
 import os, sys, time
 from pathlib import Path
-from tasks import tanka
-slow = tanka._generate_value
+from tasks import local_secrets
+slow = local_secrets._generate_value
 def generate(key):
     time.sleep(0.2)
     return slow(key)
-tanka._generate_value = generate
+local_secrets._generate_value = generate
 go = Path(sys.argv[1])
 while not go.exists():
     time.sleep(0.01)
-tanka.generate_local_secrets()
+local_secrets.generate_local_secrets()
 """
 
 
@@ -723,18 +723,18 @@ def test_sigkill_of_doit_ends_its_tk_export(stack_copy):
 
 
 def test_render_refuses_an_output_directory_outside_build_manifests(tmp_path, monkeypatch, real_tools):
-    from tasks import tanka, tools
+    from tasks import local_secrets, render, tools
 
     project = _fresh(tmp_path / "project")
     monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
     monkeypatch.setenv("PATH", os.environ["PATH"])
     monkeypatch.chdir(project)
     tools.activate()
-    tanka.generate_local_secrets()
+    local_secrets.generate_local_secrets()
     env_dir = project / "tanka/environments/local"
     before = {p.name: p.read_bytes() for p in env_dir.iterdir()}
     for name in ("../../tanka/environments/local", "/etc", "a/b"):
-        fail = tanka._render_action(name)
+        fail = render._render_action(name)
         assert fail is not None and "build/manifests" in fail.message, name
     assert {p.name: p.read_bytes() for p in env_dir.iterdir()} == before
     assert not (project / "build").exists() or not list((project / "build").rglob("*.json"))

@@ -1,0 +1,167 @@
+"""``diff:<env>`` and ``apply:<env>``: what an environment deploys (its render and the
+pushed image refs) and deploying it.
+
+``apply:<env>`` asks the cluster: it is up to date only while the ConfigMap
+``raibid-deploy-applied`` in the namespace holds the digest of the rendered manifests
+and the image references, so a recreated cluster is deployed again. It applies what
+``tk show`` gives (the render plus the pushed image refs) server-side, with the field
+manager ``raibid-deploy``: no last-applied annotation (a large CRD does not fit in
+one), CRDs and Namespaces first and Established before the objects that need them, and
+a second apply of the same objects changes nothing. ``diff:<env>`` asks the server the
+same way (``kubectl diff --server-side``), listing what the apply would create first.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from . import core, paths, tools
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
+                   diff_objects, kubectl_argv, namespace_of, record_applied, server_side_apply)
+from .render import rendered_objects
+from .tanka import digest_file, env_dir, manifests_dir
+
+
+def images_dir() -> Path:
+    return paths.build() / "images"
+
+
+def image_overrides() -> dict[str, str]:
+    """Image refs the push tasks wrote (build/images/<name>.cluster.json: {"name", "ref"})."""
+    out = {}
+    for name in ("server", "agent"):
+        f = images_dir() / f"{name}.cluster.json"
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("ref"):
+            out[name] = str(data["ref"])
+    return out
+
+
+def tla_args() -> list[str]:
+    return ["--tla-code", "images=" + json.dumps(image_overrides(), sort_keys=True)]
+
+
+def deploy_digest(env: str) -> str:
+    """What apply:<env> deploys: the rendered manifests' digest and the image refs."""
+    try:
+        rendered = digest_file(env).read_text().strip()
+    except OSError:
+        rendered = "not-rendered"
+    payload = json.dumps({"env": env, "manifests": rendered, "images": image_overrides()},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _applied_uptodate(env: str):
+    def check(task, values):
+        return applied_digest(env) == deploy_digest(env)
+
+    return check
+
+
+def needs_confirmation(env: str) -> bool:
+    """apply:<env> asks for ``--yes-prod`` first."""
+    return env == "prod"
+
+
+def confirm_action(env: str):
+    """doit action of apply:<env> (with its ``--yes-prod`` parameter): refuse without it."""
+
+    def confirm(yes_prod):
+        if not yes_prod:
+            return TaskFailed(f"refusing to apply to {env} without confirmation: run `doit apply:{env} --yes-prod`")
+        return None
+
+    return confirm
+
+
+def deploy_objects(env: str) -> list[dict] | TaskFailed:
+    """What apply:<env> deploys: the render (build/manifests/<env>/, which apply's
+    validate dependency keeps current) or, when images were pushed, ``tk show`` of the
+    environment with their refs (the same objects, with Tanka's labels and namespaces);
+    a TaskFailed saying why when ``tk show`` fails."""
+    import yaml
+
+    if not image_overrides():
+        return rendered_objects(manifests_dir(env))
+    proc = subprocess.run(["tk", "show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args()],
+                          cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return TaskFailed(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if isinstance(d, dict) and d.get("kind")]
+
+
+def _apply_action(env: str):
+    objects = deploy_objects(env)
+    if isinstance(objects, TaskFailed):
+        return objects
+    kubectl = kubectl_argv(context_of(env))
+    ok, output = server_side_apply(kubectl, objects, namespace_of(env))
+    print(output)
+    if not ok:
+        return TaskFailed(f"apply:{env}: the server-side apply failed (see above); nothing was recorded, "
+                          f"so the next `doit apply:{env}` applies again. `doit diff:{env}` shows what would change.")
+    digest = deploy_digest(env)
+    problem = record_applied(env, digest, image_overrides())
+    if problem is not None:
+        return TaskFailed(f"applied, but recording {APPLIED_CONFIGMAP} failed (the next apply will run "
+                          f"again):\n{problem}")
+    print(f"apply:{env}: {len(objects)} objects applied server-side (field manager {FIELD_MANAGER}); "
+          f"recorded digest {digest[:12]} in ConfigMap {APPLIED_CONFIGMAP}")
+    return None
+
+
+def _diff_action(env: str):
+    objects = deploy_objects(env)
+    if isinstance(objects, TaskFailed):
+        return objects
+    code, text = diff_objects(kubectl_argv(context_of(env)), objects, namespace_of(env))
+    if code > 1:
+        return TaskFailed(f"diff:{env}: asking the cluster failed:\n{text}")
+    if code == 1:
+        print(text)
+        print(f"diff:{env}: the cluster differs from the render (see above); `doit apply:{env}` applies it")
+        return None
+    print(f"diff:{env}: no differences")
+    return None
+
+
+def task_diff():
+    """Show what applying an environment would change in its cluster (server-side `kubectl diff`)."""
+    for env in core.environments():
+        yield tools.needs({
+            "name": env,
+            "doc": f"Diff the {env} environment against its cluster (server-side, as apply:{env} applies; needs a cluster)",
+            "actions": [check_context(env, "diffed"), (_diff_action, [env])],
+            "task_dep": [f"validate:{env}"],
+            "uptodate": [False],
+            "verbosity": 2,
+        }, "tk", "helm", "kubectl")
+
+
+def task_apply():
+    """Deploy an environment to its cluster: server-side apply, CRDs first (prod needs --yes-prod)."""
+    for env in core.environments():
+        params, actions = [], [check_context(env, "applied"), (_apply_action, [env])]
+        confirm = needs_confirmation(env)
+        if confirm:
+            params = [{"name": "yes_prod", "long": "yes-prod", "type": bool, "default": False,
+                       "help": "confirm applying to production"}]
+            actions.insert(0, confirm_action(env))
+        yield tools.needs({
+            "name": env,
+            "doc": (f"Apply the {env} environment server-side, CRDs first (up to date while the cluster holds "
+                    f"its digest){'; needs --yes-prod' if confirm else ''}"),
+            "actions": actions,
+            "params": params,
+            "task_dep": [f"validate:{env}"],
+            "uptodate": [_applied_uptodate(env)],
+            "verbosity": 2,
+        }, "tk", "helm", "kubectl")

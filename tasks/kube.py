@@ -1,0 +1,248 @@
+"""Kubernetes access of the deploy: an environment's kube context and namespace (its
+spec.json), ``kubectl`` argv, server-side apply and diff with the field manager
+``raibid-deploy`` (CRDs and Namespaces first, Established before the objects that need
+them), the kinds a server serves, and the applied record: the ConfigMap
+``raibid-deploy-applied`` in which apply:<env> leaves the digest of what it deployed.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from . import core, paths, tools
+from .tanka import env_dir
+
+#: the environment on this machine's own cluster (k3d): `doit up`, Tilt and the local secrets
+LOCAL_ENV = "local"
+#: the ConfigMap apply:<env> records the applied digest in
+APPLIED_CONFIGMAP = "raibid-deploy-applied"
+#: the field manager of everything apply:<env> writes (server-side apply)
+FIELD_MANAGER = "raibid-deploy"
+#: kinds applied, and waited for, before everything else: what other objects need to exist
+FIRST_KINDS = ("CustomResourceDefinition", "Namespace")
+
+
+def is_local(env: str) -> bool:
+    """The environment runs on this machine's own cluster (`doit cluster`; it reads the
+    generated local secrets)."""
+    return env == LOCAL_ENV
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def spec_file(env: str) -> Path:
+    return env_dir(env) / "spec.json"
+
+
+def _spec(env: str) -> dict:
+    return json.loads(spec_file(env).read_text()).get("spec", {})
+
+
+def context_of(env: str) -> str | None:
+    """The first kube context of an environment's spec.json, None when it names none
+    (:func:`context_problem` says so)."""
+    names = _spec(env).get("contextNames") or []
+    return names[0] if names else None
+
+
+def namespace_of(env: str) -> str:
+    return _spec(env).get("namespace") or core.plan_or_exit().settings.namespace
+
+
+def kube_contexts() -> list[str] | None:
+    """The context names of the kubeconfig (``kubectl config view``), None if unreadable."""
+    proc = subprocess.run(kubectl_argv(None) + ["config", "view", "-o", "json"], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return None
+    try:
+        return [c.get("name") for c in (json.loads(proc.stdout).get("contexts") or [])]
+    except (ValueError, AttributeError):
+        return None
+
+
+def context_problem(env: str, verb: str) -> str | None:
+    """Why ``env`` cannot be reached (its spec names no context, or the kubeconfig lacks
+    it: tk's own error for that is cryptic), with what to do; None when it can (or the
+    kubeconfig is unreadable: then kubectl says what is wrong)."""
+    ctx = context_of(env)
+    where = paths.rel(spec_file(env))
+    if ctx is None:
+        return f"{where}: spec.contextNames is empty: nothing was {verb}. Name the environment's kube context there."
+    contexts = kube_contexts()
+    if contexts is None or ctx in contexts:
+        return None
+    hint = ("`doit cluster` creates the k3d cluster and its context" if is_local(env)
+            else "Add it to your kubeconfig (or point KUBECONFIG at one that has it)")
+    return f"kube context {ctx!r} ({where}) is not in your kubeconfig: nothing was {verb}. {hint}."
+
+
+def check_context(env: str, verb: str):
+    """doit action: fail with what to do when the environment's kube context is not configured."""
+
+    def check_context():
+        problem = context_problem(env, verb)
+        return TaskFailed(problem) if problem else None
+
+    return check_context
+
+
+def kubectl_argv(context: str | None, kubeconfig: str | None = None, cache_dir: str | None = None,
+                 exe: str | None = None) -> list[str]:
+    """``kubectl`` for one context (none: the kubeconfig's own business, e.g. ``config
+    view``); for the test control plane its own kubeconfig and discovery cache, so nothing
+    under ~/.kube is read or written, and the kubectl it was started with."""
+    argv = [exe or tools.which("kubectl") or "kubectl"]
+    if kubeconfig:
+        argv += ["--kubeconfig", kubeconfig]
+    if cache_dir:
+        argv += ["--cache-dir", cache_dir]
+    return argv + (["--context", context] if context else [])
+
+
+def env_kubectl(env: str) -> list[str]:
+    """``kubectl`` for an environment's context and namespace."""
+    return kubectl_argv(context_of(env)) + ["--namespace", namespace_of(env)]
+
+
+# --------------------------------------------------------------------------- the applied record
+
+
+def applied_digest(env: str) -> str | None:
+    """The digest the last apply:<env> recorded in the cluster, or None (asked live; None
+    too when the cluster or kubectl cannot answer, so apply runs and says why)."""
+    if tools.which("kubectl") is None or context_of(env) is None:
+        return None
+    try:
+        proc = subprocess.run(env_kubectl(env) + ["get", "configmap", APPLIED_CONFIGMAP,
+                                                  "-o", "jsonpath={.data.digest}"],
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def record_applied(env: str, digest: str, images: dict[str, str]) -> str | None:
+    """Record in the cluster that apply:<env> deployed ``digest`` (with ``images``);
+    None, or why it failed."""
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": APPLIED_CONFIGMAP, "namespace": namespace_of(env),
+                     "labels": {"app.kubernetes.io/managed-by": "raibid-deploy"}},
+        "data": {"digest": digest, "environment": env, "images": json.dumps(images, sort_keys=True)},
+    }
+    rec = subprocess.run(kubectl_argv(context_of(env)) + [
+        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", "-"],
+        input=json.dumps(configmap), capture_output=True, text=True)
+    return None if rec.returncode == 0 else rec.stderr.strip()
+
+
+def forget_applied(env: str) -> bool:
+    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
+    if context_of(env) is None:
+        print(context_problem(env, "forgotten"))
+        return False
+    argv = env_kubectl(env) + ["delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
+    print("$ kubectl " + " ".join(argv[1:]), flush=True)
+    return subprocess.run(argv).returncode == 0
+
+
+# --------------------------------------------------------------------------- server-side apply, diff
+
+
+def object_list(objects: list[dict]) -> str:
+    """``objects`` as one kubectl input (a v1 List)."""
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+
+
+def _ref(o: dict) -> str:
+    return f"{o['kind']}/{o['metadata']['name']}"
+
+
+def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, manager: str = FIELD_MANAGER,
+                      dry_run: bool = False, first_manager: str | None = None,
+                      wait: int = 120) -> tuple[bool, str]:
+    """Server-side apply ``objects`` in two steps, so custom resources never race their CRDs:
+    the CRDs and Namespaces first (always for real: a dry-run of a custom resource needs its
+    CRD established), wait until the CRDs are Established, then everything (with
+    ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's output)."""
+    base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={manager}"]
+    out = []
+
+    def run(argv, stdin=None):
+        proc = subprocess.run(kubectl + argv, input=stdin, capture_output=True, text=True)
+        out.append(proc.stdout.strip())
+        if proc.returncode != 0:
+            out.append(proc.stderr.strip())
+        return proc.returncode == 0
+
+    first = [o for o in objects if o.get("kind") in FIRST_KINDS]
+    crds = [o["metadata"]["name"] for o in first if o["kind"] == "CustomResourceDefinition"]
+    if first:
+        first_base = base if first_manager is None else base[:-1] + [f"--field-manager={first_manager}"]
+        if not run(first_base + ["-f", "-"], object_list(first)):
+            return False, "\n".join(filter(None, out))
+    if crds and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
+                         *(f"customresourcedefinition/{n}" for n in crds)]):
+        return False, "\n".join(filter(None, out))
+    rest = [o for o in objects if not (dry_run and o.get("kind") in FIRST_KINDS)]
+    ok = run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
+             object_list(rest))
+    return ok, "\n".join(filter(None, out))
+
+
+def served_kinds(kubectl: list[str], objects: list[dict]) -> dict[tuple[str, str], bool] | None:
+    """``(apiVersion, kind) -> namespaced`` for the kinds of ``objects`` the server serves
+    (asked by discovery, one call per group version); None when the server cannot be asked."""
+    served: dict[tuple[str, str], bool] = {}
+    for api_version in sorted({o["apiVersion"] for o in objects}):
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        proc = subprocess.run(kubectl + ["get", "--raw", path], capture_output=True, text=True)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "could not find the requested resource" in proc.stderr:
+                continue  # the group is not served (yet): its CRD is part of the apply
+            return None
+        for r in json.loads(proc.stdout).get("resources", []):
+            if "/" not in r["name"]:
+                served[(api_version, r["kind"])] = bool(r.get("namespaced"))
+    return served
+
+
+def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
+                 manager: str = FIELD_MANAGER) -> tuple[int, str]:
+    """What a server-side apply of ``objects`` would change: ``kubectl diff --server-side``
+    of what the server can already take, and "would be created" for the rest (custom
+    resources whose CRD, and objects whose namespace, the apply creates first). Returns
+    (0 no differences | 1 differences | 2 error, text)."""
+    served = served_kinds(kubectl, objects)
+    if served is None:
+        return 2, "cannot ask the cluster which kinds it serves (is it running?)"
+    ns = subprocess.run(kubectl + ["get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"],
+                        capture_output=True, text=True)
+    if ns.returncode != 0:
+        return 2, ns.stderr.strip()
+    existing = set(ns.stdout.split())
+    live, soon = [], []
+    for o in objects:
+        key = (o["apiVersion"], o["kind"])
+        missing_ns = served.get(key) and (o["metadata"].get("namespace") or namespace) not in existing
+        (soon if key not in served or missing_ns else live).append(o)
+    text, code = [], 0
+    if live:
+        proc = subprocess.run(kubectl + ["diff", "--server-side", "--force-conflicts", f"--field-manager={manager}",
+                                         "--namespace", namespace, "-f", "-"],
+                              input=object_list(live), capture_output=True, text=True)
+        if proc.returncode > 1:
+            return 2, (proc.stderr or proc.stdout).strip()
+        code = proc.returncode
+        text.append(proc.stdout.rstrip())
+    if soon:
+        code = 1
+        text.append("would be created (their CRD or namespace is created by the same apply):\n"
+                    + "\n".join(f"  + {_ref(o)}" for o in soon))
+    return code, "\n".join(t for t in text if t)

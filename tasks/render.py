@@ -1,0 +1,277 @@
+"""``render:<env>``: ``tk export`` of an environment into build/manifests/<env>/, and the
+depfile engine that decides when it must run again.
+
+``render:<env>`` runs when a file the environment imports changed. The imports come
+from the depfile ``build/manifests/<env>.deps.json`` that the previous render wrote
+from ``tk tool imports`` (as Ninja does), with the state (mtime, size, sha256) of each
+import, of spec.json, chartfile.yaml and every vendored chart file; no depfile means
+render. The export parameters count too. The output directory is replaced
+atomically; ``build/manifests/<env>.sha256`` is the digest of what was rendered.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from . import atomic, core, paths, tools
+from .charts import chart_files
+from .kube import is_local
+from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir
+
+#: parameters of `tk export`; changing them re-renders
+EXPORT_FORMAT = "{{.apiVersion}}.{{.kind}}-{{or .metadata.name .metadata.generateName}}"
+
+
+def _file_state(path: Path) -> list:
+    """``[mtime_ns, size, sha256]`` of a file (what the depfile records)."""
+    st = path.stat()
+    return [st.st_mtime_ns, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest()]
+
+
+def render_inputs(env: str, imports: list[str]) -> list[str]:
+    """Project-relative inputs of a render: its imports, spec.json, chartfile.yaml and
+    every file of the vendored charts."""
+    extra = [env_dir(env) / "spec.json", chartfile()] + [Path(p) for p in chart_files()]
+    return sorted(set(imports) | {paths.rel(p) for p in extra})
+
+
+def read_depfile(env: str) -> dict | None:
+    try:
+        data = json.loads(depfile(env).read_text())
+        return data if isinstance(data.get("files"), dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+#: the tools whose build decides what a render produces
+RENDER_TOOLS = ("tk", "helm")
+
+
+def render_params(env: str) -> dict:
+    """The parameters of `tk export` (recorded in the depfile; a change renders again)."""
+    return {"format": EXPORT_FORMAT, "out": paths.rel(manifests_dir(env))}
+
+
+def tool_identity() -> dict[str, list]:
+    """``name -> [path, size, mtime_ns]`` of the tk and helm a render runs: a rebuilt or
+    another tool renders again (cheaper than asking each for its version)."""
+    out = {}
+    for name in RENDER_TOOLS:
+        exe = tools.which(name)
+        if exe is None:
+            out[name] = None
+            continue
+        real = os.path.realpath(exe)
+        try:
+            st = os.stat(real)
+        except OSError:
+            out[name] = None
+            continue
+        out[name] = [real, st.st_size, st.st_mtime_ns]
+    return out
+
+
+class RenderUptodate:
+    """A file the last render imported changed (its content, not only its time), a vendored
+    chart file was added, removed or changed, tk or helm was rebuilt or replaced, the
+    export parameters changed, or the output is missing; the depfile
+    build/manifests/<env>.deps.json records them. `doit info render:<env>` names which.
+
+    The doit ``uptodate`` of render:<env>. Up to date while the depfile of the last render exists and no file in it changed
+    (mtime and size first, content hash when they differ), the set of chart files, the
+    export parameters and the tk/helm binaries are the same, and the output is there.
+    Ninja's depfile rule: the imports of the *last* render decide, so adding or removing
+    an import never forces a spurious render. ``doit info render:<env>`` prints
+    :attr:`reason` (via ``str``), and the reporter shows it when the render runs.
+    """
+
+    def __init__(self, env: str):
+        self.env = env
+        self.reason = ""
+
+    def __str__(self) -> str:
+        return self.reason or f"the inputs of render:{self.env} (unchanged)"
+
+    def __call__(self, task, values):
+        self.reason = self.why()
+        return not self.reason
+
+    def why(self) -> str:
+        """Empty when the render is current; otherwise the first input that changed."""
+        env = self.env
+        recorded = read_depfile(env)
+        if recorded is None:
+            return f"no record of a previous render ({paths.rel(depfile(env))})"
+        if not manifests_dir(env).is_dir():
+            return f"{paths.rel(manifests_dir(env))}/ is missing"
+        if recorded.get("params") != render_params(env):
+            return "the export parameters changed"
+        tools_then, tools_now = recorded.get("tools") or {}, tool_identity()
+        for name in RENDER_TOOLS:
+            now = tools_now.get(name)
+            if tools_then.get(name) != now:
+                return f"tool {name} changed ({paths.rel(Path(now[0])) if now else 'missing'})"
+        files = recorded["files"]
+        charts_now = {paths.rel(Path(p)) for p in chart_files()}
+        charts_then = {p for p in files if p.startswith("tanka/charts/")}
+        if charts_now != charts_then:
+            added, removed = sorted(charts_now - charts_then), sorted(charts_then - charts_now)
+            return (f"chart file {added[0]} was added" if added else f"chart file {removed[0]} was removed")
+        root = paths.root()
+        for rel, (mtime_ns, size, sha) in files.items():
+            f = root / rel
+            try:
+                st = f.stat()
+            except OSError:
+                return f"{rel} is missing"
+            if (st.st_mtime_ns, st.st_size) == (mtime_ns, size):
+                continue
+            if st.st_size != size or hashlib.sha256(f.read_bytes()).hexdigest() != sha:
+                return f"{rel} changed"
+        return ""
+
+
+def render_uptodate(env: str) -> RenderUptodate:
+    return RenderUptodate(env)
+
+
+def tk_imports(env: str) -> list[str]:
+    """``tk tool imports`` of an environment, as project-relative paths.
+
+    tk asks git for the repository root; outside a git checkout (a copied project) it
+    gets a throwaway one, so the command works anywhere.
+    """
+    main = env_dir(env) / "main.jsonnet"
+    env_vars = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="tk-imports-") as tmp:
+        try:
+            probe = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths.tanka(),
+                                   capture_output=True, text=True)
+        except FileNotFoundError:
+            raise RuntimeError("`tk tool imports` needs git on PATH (install git)") from None
+        if probe.returncode != 0:
+            subprocess.run(["git", "init", "-q", "--bare", tmp], check=True, capture_output=True)
+            env_vars.update(GIT_DIR=tmp, GIT_WORK_TREE=str(paths.tanka()))
+        proc = subprocess.run(["tk", "tool", "imports", str(main)], cwd=paths.tanka(),
+                              capture_output=True, text=True, env=env_vars, stdin=subprocess.DEVNULL,
+                              preexec_fn=atomic.child_setup())
+    if proc.returncode != 0:
+        raise RuntimeError(f"`tk tool imports {paths.rel(main)}` failed:\n{proc.stderr.strip()}")
+    rel_to_tanka = json.loads(proc.stdout)
+    return sorted(paths.rel(paths.tanka() / p) for p in rel_to_tanka)
+
+
+#: the file that marks a directory as made by render: only such a directory is ever replaced
+RENDER_MARK = ".rendered-by-doit"
+
+
+def dir_digest(directory: Path) -> str:
+    """sha256 over the relative names and contents of every file in ``directory``
+    (except the render's mark)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != RENDER_MARK):
+        h.update(str(f.relative_to(directory)).encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+class RenderRefused(RuntimeError):
+    """A render that would write outside build/manifests/ or replace what it did not make."""
+
+
+def check_output(env: str) -> None:
+    """Raise :class:`RenderRefused` unless render:<env> writes only its own files directly
+    in build/manifests/ and the directory it replaces is one it made."""
+    base = paths.build() / "manifests"
+    for p in (manifests_dir(env), depfile(env), digest_file(env)):
+        if Path(env).name != env or env in ("", ".", "..") or p.parent != base:
+            raise RenderRefused(f"render:{env}: the output {p} would not be directly in "
+                                f"{paths.rel(base)}/: nothing was written. An environment name is "
+                                "one directory name (no '/' or '..').")
+    for d in (paths.build(), base):
+        if d.exists() and not d.is_dir():
+            raise RenderRefused(f"render:{env}: {paths.rel(d)} is not a directory (a file is in the "
+                                f"way): move it away, then run `doit render:{env}` again")
+    out = manifests_dir(env)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise RenderRefused(f"render:{env}: {paths.rel(out)} is not a directory render made: move it "
+                            "away, then run the render again")
+    if out.is_dir() and not (out / RENDER_MARK).is_file():
+        try:
+            legacy = digest_file(env).read_text().strip() == dir_digest(out)  # made before the mark
+        except OSError:
+            legacy = False
+        if not legacy:
+            raise RenderRefused(f"render:{env}: {paths.rel(out)}/ was not created by render:{env} "
+                                "(it would be replaced): move it away, then run the render again")
+
+
+def render(env: str):
+    """``tk export`` an environment into build/manifests/<env>/, atomically, and write
+    its depfile and digest. The output is private (0700 directory, 0600 files, from
+    creation: local Secrets hold plaintext), and tk dies with doit."""
+    check_output(env)
+    out = manifests_dir(env)
+    atomic.sweep_stale_temps(out.parent)
+    # the inputs are recorded as they are before the export: a file edited while tk runs
+    # makes the next run render again
+    imports = tk_imports(env)
+    files = {rel: _file_state(paths.root() / rel) for rel in render_inputs(env, imports)}
+    tool_ids = tool_identity()
+    with atomic.replace_dir(out, mode=0o700) as tmp:
+        proc = subprocess.run(
+            ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
+             "--log-level", "warn"],
+            cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            preexec_fn=atomic.child_setup(umask=0o077))
+        if proc.returncode != 0:
+            # raising leaves the previous output exactly as it was
+            raise RuntimeError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
+        digest = dir_digest(tmp)
+        fd = os.open(tmp / RENDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, f"render:{env}\n".encode())
+        os.close(fd)
+    # the depfile last: it is what render_uptodate trusts, so a run interrupted before it
+    # is written renders again (validate and apply key on the digest, written first)
+    atomic.write_text(digest_file(env), digest + "\n")
+    atomic.write_text(depfile(env), json.dumps({"env": env, "imports": imports, "files": files,
+                                                "params": render_params(env), "tools": tool_ids},
+                                               indent=1, sort_keys=True) + "\n")
+    count = sum(1 for _ in out.glob("*.yaml"))
+    print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
+
+
+def _render_action(env: str):
+    try:
+        render(env)
+    except RuntimeError as e:  # refused, or tk export / tk tool imports failed: say which and why
+        return TaskFailed(str(e))
+    return None
+
+
+def task_render():
+    """Render an environment with `tk export` into build/manifests/<env>/ (incremental)."""
+    for env in core.environments():
+        task = {
+            "name": env,
+            "doc": f"Render the {env} environment into build/manifests/{env}/ (re-runs only when an import changed)",
+            "actions": [(_render_action, [env])],
+            "targets": [str(digest_file(env)), str(depfile(env))],
+            "task_dep": ["vendor:charts"] + (["secrets:local"] if is_local(env) else []),
+            "uptodate": [render_uptodate(env)],
+            "verbosity": 1,
+        }
+        yield tools.needs(task, "tk", "helm", "git")
+
+
+def rendered_objects(directory: Path) -> list[dict]:
+    """The objects of a render directory (build/manifests/<env>/)."""
+    from .manifests import load_dir
+
+    return [o for _, o in load_dir(directory) if o.get("kind")]

@@ -1,0 +1,60 @@
+"""``validate:<env>``: a render checked offline against the Kubernetes schemas, the CRD
+schemas and the policies (tasks/manifests.py), then by the API server's dry-run when the
+control plane is installed (tasks/controlplane.py).
+
+``validate:<env>`` runs when the render's digest, the pinned CRDs (``doit crds``) or the
+checks changed.
+"""
+from __future__ import annotations
+
+from doit.exceptions import TaskFailed
+
+from . import core, paths
+from .tanka import digest_file, manifests_dir
+
+
+def _validate_action(env: str, k8s_version: str):
+    from . import crds, manifests
+
+    directory = manifests_dir(env)
+    if not directory.is_dir():
+        return TaskFailed(f"{paths.rel(directory)} does not exist: run `doit render:{env}`")
+    try:
+        count, violations = manifests.validate_dir(directory, env, k8s_version, crds.crd_dir())
+    except manifests.UnsupportedVersion as e:
+        return TaskFailed(f"validate:{env}: {e}")
+    if violations:
+        lines = "\n".join(f"  {v}" for v in violations)
+        return TaskFailed(f"validate:{env}: {len(violations)} violation(s) in {count} objects "
+                          f"({paths.rel(directory)}/):\n{lines}")
+    print(f"validate:{env}: {count} objects valid (Kubernetes {k8s_version} schemas, CRDs, policies)")
+    from . import controlplane  # the server-side dry-run, when the control plane is installed
+
+    problem, note = controlplane.server_dry_run(env, directory)
+    if problem:
+        return TaskFailed(problem)
+    import sys
+
+    print(f"validate:{env}: {note}", file=sys.stderr)  # shown even when the task's output is not
+    return None
+
+
+def task_validate():
+    """Validate a rendered environment: Kubernetes schemas, CRD schemas and policies."""
+    from doit.tools import config_changed
+
+    from . import controlplane, crds, gitops, manifests
+
+    plan = core.plan_or_exit()
+    version = plan.settings.kubernetes_version
+    for env in plan.settings.environments:
+        yield {
+            "name": env,
+            "doc": f"Validate build/manifests/{env}/ against Kubernetes {version}, the CRDs and the policies",
+            "actions": [(_validate_action, [env, version])],
+            # the pinned CRDs (build/crds/crds.json, target of `doit crds`)
+            "file_dep": [str(digest_file(env)), manifests.__file__, gitops.__file__, str(crds.index_file())],
+            "uptodate": [config_changed({"kubernetes_version": version, "strict": True,
+                                         "server_dry_run": controlplane.tools_present()})],
+            "verbosity": 1,
+        }
