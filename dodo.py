@@ -24,6 +24,7 @@ from tasks.validate import task_validate  # noqa: E402
 from tasks.deploy import task_diff, task_apply  # noqa: E402
 from tasks.docker import task_docker, task_image, task_push  # noqa: E402
 from tasks.docs import task_docs  # noqa: E402
+from tasks.tracker import task_plan_check  # noqa: E402
 from tasks.cluster import task_cluster, task_cluster_check, task_cluster_delete  # noqa: E402
 from tasks.up import task_up, task_up_tools, task_down  # noqa: E402
 from tasks.up import task_dev, task_dev_tools, task_e2e, task_e2e_tools  # noqa: E402

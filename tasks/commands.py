@@ -28,7 +28,7 @@ def _console(outstream):
 
 def plan_view(task_list, dep_manager):
     """The plan with statuses derived from the loaded tasks and doit's database."""
-    from .core import plan_or_exit
+    from .plan import current_or_exit as plan_or_exit
     from .report import PlanView
     from .status import StatusReader, criterion_statuses, item_statuses
 
@@ -333,7 +333,7 @@ class List(_DoitList):
     def _execute(self, subtasks=False, quiet=True, status=False, private=False,
                  list_deps=False, template=None, sort="plan", pos_args=None):
         if sort == "plan":
-            from .core import plan_or_exit
+            from .plan import current_or_exit as plan_or_exit
             from .graph import task_order
 
             plan = plan_or_exit()

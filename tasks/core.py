@@ -26,23 +26,20 @@ def skip_action(message: str):
     return skipped
 
 
-def plan_or_exit():
-    """The project's plan; on a broken plan.yaml print every problem and exit 2."""
-    from .plan import PlanError, current
-
-    try:
-        return current()
-    except PlanError as e:
-        sys.stderr.write(f"{e}\n")
-        raise SystemExit(2) from None
-
-
 def task_ci():
     """Run every offline check (the default task; CI runs it, incrementally)."""
-    plan_or_exit()  # a broken plan.yaml stops every run with its problems, before any task
     return {"actions": None, "task_dep": list(CI_CHECKS), "verbosity": 1}
 
 
+def settings():
+    """deploy.json (:mod:`tasks.settings`); on a broken one print every problem and exit 2,
+    before any task runs."""
+    from .settings import current_or_exit
+
+    return current_or_exit()
+
+
 def environments() -> list[str]:
-    """The environments of plan.yaml's settings: each gets render, validate, diff and apply."""
-    return list(plan_or_exit().settings.environments)
+    """The Tanka environments (tanka/environments/, with their deploy.json properties): each
+    gets render, validate, diff, apply and publish."""
+    return list(settings().environments)

@@ -67,16 +67,17 @@ def _applied_uptodate(env: str):
 
 
 def needs_confirmation(env: str) -> bool:
-    """apply:<env> asks for ``--yes-prod`` first."""
-    return env == "prod"
+    """apply:<env> asks for ``--yes`` first (deploy.json ``confirm_apply``)."""
+    return core.settings().env(env).confirm_apply
 
 
 def confirm_action(env: str):
-    """doit action of apply:<env> (with its ``--yes-prod`` parameter): refuse without it."""
+    """doit action of apply:<env> (with its ``--yes`` parameter): refuse without it."""
 
-    def confirm(yes_prod):
-        if not yes_prod:
-            return TaskFailed(f"refusing to apply to {env} without confirmation: run `doit apply:{env} --yes-prod`")
+    def confirm(yes):
+        if not yes:
+            return TaskFailed(f"refusing to apply to {env} without confirmation (deploy.json confirm_apply): "
+                              f"run `doit apply:{env} --yes`")
         return None
 
     return confirm
@@ -147,18 +148,18 @@ def task_diff():
 
 
 def task_apply():
-    """Deploy an environment to its cluster: server-side apply, CRDs first (prod needs --yes-prod)."""
+    """Deploy an environment to its cluster: server-side apply, CRDs first (confirm_apply ones need --yes)."""
     for env in core.environments():
         params, actions = [], [check_context(env, "applied"), (_apply_action, [env])]
         confirm = needs_confirmation(env)
         if confirm:
-            params = [{"name": "yes_prod", "long": "yes-prod", "type": bool, "default": False,
-                       "help": "confirm applying to production"}]
+            params = [{"name": "yes", "long": "yes", "type": bool, "default": False,
+                       "help": f"confirm applying to {env} (deploy.json confirm_apply)"}]
             actions.insert(0, confirm_action(env))
         yield tools.needs({
             "name": env,
             "doc": (f"Apply the {env} environment server-side, CRDs first (up to date while the cluster holds "
-                    f"its digest){'; needs --yes-prod' if confirm else ''}"),
+                    f"its digest){'; needs --yes' if confirm else ''}"),
             "actions": actions,
             "params": params,
             "task_dep": [f"validate:{env}"],

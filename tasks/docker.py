@@ -409,7 +409,7 @@ def build_image(name: str):
 
 def cluster_ref(name: str, rec: dict) -> tuple[str, str]:
     """(the reference the host pushes, the reference the cluster pulls) for a build record."""
-    settings = core.plan_or_exit().settings
+    settings = core.settings()
     return f"{settings.registry_push}/{rec['tag']}", f"{settings.registry_pull}/{rec['tag']}"
 
 

@@ -1,5 +1,5 @@
 """Kubernetes access of the deploy: an environment's kube context and namespace (its
-spec.json), ``kubectl`` argv, server-side apply and diff with the field manager
+deploy.json properties), ``kubectl`` argv, server-side apply and diff with the field manager
 ``raibid-deploy`` (CRDs and Namespaces first, Established before the objects that need
 them), the kinds a server serves, and the applied record: the ConfigMap
 ``raibid-deploy-applied`` in which apply:<env> leaves the digest of what it deployed.
@@ -15,8 +15,6 @@ from doit.exceptions import TaskFailed
 from . import core, paths, tools
 from .tanka import env_dir
 
-#: the environment on this machine's own cluster (k3d): `doit up`, Tilt and the local secrets
-LOCAL_ENV = "local"
 #: the ConfigMap apply:<env> records the applied digest in
 APPLIED_CONFIGMAP = "raibid-deploy-applied"
 #: the field manager of everything apply:<env> writes (server-side apply)
@@ -26,31 +24,28 @@ FIRST_KINDS = ("CustomResourceDefinition", "Namespace")
 
 
 def is_local(env: str) -> bool:
-    """The environment runs on this machine's own cluster (`doit cluster`; it reads the
-    generated local secrets)."""
-    return env == LOCAL_ENV
+    """The environment runs on this machine's own cluster (deploy.json kind ``local``:
+    `doit cluster`, images in its registry, the generated local secrets)."""
+    return core.settings().env(env).local
+
+
+def local_env() -> str | None:
+    """The environment of kind ``local`` (`doit up` and Tilt deploy it), None without one."""
+    env = core.settings().local_env()
+    return env.name if env else None
 
 
 # --------------------------------------------------------------------------- contexts
 
 
-def spec_file(env: str) -> Path:
-    return env_dir(env) / "spec.json"
-
-
-def _spec(env: str) -> dict:
-    return json.loads(spec_file(env).read_text()).get("spec", {})
-
-
-def context_of(env: str) -> str | None:
-    """The first kube context of an environment's spec.json, None when it names none
-    (:func:`context_problem` says so)."""
-    names = _spec(env).get("contextNames") or []
-    return names[0] if names else None
+def context_of(env: str) -> str:
+    """The kube context of an environment (deploy.json: ``context``, or the project's k3d
+    cluster's for the local one)."""
+    return core.settings().env(env).context
 
 
 def namespace_of(env: str) -> str:
-    return _spec(env).get("namespace") or core.plan_or_exit().settings.namespace
+    return core.settings().env(env).namespace
 
 
 def kube_contexts() -> list[str] | None:
@@ -66,13 +61,12 @@ def kube_contexts() -> list[str] | None:
 
 
 def context_problem(env: str, verb: str) -> str | None:
-    """Why ``env`` cannot be reached (its spec names no context, or the kubeconfig lacks
-    it: tk's own error for that is cryptic), with what to do; None when it can (or the
-    kubeconfig is unreadable: then kubectl says what is wrong)."""
+    """Why ``env`` cannot be reached (the kubeconfig lacks its context), with what to do;
+    None when it can (or the kubeconfig is unreadable: then kubectl says what is wrong)."""
+    from .settings import FILE
+
     ctx = context_of(env)
-    where = paths.rel(spec_file(env))
-    if ctx is None:
-        return f"{where}: spec.contextNames is empty: nothing was {verb}. Name the environment's kube context there."
+    where = FILE if is_local(env) else f"{FILE} environments.{env}.context"
     contexts = kube_contexts()
     if contexts is None or ctx in contexts:
         return None

@@ -1,5 +1,6 @@
-"""``secrets:local``: the local environment's secrets, generated once per machine (random,
-0600, gitignored), never changed once made."""
+"""``secrets:<env>``: the secrets of the environment of kind ``local`` (deploy.json),
+generated once per machine (random, 0600, gitignored), never changed once made. Remote
+environments reference Secrets an operator created in their cluster: none is generated."""
 from __future__ import annotations
 
 import json
@@ -7,14 +8,13 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import atomic, paths
-from .kube import LOCAL_ENV
+from . import atomic, kube, paths
 from .tanka import env_dir
 
 
-def local_secrets_file() -> Path:
-    """The generated, gitignored secrets the local render reads."""
-    return env_dir(LOCAL_ENV) / "secrets.local.json"
+def local_secrets_file(env: str | None = None) -> Path:
+    """The generated, gitignored secrets the local environment's render reads."""
+    return env_dir(env or kube.local_env() or "local") / "secrets.local.json"
 
 
 def secret_keys_file() -> Path:
@@ -34,20 +34,20 @@ def _generate_value(key: str) -> str:
     return secrets.token_urlsafe(32)
 
 
-def local_secrets_complete() -> bool:
+def local_secrets_complete(env: str | None = None) -> bool:
     try:
-        values = json.loads(local_secrets_file().read_text())
+        values = json.loads(local_secrets_file(env).read_text())
         return all(isinstance(values.get(k), str) and values[k] for k in local_secret_keys())
     except (OSError, ValueError):
         return False
 
 
-def generate_local_secrets() -> None:
+def generate_local_secrets(env: str | None = None) -> None:
     """Create or complete the local secrets file; never changes an existing value.
 
     The file is 0600 from its creation; concurrent runs take turns (a lock on its
     directory), so only the first generates and the others find the file complete."""
-    f = local_secrets_file()
+    f = local_secrets_file(env)
     with atomic.locked(f.parent):
         try:
             values = json.loads(f.read_text()) if f.exists() else {}
@@ -55,7 +55,7 @@ def generate_local_secrets() -> None:
             values = None
         if not isinstance(values, dict):
             return TaskFailed(f"{paths.rel(f)} is not a JSON object: fix or delete it, then run "
-                              "`doit secrets:local` again")
+                              f"`doit secrets:{env or kube.local_env()}` again")
         added = [k for k in local_secret_keys() if not (isinstance(values.get(k), str) and values[k])]
         for k in added:
             values[k] = _generate_value(k)
@@ -68,12 +68,16 @@ def generate_local_secrets() -> None:
 
 def task_secrets():
     """Generate the local environment's secrets once per machine (random, gitignored)."""
+    env = kube.local_env()
+    if env is None:
+        return
+    f = local_secrets_file(env)
     yield {
-        "name": "local",
-        "doc": "Generate random local secrets into tanka/environments/local/secrets.local.json (gitignored)",
-        "actions": [generate_local_secrets],
+        "name": env,
+        "doc": f"Generate random local secrets into {paths.rel(f)} (gitignored)",
+        "actions": [(generate_local_secrets, [env])],
         "file_dep": [str(secret_keys_file())],
-        "targets": [str(local_secrets_file())],
-        "uptodate": [local_secrets_complete],
+        "targets": [str(f)],
+        "uptodate": [lambda: local_secrets_complete(env)],
         "verbosity": 1,
     }

@@ -702,6 +702,18 @@ def current() -> Plan:
     return plan
 
 
+def current_or_exit() -> Plan:
+    """:func:`current`; on a broken plan.yaml print every problem and exit 2 (for the commands
+    that show the plan: ``doit plan``, ``graph``; never for a task creator)."""
+    import sys
+
+    try:
+        return current()
+    except PlanError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(2) from None
+
+
 def _digest(text: str) -> str:
     import hashlib
 

@@ -4,7 +4,7 @@ depfile engine that decides when it must run again.
 ``render:<env>`` runs when a file the environment imports changed. The imports come
 from the depfile ``build/manifests/<env>.deps.json`` that the previous render wrote
 from ``tk tool imports`` (as Ninja does), with the state (mtime, size, sha256) of each
-import, of spec.json, chartfile.yaml and every vendored chart file; no depfile means
+import (deploy.json included), of chartfile.yaml and every vendored chart file; no depfile means
 render. The export parameters count too. The output directory is replaced
 atomically; ``build/manifests/<env>.sha256`` is the digest of what was rendered.
 """
@@ -35,9 +35,9 @@ def _file_state(path: Path) -> list:
 
 
 def render_inputs(env: str, imports: list[str]) -> list[str]:
-    """Project-relative inputs of a render: its imports, spec.json, chartfile.yaml and
-    every file of the vendored charts."""
-    extra = [env_dir(env) / "spec.json", chartfile()] + [Path(p) for p in chart_files()]
+    """Project-relative inputs of a render: its imports (deploy.json among them, through
+    config.libsonnet), chartfile.yaml and every file of the vendored charts."""
+    extra = [chartfile()] + [Path(p) for p in chart_files()]
     return sorted(set(imports) | {paths.rel(p) for p in extra})
 
 
@@ -263,7 +263,7 @@ def task_render():
             "doc": f"Render the {env} environment into build/manifests/{env}/ (re-runs only when an import changed)",
             "actions": [(_render_action, [env])],
             "targets": [str(digest_file(env)), str(depfile(env))],
-            "task_dep": ["vendor:charts"] + (["secrets:local"] if is_local(env) else []),
+            "task_dep": ["vendor:charts"] + ([f"secrets:{env}"] if is_local(env) else []),
             "uptodate": [render_uptodate(env)],
             "verbosity": 1,
         }

@@ -34,17 +34,17 @@ CLEAN_LOAD = ("Loading Tiltfile at: ", "Successfully loaded Tiltfile")
 
 
 def environments() -> list[str]:
-    """Every Tanka environment on disk (tanka/environments/<env>/spec.json)."""
-    return sorted(p.parent.name for p in (paths.tanka() / "environments").glob("*/spec.json"))
+    """Every Tanka environment (tanka/environments/, with its deploy.json properties)."""
+    return core.environments()
 
 
 def project_context() -> str:
-    return core.plan_or_exit().settings.kube_context
+    return core.settings().kube_context
 
 
 def tilt_environments() -> list[str]:
-    """The environments the Tiltfile deploys: those whose context is the project's cluster."""
-    return [e for e in environments() if kube.context_of(e) == project_context()]
+    """The environments the Tiltfile deploys: those of kind local (the project's cluster)."""
+    return [e for e in environments() if kube.is_local(e)]
 
 
 def _kubeconfig(path: Path, context: str) -> Path:
@@ -222,11 +222,13 @@ def task_tilt_check():
         }
     root = paths.root()
     envs = tilt_environments()
-    # what a load reads: the Tiltfile, plan.yaml, each environment's spec and render (its
-    # digest, written by render:<env>), the Dockerfiles it names, and this checker
-    deps = [tiltfile(), root / "plan.yaml", Path(__file__), paths.docker() / "server.Dockerfile",
+    # what a load reads: the Tiltfile, deploy.json, each environment's main.jsonnet and render
+    # (its digest, written by render:<env>), the Dockerfiles it names, and this checker
+    from . import settings
+
+    deps = [tiltfile(), settings.file(), Path(__file__), paths.docker() / "server.Dockerfile",
             paths.docker() / "agent.Dockerfile"]
-    deps += [paths.tanka() / "environments" / e / "spec.json" for e in environments()]
+    deps += [paths.tanka() / "environments" / e / "main.jsonnet" for e in environments()]
     deps += [digest_file(e) for e in envs]
     return tools.needs({
         "basename": "tilt:check",
@@ -260,7 +262,7 @@ def cluster_arch() -> str:
         pass
     kubectl = tools.which("kubectl")
     if kubectl:
-        ctx = core.plan_or_exit().settings.kube_context
+        ctx = core.settings().kube_context
         proc = subprocess.run(kube.kubectl_argv(ctx, exe=kubectl) + [
             "get", "nodes", "-o", "jsonpath={.items[0].status.nodeInfo.architecture}"],
             capture_output=True, text=True)
@@ -350,9 +352,12 @@ def task_tilt_server_binary():
 
 
 def take_over():
-    if not kube.forget_applied(kube.LOCAL_ENV):
+    env = kube.local_env()
+    if env is None:
+        return TaskFailed("deploy.json declares no environment of kind \"local\": Tilt has nothing to take over")
+    if not kube.forget_applied(env):
         return TaskFailed("could not delete the deploy record (is the cluster running? `doit cluster`)")
-    print(f"Tilt deploys {kube.LOCAL_ENV} now: `doit up` will deploy its own images again")
+    print(f"Tilt deploys {env} now: `doit up` will deploy its own images again")
     return None
 
 

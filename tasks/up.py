@@ -20,11 +20,11 @@ from . import kube, paths, tools
 from .deploy import deploy_digest
 from .render import rendered_objects
 
-ENV = kube.LOCAL_ENV
 
-#: the chain, in the order it runs (each step's own deps come first anyway)
-CHAIN = ("cluster", "vendor:charts", f"render:{ENV}", f"validate:{ENV}", "image:server",
-         "image:agent", "push:server", "push:agent", f"apply:{ENV}")
+def chain(env: str) -> tuple[str, ...]:
+    """What ``up`` runs for ``env``, in order (each step's own deps come first anyway)."""
+    return ("cluster", "vendor:charts", f"render:{env}", f"validate:{env}", "image:server",
+            "image:agent", "push:server", "push:agent", f"apply:{env}")
 
 #: tools the chain needs even when a step does not declare them
 BASE_TOOLS = ("docker", "k3d", "kubectl", "tk", "helm")
@@ -36,10 +36,16 @@ ROLLOUTS = (("statefulset/redis-master", "300s"), ("deployment/keda-operator", "
 TILT_PORT = 10350
 
 
-def settings():
-    from .core import plan_or_exit
+def local_env() -> str | None:
+    """The environment ``up``, ``down``, ``dev`` and ``e2e`` deploy: deploy.json's local one."""
+    return kube.local_env()
 
-    return plan_or_exit().settings
+
+def no_local_env():
+    """doit action of up/down/dev/e2e when deploy.json declares no local environment."""
+    return TaskFailed("deploy.json declares no environment of kind \"local\": `doit up`, `down`, `dev` and "
+                      "`e2e` deploy that one to this project's k3d cluster. Give one environment "
+                      "\"kind\": \"local\" (README.md, \"Settings\"); remote ones deploy with `doit apply:<env>`.")
 
 
 def dep_closure(tasks: dict, names):
@@ -121,7 +127,8 @@ def preflight(basename: str, chain, base=(), source=False) -> dict:
 
 def task_up_tools():
     """Check every tool `doit up` needs before anything starts (one message naming each missing one)."""
-    return preflight("up:tools", CHAIN + ("up",), BASE_TOOLS)
+    env = local_env()
+    return preflight("up:tools", (chain(env) if env else ()) + ("up",), BASE_TOOLS)
 
 
 def task_dev_tools():
@@ -144,33 +151,39 @@ class StackSettled(UptodateCalculator):
     ran" means the cluster still holds what ``up`` last saw roll out; the digest catches
     an ``apply:local`` run on its own since."""
 
+    def __init__(self, env: str):
+        super().__init__()
+        self.env = env
+
     def __call__(self, task, values):
-        if not values.get("settled") or values.get("deployed") != deploy_digest(ENV):
+        if not values.get("settled") or values.get("deployed") != deploy_digest(self.env):
             return False
         return not any(t.executed for t in dep_closure(self.tasks_dict, task.task_dep))
 
 
-def wait_rollouts():
-    s = settings()
+def wait_rollouts(env: str):
+    ctx, ns = kube.context_of(env), kube.namespace_of(env)
     for ref, timeout in ROLLOUTS:
-        argv = kube.kubectl_argv(s.kube_context) + ["-n", s.namespace, "rollout", "status", ref,
-                                                    f"--timeout={timeout}"]
+        argv = kube.kubectl_argv(ctx) + ["-n", ns, "rollout", "status", ref, f"--timeout={timeout}"]
         print("$ kubectl " + " ".join(argv[1:]), flush=True)
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             return TaskFailed(f"{ref} did not become ready within {timeout}:\n"
                               f"{(proc.stderr or proc.stdout).strip()}\n"
-                              f"  look: kubectl --context {s.kube_context} -n {s.namespace} describe {ref}\n"
-                              f"  logs: kubectl --context {s.kube_context} -n {s.namespace} logs {ref}")
-    return {"settled": True, "deployed": deploy_digest(ENV)}
+                              f"  look: kubectl --context {ctx} -n {ns} describe {ref}\n"
+                              f"  logs: kubectl --context {ctx} -n {ns} logs {ref}")
+    return {"settled": True, "deployed": deploy_digest(env)}
 
 
-def show_panel():
+def show_panel(env: str):
     from rich.console import Console
     from rich.panel import Panel
     from rich.table import Table
 
-    s = settings()
+    from . import core
+
+    s = core.settings()
+    ctx, ns = kube.context_of(env), kube.namespace_of(env)
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
@@ -179,12 +192,12 @@ def show_panel():
         ("Gitea", "http://localhost:3000"),
         ("Redis", "localhost:6379  (stream raibid:jobs, group raibid-agents)"),
         ("Tilt UI", f"http://localhost:{TILT_PORT}  (after `doit dev`)"),
-        ("cluster", f"{s.cluster}  (context {s.kube_context}, namespace {s.namespace})"),
+        ("cluster", f"{s.cluster}  (context {ctx}, namespace {ns})"),
     ]
     for k, v in rows:
         t.add_row(k, v)
     nxt = (f"[bold]next[/]: the ports are forwarded by Tilt: [cyan]doit dev[/] (live reload, buttons)\n"
-           f"      or by hand: kubectl --context {s.kube_context} -n {s.namespace} "
+           f"      or by hand: kubectl --context {ctx} -n {ns} "
            f"port-forward svc/raibid-server 8080\n"
            f"      [cyan]doit down[/] removes the stack (keeps the cluster), "
            f"[cyan]doit cluster:delete[/] the cluster; docs/TILT_WORKFLOW.md")
@@ -195,10 +208,13 @@ def show_panel():
 
 def task_up():
     """Bring up the whole stack: cluster, charts, render, images, push, deploy; wait; show URLs."""
+    env = local_env()
+    if env is None:
+        return {"actions": [no_local_env], "uptodate": [False]}
     return tools.needs({
-        "actions": [wait_rollouts, show_panel],
-        "task_dep": ["up:tools", *CHAIN],
-        "uptodate": [StackSettled()],
+        "actions": [(wait_rollouts, [env]), (show_panel, [env])],
+        "task_dep": ["up:tools", *chain(env)],
+        "uptodate": [StackSettled(env)],
         "verbosity": 2,
     }, "kubectl")
 
@@ -206,21 +222,21 @@ def task_up():
 # --------------------------------------------------------------------------- down, dev, e2e
 
 
-def delete_stack():
-    s = settings()
-    manifests = paths.build() / "manifests" / ENV
+def delete_stack(env: str):
+    from . import core
+
+    s = core.settings()
+    manifests = paths.build() / "manifests" / env
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
-                          f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
-    if kube.context_of(ENV) is None:
-        return TaskFailed(kube.context_problem(ENV, "deleted"))
+                          f"Run `doit render:{env}` (it renders what `doit up` applied), then `doit down`.")
     objects = rendered_objects(manifests)
-    kubectl = kube.kubectl_argv(kube.context_of(ENV))
+    kubectl = kube.kubectl_argv(kube.context_of(env))
     served = kube.served_kinds(kubectl, objects)
     if served is None:
         return TaskFailed("deleting the stack failed: the cluster does not answer (is it running? `doit cluster`)")
     # first forget what was applied, so the next `doit up` deploys again even if a delete fails
-    if not kube.forget_applied(ENV):
+    if not kube.forget_applied(env):
         return TaskFailed("forgetting the applied record failed (see above); nothing was deleted")
     # kinds the cluster does not serve have nothing to delete; custom resources go before
     # their CRDs, so nothing is left to a CRD's cascade
@@ -238,7 +254,10 @@ def delete_stack():
 
 def task_down():
     """Remove the deployed stack from the cluster (the cluster itself keeps running)."""
-    return tools.needs({"actions": [delete_stack], "uptodate": [False], "verbosity": 2}, "kubectl")
+    env = local_env()
+    if env is None:
+        return {"actions": [no_local_env], "uptodate": [False]}
+    return tools.needs({"actions": [(delete_stack, [env])], "uptodate": [False], "verbosity": 2}, "kubectl")
 
 
 def tilt_ui() -> str:
@@ -251,11 +270,14 @@ def task_dev():
     """Start the Tilt dev loop (`tilt up`): live reload, port forwards, logs, buttons."""
     from doit.tools import LongRunning
 
+    env = local_env()
+    if env is None:
+        return {"actions": [no_local_env], "uptodate": [False]}
     # --context: Tilt acts on the project's cluster whatever the current context is
     return tools.needs({
-        "actions": [LongRunning(f"{shlex.quote(tilt_ui())} up --context {settings().kube_context} --file Tiltfile "
+        "actions": [LongRunning(f"{shlex.quote(tilt_ui())} up --context {kube.context_of(env)} --file Tiltfile "
                                 f"--port {TILT_PORT} -- --env %(env)s")],
-        "params": [{"name": "env", "long": "env", "default": ENV,
+        "params": [{"name": "env", "long": "env", "default": env,
                     "help": "Tanka environment whose manifests Tilt deploys"}],
         "task_dep": ["dev:tools", "cluster"],
         "uptodate": [False],
@@ -265,9 +287,12 @@ def task_dev():
 
 def task_e2e():
     """Run the stack once under Tilt and exit when every resource is ready (`tilt ci`)."""
+    env = local_env()
+    if env is None:
+        return {"actions": [no_local_env], "uptodate": [False]}
     return tools.needs({
-        "actions": [f"{shlex.quote(tilt_ui())} ci --context {settings().kube_context} --file Tiltfile --timeout 30m "
-                    f"-- --env {ENV}"],
+        "actions": [f"{shlex.quote(tilt_ui())} ci --context {kube.context_of(env)} --file Tiltfile --timeout 30m "
+                    f"-- --env {env}"],
         "task_dep": ["e2e:tools", "cluster"],
         "uptodate": [False],
         "verbosity": 2,

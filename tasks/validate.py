@@ -45,9 +45,9 @@ def task_validate():
 
     from . import controlplane, crds, gitops, manifests
 
-    plan = core.plan_or_exit()
-    version = plan.settings.kubernetes_version
-    for env in plan.settings.environments:
+    settings = core.settings()
+    version = settings.kubernetes_version
+    for env in settings.environments:
         yield {
             "name": env,
             "doc": f"Validate build/manifests/{env}/ against Kubernetes {version}, the CRDs and the policies",

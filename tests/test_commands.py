@@ -8,7 +8,7 @@ import pytest
 from support import REPO, env_for, run_doit
 
 MINI_PLAN = """\
-settings: {project: mini}
+# a small plan
 workstreams:
   - {id: core, title: Core}
   - {id: docs, title: Docs}
@@ -119,11 +119,11 @@ def test_plan_json_contract(mini):
 def test_board_markdown_mermaid_dot(mini):
     env = mini_env(mini, COLUMNS="150")
     board = run_doit(mini, "plan", env=env, check=True).stdout
-    for text in ("mini migration plan", "Core", "Docs", "Critical path", "#1 -> #2 -> #4",
+    for text in ("Migration plan", "Core", "Docs", "Critical path", "#1 -> #2 -> #4",
                  "wave 2", "Core done", "late by 1d", "not built", "b is built"):
         assert text in board, text
     md = run_doit(mini, "plan", "--format", "markdown", env=env, check=True).stdout
-    assert md.startswith("# mini: deployment migration plan") and "| #2 ★ | make b from a |" in md
+    assert md.startswith("# Deployment migration plan") and "| #2 ★ | make b from a |" in md
     assert "plan.yaml sha256:" in md and "```mermaid" in md
     mer = run_doit(mini, "plan", "--format", "mermaid", env=env, check=True).stdout
     assert mer.startswith("flowchart LR") and "i1 ==> i2" in mer and "i1 --> i3" in mer
@@ -366,7 +366,7 @@ def test_an_unknown_format_is_an_error_on_stderr(mini):
 
 
 def big_plan(n: int, chain: bool) -> str:
-    lines = ["settings: {project: big}", "workstreams:"] + [f"  - {{id: w{k}, title: W{k}}}" for k in range(5)]
+    lines = ["# a big plan", "workstreams:"] + [f"  - {{id: w{k}, title: W{k}}}" for k in range(5)]
     lines.append("items:")
     for i in range(1, n + 1):
         needs = [i - 1] if chain and i > 1 else [j for j in (i // 2, i // 3) if j >= 1 and j != i]

@@ -1,6 +1,6 @@
 """The deploy path against a real control plane (tests/conftest.py ``controlplane``):
 ``apply:local`` from an empty cluster, its applied-record ConfigMap and the "already holds
-it" skip, ``diff:local``, ``down``, prod's ``--yes-prod`` guard and ``doit up``'s deploy
+it" skip, ``diff:local``, ``down``, the ``--yes`` guard of an environment with ``confirm_apply`` (prod) and ``doit up``'s deploy
 step. kubectl is the real one; only docker and k3d (they need a Docker engine) are shims.
 Every kubectl and doit call names the control plane's kubeconfig (KUBECONFIG), never ~/.kube.
 """
@@ -127,15 +127,16 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         (images / "server.cluster.json").unlink()
 
 
-def test_apply_prod_is_refused_without_yes_prod_and_applied_with_it(project, controlplane):
+def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlplane):
+    """prod has ``confirm_apply`` in deploy.json: apply:prod refuses without --yes."""
     cp = controlplane
     env = doit_env(project, cp)
     reset(cp)
     refused = run_doit(project, "apply:prod", env=env)
     assert refused.returncode != 0
-    assert "apply:prod --yes-prod" in refused.stdout + refused.stderr
+    assert "run `doit apply:prod --yes`" in refused.stdout + refused.stderr
     assert cp.kubectl("get", "namespace", NS, "--ignore-not-found", "-o", "name", check=True).stdout == ""
-    run_doit(project, "apply:prod", "--yes-prod", env=env, check=True)
+    run_doit(project, "apply:prod", "--yes", env=env, check=True)
     assert record(cp)["environment"] == "prod"
     assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
                      "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None

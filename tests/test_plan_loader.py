@@ -7,8 +7,8 @@ from support import REPO
 from tasks.plan import PlanError, load, loads
 
 GOOD = """\
-settings:
-  project: demo
+# a small plan (the deploy settings are in deploy.json,
+# never here)
 workstreams:
   - id: a
     title: A
@@ -56,7 +56,7 @@ def test_the_real_plan_has_the_21_items_in_6_workstreams():
 
 def test_a_good_small_plan_loads_into_frozen_dataclasses():
     plan = loads(GOOD)
-    assert plan.settings.project == "demo" and plan.settings.environments == ("local", "staging", "prod")
+    assert [w.id for w in plan.workstreams] == ["a", "b"] and not hasattr(plan, "settings")
     assert plan.by_id[2].needs == (1,) and plan.by_id[2].estimate_days == 2.0
     with pytest.raises(Exception):
         plan.by_id[1].title = "changed"  # frozen
@@ -180,8 +180,10 @@ def test_duplicate_needs_are_reported():
 
 # --------------------------------------------------------------------------- issue 11: checker gaps
 
-def settings_error(lines: str) -> PlanError:
-    return error_of(GOOD.replace("  project: demo\n", "  project: demo\n" + lines))
+def test_deploy_settings_in_the_tracker_point_to_deploy_json():
+    e = error_of("workstreams: []\nitems: []\nsettings:\n  namespace: x\n")
+    (p,) = e.problems
+    assert p.line == 3 and "moved to deploy.json" in p.message and "deploy.json" in p.fix
 
 
 def test_duplicate_milestone_id_names_both_lines():
@@ -190,59 +192,6 @@ def test_duplicate_milestone_id_names_both_lines():
                  + "")
     assert any("duplicate milestone id 'm' (first at line 20)" in p.message and p.line == 24
                for p in e.problems), str(e)
-
-
-def test_duplicate_environment_is_named_with_its_line():
-    e = settings_error("  environments: [local, local]\n")
-    (p,) = e.problems
-    assert p.line == 3 and "environment 'local' is listed twice" in p.message
-    assert str(e).startswith("plan.yaml: 1 problem found\nplan.yaml:3:")
-
-
-@pytest.mark.parametrize("name", ["..", "/etc", "*", "a:b", "my env", "../../tanka/environments/local",
-                                  "Local", "a/b", "-x", "x" * 64, ".", "é"])
-def test_environment_names_must_be_safe_kubernetes_style_names(name):
-    e = settings_error(f"  environments:\n    - local\n    - {name!r}\n".replace("'", '"') if '"' not in name
-                       else f"  environments: [local]\n")
-    (p,) = e.problems
-    assert p.line == 5 and "environment names must be" in p.message and repr(name) in p.message
-    assert "lowercase" in p.message and p.fix
-
-
-def test_registry_must_be_a_host_name():
-    for bad in ("https://registry.local", "registry.local:5000", "Registry", "reg istry", "a/b", "-r"):
-        e = settings_error(f"  registry: {bad!r}\n".replace("'", '"'))
-        (p,) = e.problems
-        assert p.line == 3 and "'registry' must be a host name" in p.message, bad
-    plan = loads(GOOD.replace("  project: demo\n", "  project: demo\n  registry: my-reg.localhost\n"))
-    assert plan.settings.registry == "my-reg.localhost"
-
-
-@pytest.mark.parametrize("version", ["banana", "1.40.0", "1.24.0", "1.3", "v1.33", "2.0.0", "1.33.0.1", ""])
-def test_kubernetes_version_must_be_one_the_validator_knows(version):
-    e = settings_error(f'  kubernetes_version: "{version}"\n')
-    (p,) = e.problems
-    assert p.line == 3 and "kubernetes_version" in p.message
-    if version:
-        assert "1.25" in p.message and "1.37" in p.message   # the supported range, from kubernetes-validate
-
-
-def test_supported_kubernetes_versions_load():
-    for version in ("1.25.0", "1.33.0", "1.37.2", "1.30"):
-        plan = loads(GOOD.replace("  project: demo\n", f'  project: demo\n  kubernetes_version: "{version}"\n'))
-        assert plan.settings.kubernetes_version == version
-
-
-def test_environment_without_a_tanka_environment_is_named(tmp_path):
-    (tmp_path / "tanka" / "environments" / "local").mkdir(parents=True)
-    (tmp_path / "tanka" / "environments" / "prod").mkdir(parents=True)
-    (tmp_path / "plan.yaml").write_text(GOOD.replace("  project: demo\n", "  project: demo\n"
-                                                     "  environments: [local, prdo]\n"))
-    with pytest.raises(PlanError) as exc:
-        load(tmp_path / "plan.yaml")
-    (p,) = exc.value.problems
-    assert p.line == 3 and "'prdo'" in p.message and "tanka/environments/prdo" in p.message
-    assert "did you mean 'prod'?" in p.fix
 
 
 def test_invalid_utf8_reports_line_and_column(tmp_path):
@@ -324,7 +273,7 @@ def test_the_checked_plan_is_cached_by_content_and_a_bad_cache_is_ignored(tmp_pa
     plan_mod._CACHE.clear()
     again = plan_mod.current()       # from the cache
     assert again is not first and again.by_id[2].needs == (1,)
-    fields = ("settings", "workstreams", "items", "milestones", "criteria", "source")
+    fields = ("workstreams", "items", "milestones", "criteria", "source")
     assert [getattr(again, f) for f in fields] == [getattr(first, f) for f in fields]
     for damage in ('{"digest": "x"', "[]", '{"digest": "%s", "plan": {"items": 3}}'):
         plan_mod._CACHE.clear()

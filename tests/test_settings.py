@@ -100,6 +100,19 @@ def test_bad_top_level_values_are_named(key, bad):
     assert repr(key) in p.message and p.fix and p.line == line_of(text(doc), f'"{key}"')
 
 
+@pytest.mark.parametrize("version", ["1.40.0", "1.24.0", "v1.33", "2.0.0", "1.33.0.1", ""])
+def test_kubernetes_version_must_be_one_the_validator_knows(version):
+    [p] = error(dict(GOOD, kubernetes_version=version)).problems
+    assert "kubernetes_version" in p.message
+    if version:
+        assert "1.25" in p.message and "1.37" in p.message   # the supported range, from kubernetes-validate
+
+
+@pytest.mark.parametrize("version", ["1.25.0", "1.33.0", "1.37.2", "1.30"])
+def test_supported_kubernetes_versions_load(version):
+    assert loads(text(dict(GOOD, kubernetes_version=version)), on_disk=ON_DISK).kubernetes_version == version
+
+
 def test_invalid_json_names_line_and_column():
     broken = text(GOOD).replace('"cluster": "raibid-ci",', '"cluster": "raibid-ci"')
     [p] = error(broken).problems

@@ -96,33 +96,28 @@ def with_tools(project: Path, **scripts: str) -> Path:
 # --------------------------------------------------------------------------- project shape
 
 
-def test_tanka_project_is_standard(real_tools):
-    proc = subprocess.run(["tk", "env", "list"], cwd=REPO / "tanka", capture_output=True, text=True,
+def test_tk_sees_the_environments_deploy_json_declares_in_their_namespaces(real_tools):
+    """Inline environments: tk finds each one, with the namespace deploy.json gives it (no
+    spec.json repeating it)."""
+    from tasks import settings
+
+    s = settings.load(REPO / "deploy.json")
+    proc = subprocess.run(["tk", "env", "list", "--json"], cwd=REPO / "tanka", capture_output=True, text=True,
                           env=env_for(REPO, path_first=[REPO / ".tools" / "bin"]))
     assert proc.returncode == 0, proc.stderr
-    for env in ENVS:
-        assert f"environments/{env}" in proc.stdout
-    chartfile = yaml.safe_load((REPO / "tanka" / "chartfile.yaml").read_text())
-    pins = {r["directory"]: (r["chart"], str(r["version"])) for r in chartfile["requires"]}
-    assert set(pins) == {"redis", "gitea", "keda", "flux2"}
-    assert pins["keda"] == ("kedacore/keda", "2.20.2")
-    assert pins["flux2"] == ("fluxcd-community/flux2", "2.18.3")
-    assert pins["redis"][0] == "bitnami/redis"
-    for env in ENVS:
-        spec = json.loads((REPO / "tanka" / "environments" / env / "spec.json").read_text())
-        assert spec["spec"]["namespace"] == "raibid-system"
-        assert "apiServer" not in spec["spec"] and spec["spec"]["contextNames"]
-    local = json.loads((REPO / "tanka" / "environments" / "local" / "spec.json").read_text())
-    assert local["spec"]["contextNames"] == ["k3d-raibid-ci"]
+    listed = {e["metadata"]["name"]: e["spec"]["namespace"] for e in json.loads(proc.stdout)}
+    assert listed == {f"environments/{name}": s.env(name).namespace for name in s.environments}
+    assert not list((REPO / "tanka" / "environments").glob("*/spec.json"))
 
 
 def test_helm_renders_for_the_kubernetes_version_validation_uses(real_tools):
-    plan = yaml.safe_load((REPO / "plan.yaml").read_text())
+    from tasks import settings
+
     proc = subprocess.run(["tk", "eval", "tests/test.libsonnet", "-e", "config.defaults.kubeVersion"],
                           cwd=REPO / "tanka", capture_output=True, text=True,
                           env=env_for(REPO, path_first=[REPO / ".tools" / "bin"]))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == plan["settings"]["kubernetes_version"]
+    assert json.loads(proc.stdout) == settings.load(REPO / "deploy.json").kubernetes_version
 
 
 def test_stand_in_charts_match_the_pins():
@@ -559,7 +554,7 @@ def test_a_missing_kube_context_is_named_with_what_to_do(stack_copy, shims, task
     proc = run_doit(stack_copy, task, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "kube context 'k3d-raibid-ci' (tanka/environments/local/spec.json) is not in your kubeconfig" in out
+    assert "kube context 'k3d-raibid-ci' (deploy.json) is not in your kubeconfig" in out
     assert "`doit cluster` creates" in out
     argvs = [r["argv"] for r in shims.records()]
     assert ["config", "view", "-o", "json"] in argvs

@@ -210,25 +210,42 @@ def test_another_current_context_is_refused_naming_both(staged):
 
 
 def test_every_environment_runs_under_tilt_or_is_refused(staged):
-    """Derived from tanka/environments: an environment of the project's context loads;
-    the others (their own clusters, their own registries) are refused, naming the way."""
-    envs = sorted(p.parent.name for p in (staged / "tanka" / "environments").glob("*/spec.json"))
-    assert "local" in envs and len(envs) > 1
-    for env in envs:
-        spec = json.loads((staged / "tanka" / "environments" / env / "spec.json").read_text())["spec"]
+    """Derived from deploy.json: the environment of kind local loads; the remote ones (their
+    own clusters, their own registries) are refused, naming the way."""
+    settings = json.loads((staged / "deploy.json").read_text())["environments"]
+    assert "local" in settings and len(settings) > 1
+    for env, props in settings.items():
         if not (staged / "build" / "manifests" / env).exists():
             stage(staged, env)  # a render is there: the refusal must not depend on its absence
-        if spec["contextNames"][0] == CONTEXT:
+        if props["kind"] == "local":
             assert load(staged, env_name=env)["Manifests"]
         else:
             r = tilt(staged, "alpha", "tiltfile-result", env_name=env)
             assert r.returncode == 5, (env, r.stdout[-500:])
             msg = " ".join(r.stderr.split())
-            assert f"--env {env} deploys to kube context {spec['contextNames'][0]}" in msg
+            assert f"--env {env} is a remote environment (deploy.json: kind remote, context {props['context']})" in msg
             assert f"`doit apply:{env}`" in msg and "k3d-raibid-ci" in msg
     r = tilt(staged, "alpha", "tiltfile-result", env_name="nope")
-    assert r.returncode == 5 and "--env nope: there is no tanka/environments/nope/spec.json" in r.stderr
+    assert r.returncode == 5 and "--env nope: no such environment" in r.stderr
     assert "local" in r.stderr.split("Environments:")[-1]
+
+
+def test_the_local_environment_is_found_by_its_kind_not_its_name(tmp_path):
+    """Rename the local environment (folder and deploy.json entry): Tilt deploys it, by its kind."""
+    from support import copy_project
+
+    project = copy_project(tmp_path / "project")
+    envs = project / "tanka" / "environments"
+    main = envs / "local" / "main.jsonnet"
+    (envs / "dev").mkdir()
+    (envs / "dev" / "main.jsonnet").write_text(main.read_text().replace("environment.new('local'", "environment.new('dev'"))
+    main.unlink()
+    envs.joinpath("local").rmdir()
+    settings = json.loads((project / "deploy.json").read_text())
+    settings["environments"] = {("dev" if k == "local" else k): v for k, v in settings["environments"].items()}
+    (project / "deploy.json").write_text(json.dumps(settings))
+    stage(project, "dev")
+    assert load(project, env_name="dev")["Manifests"]
 
 
 def test_missing_render_is_named_with_the_command_to_run(tmp_path):
@@ -340,15 +357,14 @@ def test_button_payloads_are_jobs_raibid_ci_accepts(result, staged, pod):
 
 
 def test_buttons_follow_the_projects_context(tmp_path):
-    """The context comes from plan.yaml (settings.cluster), not a literal: another cluster
-    name moves the environment's context, the buttons and the refusal with it."""
+    """The context comes from deploy.json (cluster), not a literal: another cluster name moves
+    the environment's context, the buttons and the refusal with it."""
     from support import copy_project
 
     project = stage(copy_project(tmp_path / "project"))
-    plan = project / "plan.yaml"
-    plan.write_text(plan.read_text().replace("cluster: raibid-ci ", "cluster: other-ci ", 1))
-    spec = project / "tanka" / "environments" / "local" / "spec.json"
-    spec.write_text(spec.read_text().replace('"k3d-raibid-ci"', '"k3d-other-ci"'))
+    settings = json.loads((project / "deploy.json").read_text())
+    settings["cluster"] = "other-ci"
+    (project / "deploy.json").write_text(json.dumps(settings))
     r = tilt(project, "alpha", "tiltfile-result")
     assert r.returncode == 5 and "this project deploys to k3d-other-ci" in " ".join(r.stderr.split())
     res = load(project, current="k3d-other-ci")
