@@ -417,15 +417,15 @@ def check_version(k8s_version: str) -> None:
     with a bare exception, or an IndexError below its oldest)."""
     import re
 
-    from .plan import supported_kubernetes_versions
+    from .settings import supported_kubernetes_versions
 
     known = supported_kubernetes_versions() or ("none",)
     m = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", str(k8s_version))
     if not m or f"{int(m.group(1))}.{int(m.group(2))}" not in known:
         raise UnsupportedVersion(
-            f"Kubernetes {k8s_version!r} (plan.yaml settings.kubernetes_version) has no schemas in "
+            f"Kubernetes {k8s_version!r} (deploy.json kubernetes_version) has no schemas in "
             f"the installed kubernetes-validate: it knows {known[0]} to {known[-1]}. Set one of "
-            "those in plan.yaml (or upgrade kubernetes-validate), then validate again.")
+            "those in deploy.json (or upgrade kubernetes-validate), then validate again.")
 
 
 def validate_objects(objs: list[dict], env: str, k8s_version: str,

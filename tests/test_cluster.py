@@ -97,7 +97,7 @@ def test_changed_config_is_reported_never_recreated(project, cluster_shims):
     r = doit(project, cluster_shims, "cluster")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout + r.stderr
-    assert "cluster/k3d.yaml changed since the cluster 'raibid-ci' was created" in out
+    assert "cluster/k3d.yaml or the cluster settings of deploy.json changed since the cluster 'raibid-ci' was created" in out
     assert "doit cluster:delete cluster" in out
     assert verbs(cluster_shims, "k3d") == ["cluster list -o json"]
     # also when the cluster is stopped: started with the old config, and told so
@@ -150,6 +150,7 @@ def test_the_k3d_config_takes_its_names_from_deploy_json(project, cluster_shims)
     settings = json.loads((project / "deploy.json").read_text())
     settings.update(cluster="other", registry="reg.localhost", registry_port=5000)
     (project / "deploy.json").write_text(json.dumps(settings))
+    cluster_shims.set_state(contexts=["k3d-other"])
     r = doit(project, cluster_shims, "cluster")
     assert r.returncode == 0, r.stdout + r.stderr
     cfg = yaml.safe_load((project / "build" / "cluster" / "k3d.yaml").read_text())

@@ -166,13 +166,6 @@ def test_out_of_range_estimate_shows_the_value():
     assert "got -1" in e.problems[0].message
 
 
-def test_namespace_must_be_a_kubernetes_name():
-    e = error_of(GOOD.replace("  project: demo", "  project: demo\n  namespace: Raibid_System"))
-    (p,) = e.problems
-    assert p.line == 3 and "'namespace' must be a Kubernetes name" in p.message
-    assert "namespace: raibid-system" in p.fix
-
-
 def test_duplicate_needs_are_reported():
     e = error_of(GOOD.replace("needs: [1]", "needs: [1, 1]"))
     assert any("`needs` lists 1 more than once" in p.message for p in e.problems)

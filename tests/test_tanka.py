@@ -794,8 +794,8 @@ def test_an_unsupported_kubernetes_version_is_one_clear_message(stack_copy, vers
 
     newest = utils.major_minor(utils.latest_version())
     assert version in str(err.value) and f"to {newest}" in str(err.value)
-    plan = stack_copy / "plan.yaml"
-    plan.write_text(plan.read_text().replace('kubernetes_version: "1.33.0"', f'kubernetes_version: "{version}"'))
+    settings = stack_copy / "deploy.json"
+    settings.write_text(settings.read_text().replace('"kubernetes_version": "1.33.0"', f'"kubernetes_version": "{version}"'))
     proc = run_doit(stack_copy, "validate:local")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
