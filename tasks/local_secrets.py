@@ -42,7 +42,7 @@ def local_secrets_complete() -> bool:
         return False
 
 
-def generate_local_secrets() -> None:
+def generate_local_secrets():
     """Create or complete the local secrets file; never changes an existing value.
 
     The file is 0600 from its creation; concurrent runs take turns (a lock on its

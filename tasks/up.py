@@ -22,9 +22,9 @@ from .render import rendered_objects
 
 ENV = kube.LOCAL_ENV
 
-#: the chain, in the order it runs (each step's own deps come first anyway)
-CHAIN = ("cluster", "vendor:charts", f"render:{ENV}", f"validate:{ENV}", "image:server",
-         "image:agent", "push:server", "push:agent", f"apply:{ENV}")
+#: the chain, in the order it runs (each step's own deps come first anyway); "image" and
+#: "push" are the groups of every image
+CHAIN = ("cluster", "vendor:charts", f"render:{ENV}", f"validate:{ENV}", "image", "push", f"apply:{ENV}")
 
 #: tools the chain needs even when a step does not declare them
 BASE_TOOLS = ("docker", "k3d", "kubectl", "tk", "helm")
