@@ -19,6 +19,7 @@ from doit.exceptions import TaskFailed
 from . import kube, paths, tools
 from .deploy import deploy_digest
 from .render import rendered_objects
+from .tanka import manifests_dir
 
 ENV = kube.LOCAL_ENV
 
@@ -208,7 +209,7 @@ def task_up():
 
 def delete_stack():
     s = settings()
-    manifests = paths.build() / "manifests" / ENV
+    manifests = manifests_dir(ENV)
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
                           f"Run `doit render:{ENV}` (it renders what `doit up` applied), then `doit down`.")
