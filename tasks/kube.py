@@ -69,8 +69,11 @@ def context_problem(env: str, verb: str) -> str | None:
     """Why ``env`` cannot be reached (its spec names no context, or the kubeconfig lacks
     it: tk's own error for that is cryptic), with what to do; None when it can (or the
     kubeconfig is unreadable: then kubectl says what is wrong)."""
-    ctx = context_of(env)
     where = paths.rel(spec_file(env))
+    try:
+        ctx = context_of(env)
+    except (OSError, ValueError, AttributeError) as e:
+        return f"{where} cannot be read ({e}): nothing was {verb}. Fix it (`tk env list` checks it)."
     if ctx is None:
         return f"{where}: spec.contextNames is empty: nothing was {verb}. Name the environment's kube context there."
     contexts = kube_contexts()
@@ -115,14 +118,14 @@ def env_kubectl(env: str) -> list[str]:
 def applied_digest(env: str) -> str | None:
     """The digest the last apply:<env> recorded in the cluster, or None (asked live; None
     too when the cluster or kubectl cannot answer, so apply runs and says why)."""
-    if tools.which("kubectl") is None or context_of(env) is None:
-        return None
     try:
+        if tools.which("kubectl") is None or context_of(env) is None:
+            return None
         proc = subprocess.run(env_kubectl(env) + ["get", "configmap", APPLIED_CONFIGMAP,
                                                   "-o", "jsonpath={.data.digest}"],
                               capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
+        return None  # the spec cannot be read: apply runs, and check_context says why
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
 
 

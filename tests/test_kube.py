@@ -77,3 +77,15 @@ def test_a_failed_export_is_one_message_and_keeps_the_previous_render(project):
     assert proc.returncode == 1 and "Traceback" not in out, out
     assert "`tk export` of tanka/environments/staging failed" in out, out
     assert sorted(p.name for p in out_dir.iterdir()) == sorted([RENDER_MARK, "v1.Namespace-old.yaml"])
+
+
+def test_an_unreadable_spec_makes_apply_run_and_say_why(project, monkeypatch):
+    """apply's uptodate cannot answer: it says "run" (never raises); the action names the file."""
+    from tasks import kube
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    (project / "tanka/environments/staging/spec.json").write_text("{ not json")
+    assert kube.applied_digest("staging") is None
+    assert kube.context_problem("staging", "applied").startswith(
+        "tanka/environments/staging/spec.json cannot be read (")
+    assert kube.check_context("staging", "applied")().message.startswith("tanka/environments/staging/spec.json")
