@@ -15,26 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import core, paths, tools
+from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
                    diff_objects, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import rendered_objects
 from .tanka import digest_file, env_dir, manifests_dir
 
 
-def images_dir() -> Path:
-    return paths.build() / "images"
-
-
 def image_overrides() -> dict[str, str]:
-    """Image refs the push tasks wrote (build/images/<name>.cluster.json: {"name", "ref"})."""
+    """Image refs the push tasks wrote, whichever images there are
+    (build/images/<name>.cluster.json: {"name", "ref"})."""
+    suffix = docker.cluster_record_path("").name
     out = {}
-    for name in ("server", "agent"):
-        f = images_dir() / f"{name}.cluster.json"
+    for f in sorted(docker.images_dir().glob(f"*{suffix}")):
+        name = f.name[: -len(suffix)]
         try:
             data = json.loads(f.read_text())
         except (OSError, ValueError):

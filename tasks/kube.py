@@ -109,14 +109,14 @@ def env_kubectl(env: str) -> list[str]:
 def applied_digest(env: str) -> str | None:
     """The digest the last apply:<env> recorded in the cluster, or None (asked live; None
     too when the cluster or kubectl cannot answer, so apply runs and says why)."""
-    if tools.which("kubectl") is None or context_of(env) is None:
-        return None
     try:
+        if tools.which("kubectl") is None or context_of(env) is None:
+            return None
         proc = subprocess.run(env_kubectl(env) + ["get", "configmap", APPLIED_CONFIGMAP,
                                                   "-o", "jsonpath={.data.digest}"],
                               capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
+        return None  # the spec cannot be read: apply runs, and check_context says why
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
 
 

@@ -132,8 +132,11 @@ class RenderUptodate:
                 return f"{rel} is missing"
             if (st.st_mtime_ns, st.st_size) == (mtime_ns, size):
                 continue
-            if st.st_size != size or hashlib.sha256(f.read_bytes()).hexdigest() != sha:
-                return f"{rel} changed"
+            try:
+                if st.st_size != size or hashlib.sha256(f.read_bytes()).hexdigest() != sha:
+                    return f"{rel} changed"
+            except OSError:
+                return f"{rel} cannot be read"
         return ""
 
 
@@ -141,8 +144,9 @@ def render_uptodate(env: str) -> RenderUptodate:
     return RenderUptodate(env)
 
 
-def tk_imports(env: str) -> list[str]:
-    """``tk tool imports`` of an environment, as project-relative paths.
+def tk_imports(env: str) -> list[str] | TaskFailed:
+    """``tk tool imports`` of an environment, as project-relative paths (a TaskFailed
+    saying why when it fails).
 
     tk asks git for the repository root; outside a git checkout (a copied project) it
     gets a throwaway one, so the command works anywhere.
@@ -154,7 +158,7 @@ def tk_imports(env: str) -> list[str]:
             probe = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths.tanka(),
                                    capture_output=True, text=True)
         except FileNotFoundError:
-            raise RuntimeError("`tk tool imports` needs git on PATH (install git)") from None
+            return TaskFailed("`tk tool imports` needs git on PATH (install git)")
         if probe.returncode != 0:
             subprocess.run(["git", "init", "-q", "--bare", tmp], check=True, capture_output=True)
             env_vars.update(GIT_DIR=tmp, GIT_WORK_TREE=str(paths.tanka()))
@@ -162,7 +166,7 @@ def tk_imports(env: str) -> list[str]:
                               capture_output=True, text=True, env=env_vars, stdin=subprocess.DEVNULL,
                               preexec_fn=atomic.child_setup())
     if proc.returncode != 0:
-        raise RuntimeError(f"`tk tool imports {paths.rel(main)}` failed:\n{proc.stderr.strip()}")
+        return TaskFailed(f"`tk tool imports {paths.rel(main)}` failed:\n{proc.stderr.strip()}")
     rel_to_tanka = json.loads(proc.stdout)
     return sorted(paths.rel(paths.tanka() / p) for p in rel_to_tanka)
 
@@ -181,62 +185,71 @@ def dir_digest(directory: Path) -> str:
     return h.hexdigest()
 
 
-class RenderRefused(RuntimeError):
-    """A render that would write outside build/manifests/ or replace what it did not make."""
-
-
-def check_output(env: str) -> None:
-    """Raise :class:`RenderRefused` unless render:<env> writes only its own files directly
-    in build/manifests/ and the directory it replaces is one it made."""
+def output_refused(env: str) -> str | None:
+    """Why render:<env> must not write its output, None when it may: it writes only its own
+    files, directly in build/manifests/, and replaces only a directory it made."""
     base = paths.build() / "manifests"
     for p in (manifests_dir(env), depfile(env), digest_file(env)):
         if Path(env).name != env or env in ("", ".", "..") or p.parent != base:
-            raise RenderRefused(f"render:{env}: the output {p} would not be directly in "
-                                f"{paths.rel(base)}/: nothing was written. An environment name is "
-                                "one directory name (no '/' or '..').")
+            return (f"render:{env}: the output {p} would not be directly in "
+                    f"{paths.rel(base)}/: nothing was written. An environment name is "
+                    "one directory name (no '/' or '..').")
     for d in (paths.build(), base):
         if d.exists() and not d.is_dir():
-            raise RenderRefused(f"render:{env}: {paths.rel(d)} is not a directory (a file is in the "
-                                f"way): move it away, then run `doit render:{env}` again")
+            return (f"render:{env}: {paths.rel(d)} is not a directory (a file is in the "
+                    f"way): move it away, then run `doit render:{env}` again")
     out = manifests_dir(env)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise RenderRefused(f"render:{env}: {paths.rel(out)} is not a directory render made: move it "
-                            "away, then run the render again")
+        return (f"render:{env}: {paths.rel(out)} is not a directory render made: move it "
+                "away, then run the render again")
     if out.is_dir() and not (out / RENDER_MARK).is_file():
         try:
             legacy = digest_file(env).read_text().strip() == dir_digest(out)  # made before the mark
         except OSError:
             legacy = False
         if not legacy:
-            raise RenderRefused(f"render:{env}: {paths.rel(out)}/ was not created by render:{env} "
-                                "(it would be replaced): move it away, then run the render again")
+            return (f"render:{env}: {paths.rel(out)}/ was not created by render:{env} "
+                    "(it would be replaced): move it away, then run the render again")
+    return None
 
 
-def render(env: str):
-    """``tk export`` an environment into build/manifests/<env>/, atomically, and write
-    its depfile and digest. The output is private (0700 directory, 0600 files, from
-    creation: local Secrets hold plaintext), and tk dies with doit."""
-    check_output(env)
+class _ExportFailed(Exception):
+    """Aborts :func:`atomic.replace_dir` inside :func:`render` (the previous output stays)."""
+
+
+def render(env: str) -> TaskFailed | None:
+    """The action of render:<env>: ``tk export`` the environment into
+    build/manifests/<env>/, atomically, and write its depfile and digest. The output is
+    private (0700 directory, 0600 files, from creation: local Secrets hold plaintext), and
+    tk dies with doit. A refused output, or a failed ``tk tool imports`` or ``tk export``,
+    is a TaskFailed saying which and why, and leaves the previous output as it was."""
+    refused = output_refused(env)
+    if refused:
+        return TaskFailed(refused)
     out = manifests_dir(env)
     atomic.sweep_stale_temps(out.parent)
     # the inputs are recorded as they are before the export: a file edited while tk runs
     # makes the next run render again
     imports = tk_imports(env)
+    if isinstance(imports, TaskFailed):
+        return imports
     files = {rel: _file_state(paths.root() / rel) for rel in render_inputs(env, imports)}
     tool_ids = tool_identity()
-    with atomic.replace_dir(out, mode=0o700) as tmp:
-        proc = subprocess.run(
-            ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
-             "--log-level", "warn"],
-            cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-            preexec_fn=atomic.child_setup(umask=0o077))
-        if proc.returncode != 0:
-            # raising leaves the previous output exactly as it was
-            raise RuntimeError(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
-        digest = dir_digest(tmp)
-        fd = os.open(tmp / RENDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, f"render:{env}\n".encode())
-        os.close(fd)
+    try:
+        with atomic.replace_dir(out, mode=0o700) as tmp:
+            proc = subprocess.run(
+                ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
+                 "--log-level", "warn"],
+                cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                preexec_fn=atomic.child_setup(umask=0o077))
+            if proc.returncode != 0:
+                raise _ExportFailed(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
+            digest = dir_digest(tmp)
+            fd = os.open(tmp / RENDER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, f"render:{env}\n".encode())
+            os.close(fd)
+    except _ExportFailed as e:
+        return TaskFailed(str(e))
     # the depfile last: it is what render_uptodate trusts, so a run interrupted before it
     # is written renders again (validate and apply key on the digest, written first)
     atomic.write_text(digest_file(env), digest + "\n")
@@ -245,13 +258,6 @@ def render(env: str):
                                                indent=1, sort_keys=True) + "\n")
     count = sum(1 for _ in out.glob("*.yaml"))
     print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
-
-
-def _render_action(env: str):
-    try:
-        render(env)
-    except RuntimeError as e:  # refused, or tk export / tk tool imports failed: say which and why
-        return TaskFailed(str(e))
     return None
 
 
@@ -261,7 +267,7 @@ def task_render():
         task = {
             "name": env,
             "doc": f"Render the {env} environment into build/manifests/{env}/ (re-runs only when an import changed)",
-            "actions": [(_render_action, [env])],
+            "actions": [(render, [env])],
             "targets": [str(digest_file(env)), str(depfile(env))],
             "task_dep": ["vendor:charts"] + ([f"secrets:{env}"] if is_local(env) else []),
             "uptodate": [render_uptodate(env)],

@@ -19,12 +19,13 @@ from doit.exceptions import TaskFailed
 from . import kube, paths, tools
 from .deploy import deploy_digest
 from .render import rendered_objects
+from .tanka import manifests_dir
 
 
 def chain(env: str) -> tuple[str, ...]:
-    """What ``up`` runs for ``env``, in order (each step's own deps come first anyway)."""
-    return ("cluster", "vendor:charts", f"render:{env}", f"validate:{env}", "image:server",
-            "image:agent", "push:server", "push:agent", f"apply:{env}")
+    """What ``up`` runs for ``env``, in order (each step's own deps come first anyway); "image"
+    and "push" are the groups of every image."""
+    return ("cluster", "vendor:charts", f"render:{env}", f"validate:{env}", "image", "push", f"apply:{env}")
 
 #: tools the chain needs even when a step does not declare them
 BASE_TOOLS = ("docker", "k3d", "kubectl", "tk", "helm")
@@ -226,7 +227,7 @@ def delete_stack(env: str):
     from . import core
 
     s = core.settings()
-    manifests = paths.build() / "manifests" / env
+    manifests = manifests_dir(env)
     if not manifests.is_dir():
         return TaskFailed(f"{paths.rel(manifests)} is missing: nothing says what to delete. "
                           f"Run `doit render:{env}` (it renders what `doit up` applied), then `doit down`.")

@@ -19,8 +19,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from support import FIXTURES
 
 NS = "raibid-system"
@@ -48,10 +46,9 @@ def reset(cp, namespace: str = NS) -> None:
 
 
 def rendered(project: Path, env: str) -> list[dict]:
-    out = []
-    for f in sorted((project / "build" / "manifests" / env).glob("*.yaml")):
-        out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
-    return out
+    from tasks.render import rendered_objects
+
+    return rendered_objects(project / "build" / "manifests" / env)
 
 
 def job_payload(n: int) -> str:

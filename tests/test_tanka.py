@@ -729,7 +729,7 @@ def test_render_refuses_an_output_directory_outside_build_manifests(tmp_path, mo
     env_dir = project / "tanka/environments/local"
     before = {p.name: p.read_bytes() for p in env_dir.iterdir()}
     for name in ("../../tanka/environments/local", "/etc", "a/b"):
-        fail = render._render_action(name)
+        fail = render.render(name)
         assert fail is not None and "build/manifests" in fail.message, name
     assert {p.name: p.read_bytes() for p in env_dir.iterdir()} == before
     assert not (project / "build").exists() or not list((project / "build").rglob("*.json"))

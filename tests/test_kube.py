@@ -1,0 +1,79 @@
+"""tasks/kube.py (contexts, kubectl argv, the applied record) and the one failure style of
+the deploy tasks' actions: a TaskFailed message, never a traceback or a SystemExit."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support import run_doit, tool_or_fail
+
+
+@pytest.fixture
+def no_context(project):
+    """A project whose deploy.json gives the remote staging environment no kube context."""
+    path = project / "deploy.json"
+    data = json.loads(path.read_text())
+    del data["environments"]["staging"]["context"]
+    path.write_text(json.dumps(data, indent=2))
+    return project
+
+
+def test_kubectl_argv_is_built_in_one_place():
+    from tasks import kube
+
+    assert kube.kubectl_argv("ctx", exe="/k")[1:] == ["--context", "ctx"]
+    assert kube.kubectl_argv("ctx", "/kc", "/cache", exe="/k") == [
+        "/k", "--kubeconfig", "/kc", "--cache-dir", "/cache", "--context", "ctx"]
+    assert kube.kubectl_argv(None, exe="/k") == ["/k"]  # the kubeconfig's own business
+
+
+def test_the_control_plane_talks_through_kube_kubectl_argv(tmp_path, monkeypatch):
+    """ControlPlane.kubectl is kube.kubectl_argv plus its arguments (one builder)."""
+    from tasks import controlplane, kube
+
+    seen = []
+    monkeypatch.setattr(kube, "kubectl_argv", lambda *a, **kw: seen.append((a, kw)) or ["true"])
+    cp = controlplane.ControlPlane(tmp_path / "cp")
+    assert cp.kubectl("get", "nodes").returncode == 0
+    assert seen == [((cp.context, str(cp.kubeconfig)), {"exe": cp.kubectl_exe()})]
+
+
+def test_the_context_and_namespace_come_from_deploy_json(project, monkeypatch):
+    from tasks import kube
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    data = json.loads((project / "deploy.json").read_text())
+    data["cluster"] = "elsewhere"
+    data["environments"]["staging"].update(context="ctx-s", namespace="ns-s")
+    (project / "deploy.json").write_text(json.dumps(data))
+    assert kube.context_of("staging") == "ctx-s" and kube.namespace_of("staging") == "ns-s"
+    assert kube.env_kubectl("staging")[1:] == ["--context", "ctx-s", "--namespace", "ns-s"]
+    local = kube.local_env()
+    assert kube.is_local(local) and kube.context_of(local) == "k3d-elsewhere"
+
+
+@pytest.mark.parametrize("task", ["apply:staging", "diff:staging", "render:local"])
+def test_a_remote_environment_without_a_context_stops_every_task_with_one_message(no_context, task):
+    proc = run_doit(no_context, task)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out and "SystemExit" not in out, out
+    assert "deploy.json:" in proc.stderr and "environment 'staging' is remote: it needs the kube context" in proc.stderr
+
+
+def test_a_failed_export_is_one_message_and_keeps_the_previous_render(project):
+    """tk export fails (no charts are vendored here): the action returns TaskFailed, and the
+    render it would have replaced is left as it was."""
+    for name in ("tk", "helm"):
+        tool_or_fail(name)
+    from tasks.render import RENDER_MARK
+
+    out_dir = project / "build/manifests/staging"
+    out_dir.mkdir(parents=True)
+    (out_dir / RENDER_MARK).write_text("render:staging\n")
+    (out_dir / "v1.Namespace-old.yaml").write_text("kind: Namespace\n")
+    proc = run_doit(project, "run", "--single", "render:staging")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out
+    assert "`tk export` of tanka/environments/staging failed" in out, out
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([RENDER_MARK, "v1.Namespace-old.yaml"])
