@@ -8,6 +8,7 @@ import importlib.util
 import io
 import itertools
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,7 @@ def doit(project: Path, *args: str, check: bool = False, dodo: Path | None = Non
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         mp.setenv("RAIBID_DEPLOY_ROOT", str(project))
+        mp.setenv("PATH", os.environ["PATH"])      # restored after: a dodo.py may prepend to it
         for key, value in env.items():
             mp.setenv(key, value)
         mp.setitem(opt_outfile, "default", out)   # doit binds `run`'s output stream at import
@@ -296,9 +298,10 @@ def test_a_broken_plan_stops_every_run_of_the_project(project):
                 and n > text.splitlines().index("workstreams:"))
     plan.write_text(text.replace(text.splitlines()[line - 1] + "\n",
                                  text.splitlines()[line - 1] + "\n    colour: red\n", 1))
-    for args in ([], ["list"], ["plan"]):
-        proc = run_doit(project, *args)
-        assert proc.returncode == 2, args
+    runs = [run_doit(project)]                        # as started from a shell: the default run
+    runs += [doit(project, *args) for args in (["list"], ["plan"])]
+    for proc in runs:
+        assert proc.returncode == 2
         assert f"plan.yaml:{line + 1}: workstreams[0]: unknown key 'colour'" in proc.stderr
         assert "Traceback" not in proc.stderr
 
@@ -320,7 +323,6 @@ def task_later():
 
 def test_ctrl_c_says_what_was_interrupted_without_a_traceback(mini):
     """A subprocess: the signal to the process group is the point."""
-    import os
     import signal
     import subprocess
     import sys
@@ -497,7 +499,6 @@ def _db_state(d):
 
 
 def test_read_only_commands_never_rewrite_the_database(mini):
-    import os
     import stat
 
     doit(mini, "run", "a", check=True)
