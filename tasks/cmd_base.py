@@ -37,6 +37,24 @@ def plan_view(task_list, dep_manager, live: bool = False):
     return PlanView.build(plan, item_statuses(plan, reader), criterion_statuses(plan, reader))
 
 
+class PipeSafe:
+    """Mixed into each plugin command: a reader that stops early (``doit list | head``) ends
+    the command quietly instead of with a BrokenPipeError traceback."""
+
+    def execute(self, params, args):
+        try:
+            return super().execute(params, args)
+        except BrokenPipeError:
+            import os
+            import sys
+
+            # what is still buffered for stdout would fail again when Python exits
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 1  # Python's own exit code on a broken pipe
+
+
 def console(outstream):
     from rich.console import Console
 

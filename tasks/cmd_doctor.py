@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from doit.cmd_base import DoitCmdBase
 
-from .cmd_base import console
+from .cmd_base import PipeSafe, console
 
 
-class Doctor(DoitCmdBase):
+class Doctor(PipeSafe, DoitCmdBase):
     name = "doctor"
     doc_purpose = "check every external tool: which tasks need it, version found vs pinned, how to install"
     doc_usage = ""

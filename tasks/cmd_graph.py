@@ -6,7 +6,7 @@ import sys
 from doit.cmd_base import DoitCmdBase
 
 from . import paths
-from .cmd_base import opt_live, plan_view
+from .cmd_base import PipeSafe, opt_live, plan_view
 
 opt_graph_format = {
     "name": "format",
@@ -28,7 +28,7 @@ opt_graph_output = {
 }
 
 
-class Graph(DoitCmdBase):
+class Graph(PipeSafe, DoitCmdBase):
     name = "graph"
     doc_purpose = "draw the plan graph and the task graph (SVG/PNG with Graphviz, DOT/Mermaid text otherwise)"
     doc_usage = "[--format svg|png|dot|mermaid] [--output DIR] [--live]"

@@ -5,9 +5,10 @@ from doit.cmd_help import Help as _DoitHelp
 from doit.cmdparse import CmdOption, TaskParse
 
 from . import paths
+from .cmd_base import PipeSafe
 
 
-class Help(_DoitHelp):
+class Help(PipeSafe, _DoitHelp):
     """``doit help TASK`` describes the task: doit's line and options, plus the full
     description of its task creator, the tools it needs, the tasks it runs after, what it
     reads and writes, and when it runs again (the docstring of its up-to-date check)."""

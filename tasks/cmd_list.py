@@ -5,7 +5,7 @@ from doit.cmd_list import List as _DoitList
 from doit.cmd_list import opt_sort as _doit_opt_sort
 
 from . import paths
-from .cmd_base import current_plan
+from .cmd_base import PipeSafe, current_plan
 
 opt_sort = {
     **_doit_opt_sort,
@@ -15,7 +15,7 @@ opt_sort = {
 }
 
 
-class List(_DoitList):
+class List(PipeSafe, _DoitList):
     """``doit list`` with the tasks in the plan's critical-path order (``--sort plan``)."""
 
     cmd_options = tuple(o for o in _DoitList.cmd_options if o["name"] != "sort") + (opt_sort,)

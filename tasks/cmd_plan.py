@@ -6,7 +6,7 @@ import sys
 from doit.cmd_base import DoitCmdBase
 
 from . import paths
-from .cmd_base import console, opt_live, plan_view
+from .cmd_base import PipeSafe, console, opt_live, plan_view
 
 opt_plan_format = {
     "name": "format",
@@ -40,7 +40,7 @@ def unknown_task_notes(plan, task_list) -> list[str]:
     return notes
 
 
-class Plan(DoitCmdBase):
+class Plan(PipeSafe, DoitCmdBase):
     name = "plan"
     doc_purpose = "show the migration plan: workstreams, status, critical path, waves, milestones"
     doc_usage = "[--format table|json|markdown|mermaid|dot] [--live]"

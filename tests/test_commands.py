@@ -630,3 +630,28 @@ def test_the_board_summarises_what_a_terminal_cannot_show(mini, chain):
         assert "(3000 items)" in board
     names = [line.split()[0] for line in doit(mini, "list", check=True).stdout.splitlines()]
     assert sorted(names[:2]) == ["a", "b"]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(mini):
+    """`doit plan | head -1`: a subprocess, the closed pipe is the point. The output is larger
+    than a pipe's buffer, so the command is still writing when the reader is gone."""
+    import subprocess
+    import sys
+
+    (mini / "plan.yaml").write_text(big_plan(3000, chain=False))
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def task_many():
+    """Many subtasks."""
+    for n in range(3000):
+        yield {"name": f"part-{n:04}", "actions": None, "doc": "one of many parts " * 3}
+''')
+    for args in (["plan", "--format", "json"], ["list", "--all"]):
+        proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=mini, env=mini_env(mini),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()                       # the reader is gone
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+        assert first, args
+        assert "Traceback" not in err and "BrokenPipeError" not in err, (args, err)
