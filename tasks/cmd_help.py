@@ -16,6 +16,8 @@ class Help(PipeSafe, _DoitHelp):
     def _execute(self, pos_args):
         import inspect
 
+        from .status import asks_live_system
+
         tasks = {t.name: t for t in self.task_list}
         task = tasks.get(pos_args[0])
         if task is None:
@@ -37,6 +39,9 @@ class Help(PipeSafe, _DoitHelp):
             doc = type(utd).__doc__ if type(utd).__module__.startswith("tasks.") else None
             if doc:
                 out += ["", "runs again when: " + inspect.cleandoc(doc).split("\n\n")[0]]
+        if any(asks_live_system(task, entry[0]) for entry in task.uptodate):
+            out += ["", "its up-to-date check asks a live system (the cluster or the Docker engine): "
+                        "`doit plan` shows it as unknown unless --live"]
         self.outstream.write("\n".join(out) + "\n")
         params = list(task.creator_params) + list(task.params)
         for opt in TaskParse([CmdOption(o) for o in params]).options:

@@ -447,6 +447,9 @@ def test_plan_asks_no_live_system_unless_live(live_mini):
     assert (s[5], s[6]) == ("stale", "stale")
     s, _ = statuses(mini, PATH=path)
     assert (s[5], s[6]) == ("unknown", "unknown")
+    for name, asks in (("deployed", True), ("imaged", True), ("offline", False)):
+        out = doit(mini, "help", name, check=True, PATH=path).stdout
+        assert ("asks a live system" in out) is asks, name
 
 
 def test_without_live_the_offline_checks_still_count(live_mini):
