@@ -19,7 +19,6 @@ from . import paths
 from .problems import SHOWN_PROBLEMS, InputError, Problem  # noqa: F401 (re-exported)
 
 MAX_ID = 999_999_999
-STATUSES = ("done", "stale", "not run", "not built")
 CRITERIA_LEVELS = ("must", "should", "nice")
 
 

@@ -17,6 +17,7 @@ from doit.dependency import UptodateCalculator
 from doit.exceptions import TaskFailed
 
 from . import kube, paths, tools
+from .status import live
 from .deploy import deploy_digest
 from .render import rendered_objects
 from .tanka import manifests_dir
@@ -64,6 +65,7 @@ def dep_closure(tasks: dict, names):
 # --------------------------------------------------------------------------- up:tools
 
 
+@live
 class ChainTools(UptodateCalculator):
     """uptodate of a preflight task: every tool of every task in ``chain`` (and their
     task_dep) is installed, docker has an engine, and (when the chain builds images) the

@@ -1,11 +1,21 @@
-"""The doit plugin commands and the status derivation, through real doit runs."""
+"""The doit plugin commands and the status derivation.
+
+The commands run in-process (``DoitMain`` with a ``ModuleTaskLoader``, as doit's own tests
+do) on a tiny project; a subprocess only where the process boundary is the point (Ctrl-C,
+the real project's start-up)."""
+import contextlib
+import importlib.util
+import io
+import itertools
 import json
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support import REPO, env_for, run_doit
+from support import REPO, Shims, env_for, run_doit
 
 MINI_PLAN = """\
 # a small plan
@@ -72,8 +82,51 @@ def mini_env(d, **extra):
     return env
 
 
-def statuses(d, **extra):
-    proc = run_doit(d, "plan", "--format", "json", env=mini_env(d, **extra), check=True)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+_modules = itertools.count()
+
+
+def doit(project: Path, *args: str, check: bool = False, dodo: Path | None = None, **env) -> Result:
+    """``doit ARGS`` in-process in ``project``: its pyproject.toml, its dodo.py (loaded
+    afresh: a test may rewrite it), ``env`` on top of the environment, output captured.
+    A broken plan exits 2 by SystemExit, as the command line does."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.cmd_run import opt_outfile
+    from doit.doit_cmd import DoitMain
+
+    from tasks import plan as plan_mod
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        mp.setenv("RAIBID_DEPLOY_ROOT", str(project))
+        mp.setenv("PATH", os.environ["PATH"])      # restored after: a dodo.py may prepend to it
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setitem(opt_outfile, "default", out)   # doit binds `run`'s output stream at import
+        plan_mod._CACHE.clear()                    # a new process reads plan.yaml afresh
+        spec = importlib.util.spec_from_file_location(f"dodo_{next(_modules)}", dodo or project / "dodo.py")
+        module = importlib.util.module_from_spec(spec)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            spec.loader.exec_module(module)
+            try:
+                code = DoitMain(ModuleTaskLoader(module)).run(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+    result = Result(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed ({code}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def statuses(d, *args, **env):
+    proc = doit(d, "plan", "--format", "json", *args, check=True, **env)
     data = json.loads(proc.stdout)
     return {i["id"]: i["status"] for i in data["items"]}, data
 
@@ -82,11 +135,11 @@ def test_status_follows_the_build_state(mini):
     s, _ = statuses(mini)
     assert s == {1: "not run", 2: "not run", 3: "not run", 4: "not built"}
 
-    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    doit(mini, "run", "a", check=True)
     s, _ = statuses(mini)
     assert s[1] == "done" and s[2] == "not run"
 
-    run_doit(mini, "run", "b", "flaky", env=mini_env(mini), check=True)
+    doit(mini, "run", "b", "flaky", check=True)
     s, data = statuses(mini)
     assert s == {1: "done", 2: "done", 3: "done", 4: "not built"}
     assert data["success_criteria"][0]["status"] == "done"
@@ -97,10 +150,41 @@ def test_status_follows_the_build_state(mini):
     assert s[1] == "stale" and s[3] == "stale"
     assert s[2] == "stale"                             # its dependency a is stale
 
-    proc = run_doit(mini, "run", "flaky", env=mini_env(mini, FAIL="1"))
+    proc = doit(mini, "run", "flaky", FAIL="1")
     assert proc.returncode != 0
     s, _ = statuses(mini)
     assert s[3] == "not run"                           # a failure erases the success
+
+
+def test_status_reads_only_doits_public_dependency_api(tmp_path):
+    """StatusReader works with a Dependency that offers only its public methods (it read the
+    private ``_get`` before)."""
+    from doit.dependency import Dependency, JsonDB
+    from doit.task import Task
+
+    from tasks.status import StatusReader
+
+    class Public:
+        def __init__(self, dep):
+            self._dep = dep
+
+        def __getattr__(self, name):
+            if name.startswith("_"):
+                raise AttributeError(f"private doit API: {name}")
+            return getattr(self._dep, name)
+
+    (tmp_path / "in.txt").write_text("x")
+    dep = Dependency(JsonDB, str(tmp_path / "db.json"))
+    ran = Task("ran", ["true"], file_dep=[str(tmp_path / "in.txt")])
+    never = Task("never", ["true"], file_dep=[str(tmp_path / "in.txt")])
+    dep.save_success(ran)
+    tasks = {"ran": ran, "never": never}
+    reader = StatusReader(tasks, Public(dep))
+    assert (reader.task("ran"), reader.task("never")) == ("done", "not run")
+    (tmp_path / "in.txt").write_text("y")
+    assert StatusReader(tasks, Public(dep)).task("ran") == "stale"
+    dep.remove_success(ran)                       # what doit does when a task fails
+    assert StatusReader(tasks, Public(dep)).task("ran") == "not run"
 
 
 def test_plan_json_contract(mini):
@@ -117,85 +201,108 @@ def test_plan_json_contract(mini):
 
 
 def test_board_markdown_mermaid_dot(mini):
-    env = mini_env(mini, COLUMNS="150")
-    board = run_doit(mini, "plan", env=env, check=True).stdout
+    board = doit(mini, "plan", check=True, COLUMNS="150").stdout
     for text in ("Migration plan", "Core", "Docs", "Critical path", "#1 -> #2 -> #4",
                  "wave 2", "Core done", "late by 1d", "not built", "b is built"):
         assert text in board, text
-    md = run_doit(mini, "plan", "--format", "markdown", env=env, check=True).stdout
+    md = doit(mini, "plan", "--format", "markdown", check=True).stdout
     assert md.startswith("# Deployment migration plan") and "| #2 ★ | make b from a |" in md
     assert "plan.yaml sha256:" in md and "```mermaid" in md
-    mer = run_doit(mini, "plan", "--format", "mermaid", env=env, check=True).stdout
+    mer = doit(mini, "plan", "--format", "mermaid", check=True).stdout
     assert mer.startswith("flowchart LR") and "i1 ==> i2" in mer and "i1 --> i3" in mer
-    dot = run_doit(mini, "plan", "--format", "dot", env=env, check=True).stdout
+    dot = doit(mini, "plan", "--format", "dot", check=True).stdout
     assert dot.startswith("digraph plan") and "i1 -> i2 [penwidth=3" in dot
-    bad = run_doit(mini, "plan", "--format", "yaml", env=env)
-    assert bad.returncode == 2 and "choose one of" in bad.stderr
 
 
 def test_list_is_in_critical_path_order_with_docs(mini):
-    out = run_doit(mini, "list", env=mini_env(mini), check=True).stdout.splitlines()
+    out = doit(mini, "list", check=True).stdout.splitlines()
     names = [line.split()[0] for line in out]
     assert names == ["a", "b", "flaky", "needs_tools"]
     assert "Copy in.txt to a.txt." in out[0]
-    by_name = run_doit(mini, "list", "--sort", "name", env=mini_env(mini), check=True).stdout
+    by_name = doit(mini, "list", "--sort", "name", check=True).stdout
     assert [line.split()[0] for line in by_name.splitlines()][0] == "a"
+
+
+def test_help_describes_a_task_from_its_creator(mini):
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def task_docs():
+    """Build the docs.
+
+    The long story: every page, checked."""
+    for name in ("api", "guide"):
+        yield tools.needs({"name": name, "actions": ["true"], "task_dep": ["a"]}, "k3d")
+''')
+    out = doit(mini, "help", "docs:api", check=True).stdout
+    assert "The long story: every page, checked." in out      # the creator's docstring
+    assert "tools: k3d" in out and "after: a" in out
 
 
 def test_broken_plan_gives_file_line_and_fix_without_traceback(mini):
     (mini / "plan.yaml").write_text(MINI_PLAN.replace("needs: [1], tasks: [b]", "needs: [9], tasks: [b]"))
     for args in (["plan"], ["list"], ["graph", "--format", "dot"]):
-        proc = run_doit(mini, *args, env=mini_env(mini))
+        proc = doit(mini, *args)
         assert proc.returncode == 2, args
         assert "plan.yaml:7: item 2 needs unknown item 9" in proc.stderr
         assert "Traceback" not in proc.stderr + proc.stdout
 
 
 def test_missing_tools_fail_before_anything_runs(mini):
-    proc = run_doit(mini, "run", "needs_tools", env=mini_env(mini, PATH="/usr/bin:/bin"))
+    from tasks import tools
+
+    proc = doit(mini, "run", "needs_tools", PATH="/usr/bin:/bin")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "missing tools: nothing was run." in out
-    assert "k3d >= v5.7.0" in out and "tilt-ui >= v0.33.0" in out and "install:" in out
+    for name in ("k3d", "tilt-ui"):
+        tool = tools.TOOLS[name]
+        assert f"{name} >= {tool.version}" in out and f"install: {tool.install}" in out
     assert not (mini / "touched.txt").exists()
 
 
 def test_reporter_summary_and_noop_run(mini):
-    first = run_doit(mini, env=mini_env(mini), check=True).stdout
+    first = doit(mini, check=True).stdout
     assert "ok a" in first and "ok b" in first and "2 executed" in first
-    second = run_doit(mini, env=mini_env(mini), check=True).stdout
+    second = doit(mini, check=True).stdout
     assert "0 executed, 2 up to date" in second and "nothing to do" in second
-    as_json = run_doit(mini, "run", "-r", "json", "a", env=mini_env(mini), check=True).stdout
+    as_json = doit(mini, "run", "-r", "json", "a", check=True).stdout
     assert json.loads(as_json)["tasks"][0]["name"] == "a"
 
 
 def test_graph_writes_pictures_or_text(mini):
     from tasks import tools
-    proc = run_doit(mini, "graph", "--format", "dot", env=mini_env(mini), check=True)
+    proc = doit(mini, "graph", "--format", "dot", check=True)
     assert "digraph plan" in proc.stdout and "digraph tasks" in proc.stdout
     assert '"a" -> "b" [style=dashed]' in proc.stdout      # b's file_dep is a's target
     if tools.which("dot"):
-        proc = run_doit(mini, "graph", env=mini_env(mini), check=True)
+        proc = doit(mini, "graph", check=True)
         svg = (mini / "build" / "graph" / "plan.svg").read_text()
         assert svg.lstrip().startswith("<?xml") and "#1 make a" in svg
         assert (mini / "build" / "graph" / "tasks.svg").exists()
 
 
 def test_doctor_lists_every_tool_and_who_needs_it(mini):
-    proc = run_doit(mini, "doctor", env=mini_env(mini, COLUMNS="200"))
-    out = proc.stdout
-    for name in ("tk", "jb", "helm", "hadolint", "docker", "k3d", "kubectl", "tilt", "tilt-ui", "dot"):
+    from tasks import tools
+
+    out = doit(mini, "doctor", COLUMNS="200").stdout
+    for name in tools.TOOLS:
         assert f"│ {name} " in out, name
     assert "needs_tools" in out        # k3d and tilt-ui are needed by that task
 
 
 def test_a_broken_plan_stops_every_run_of_the_project(project):
+    """The real project, started as a user starts it: a broken plan.yaml stops every run."""
     plan = project / "plan.yaml"
-    plan.write_text(plan.read_text().replace("  - id: infra\n", "  - id: infra\n    colour: red\n", 1))
-    for args in ([], ["list"], ["plan"]):
-        proc = run_doit(project, *args)
-        assert proc.returncode == 2, args
-        assert "plan.yaml:23: workstreams[1]: unknown key 'colour'" in proc.stderr
+    text = plan.read_text()
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if ln.startswith("  - id: ")
+                and n > text.splitlines().index("workstreams:"))
+    plan.write_text(text.replace(text.splitlines()[line - 1] + "\n",
+                                 text.splitlines()[line - 1] + "\n    colour: red\n", 1))
+    runs = [run_doit(project)]                        # as started from a shell: the default run
+    runs += [doit(project, *args) for args in (["list"], ["plan"])]
+    for proc in runs:
+        assert proc.returncode == 2
+        assert f"plan.yaml:{line + 1}: workstreams[0]: unknown key 'colour'" in proc.stderr
         assert "Traceback" not in proc.stderr
 
 
@@ -209,13 +316,13 @@ def task_later():
     """A check that cannot run yet."""
     return {"actions": [skip_action("later: skipped, nothing to check yet")]}
 ''')
-    run_doit(mini, "run", "a", "later", env=mini_env(mini), check=True)
+    doit(mini, "run", "a", "later", check=True)
     s, _ = statuses(mini)
     assert s[1] == "done" and s[4] == "not run"     # ran, but only to say it was skipped
 
 
 def test_ctrl_c_says_what_was_interrupted_without_a_traceback(mini):
-    import os
+    """A subprocess: the signal to the process group is the point."""
     import signal
     import subprocess
     import sys
@@ -242,12 +349,12 @@ def task_slow():
     assert not (mini / "slow.txt").exists()
     # the interrupted task recorded nothing: the next run does it again
     (mini / "dodo.py").write_text((mini / "dodo.py").read_text().replace("sleep 30", "sleep 0"))
-    again = run_doit(mini, "run", "slow", env=mini_env(mini), check=True)
+    again = doit(mini, "run", "slow", check=True)
     assert "ok slow" in again.stdout and (mini / "slow.txt").exists()
 
 
 def test_the_doit_database_is_written_atomically(mini):
-    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    doit(mini, "run", "a", check=True)
     db = json.loads((mini / ".doit.db").read_text())
     assert "a" in db
     assert [p.name for p in mini.iterdir() if p.name.startswith(".doit.db")] == [".doit.db"]
@@ -255,12 +362,134 @@ def test_the_doit_database_is_written_atomically(mini):
 
 def test_plan_points_out_a_misspelt_task(mini):
     (mini / "plan.yaml").write_text(MINI_PLAN.replace("tasks: [b]}", "tasks: [bb]}", 1))
-    proc = run_doit(mini, "plan", "--format", "json", env=mini_env(mini), check=True)
+    proc = doit(mini, "plan", "--format", "json", check=True)
     assert "plan.yaml names task 'later', which does not exist (not built yet)" in proc.stderr
     json.loads(proc.stdout)   # the JSON stays clean on stdout
     (mini / "plan.yaml").write_text(MINI_PLAN.replace("tasks: [later]", "tasks: [flakyy]"))
-    proc = run_doit(mini, "plan", env=mini_env(mini), check=True)
+    proc = doit(mini, "plan", check=True)
     assert "task 'flakyy', which does not exist - did you mean 'flaky'?" in proc.stderr
+
+
+# --------------------------------------------------------------------------- issue 9: live checks
+
+LIVE_PLAN = MINI_PLAN.replace("milestones:", """\
+  - {id: 5, title: deployed, workstream: core, estimate_days: 1, tasks: [deployed]}
+  - {id: 6, title: imaged, workstream: core, estimate_days: 1, tasks: [imaged]}
+  - {id: 7, title: offline, workstream: core, estimate_days: 1, tasks: [offline]}
+milestones:""")
+
+LIVE_DODO = MINI_DODO + '''
+import subprocess
+
+from doit.tools import config_changed
+
+from tasks.status import live
+
+
+def cluster_answers():
+    return subprocess.run(["kubectl", "get", "namespace", "mini"]).returncode == 0
+
+
+def task_deployed():
+    """Up to date while the cluster answers: a task that declares kubectl."""
+    return tools.needs({"actions": ["true"], "uptodate": [cluster_answers, config_changed("v1")]},
+                       "kubectl")
+
+
+@live
+def engine_has_image():
+    return subprocess.run(["docker", "image", "inspect", "mini"]).returncode == 0
+
+
+def task_imaged():
+    """Up to date while the engine holds the image: a check marked live, no tool declared."""
+    return {"actions": ["true"], "uptodate": [engine_has_image]}
+
+
+def task_offline():
+    """An offline check of a task that declares kubectl: asked without --live."""
+    return tools.needs({"actions": ["true"], "uptodate": [config_changed(os.environ.get("V", "1"))]},
+                       "kubectl")
+'''
+
+
+@pytest.fixture
+def live_mini(mini, tmp_path):
+    shims = Shims(tmp_path / "shims")
+    for name in ("docker", "k3d", "kubectl"):
+        shims.add(name, "def handle(argv, state, rec):\n    return state.get('exit', 0)\n")
+    (mini / "plan.yaml").write_text(LIVE_PLAN)
+    (mini / "dodo.py").write_text(LIVE_DODO)
+    path = f"{shims.bin}:{mini_env(mini)['PATH']}"
+    shims.set_state(exit=1)                 # nothing deployed yet: the tasks run
+    doit(mini, "run", "deployed", "imaged", "offline", check=True, PATH=path)
+    shims.set_state(exit=0)
+    shims.clear()
+    return mini, shims, path
+
+
+def test_plan_asks_no_live_system_unless_live(live_mini):
+    mini, shims, path = live_mini
+    s, _ = statuses(mini, PATH=path)
+    assert shims.records() == []                                     # nothing asked
+    assert (s[5], s[6], s[7]) == ("unknown", "unknown", "done")
+    board = doit(mini, "plan", check=True, PATH=path, COLUMNS="200").stdout
+    assert "--live" in board and shims.records() == []
+    doit(mini, "graph", "--format", "dot", check=True, PATH=path)
+    assert shims.records() == []
+
+    s, _ = statuses(mini, "--live", PATH=path)
+    assert sorted(r["tool"] for r in shims.records()) == ["docker", "kubectl"]
+    assert (s[5], s[6], s[7]) == ("done", "done", "done")
+
+    shims.set_state(exit=1)                                          # the cluster and engine are gone
+    s, _ = statuses(mini, "--live", PATH=path)
+    assert (s[5], s[6]) == ("stale", "stale")
+    s, _ = statuses(mini, PATH=path)
+    assert (s[5], s[6]) == ("unknown", "unknown")
+    for name, asks in (("deployed", True), ("imaged", True), ("offline", False)):
+        out = doit(mini, "help", name, check=True, PATH=path).stdout
+        assert ("asks a live system" in out) is asks, name
+
+
+def test_without_live_the_offline_checks_still_count(live_mini):
+    mini, shims, path = live_mini
+    s, _ = statuses(mini, PATH=path, V="2")                          # offline's config changed
+    assert s[7] == "stale"
+    (mini / "dodo.py").write_text(LIVE_DODO.replace('config_changed("v1")', 'config_changed("v2")'))
+    s, _ = statuses(mini, PATH=path)
+    assert s[5] == "stale" and shims.records() == []                 # stale without asking the cluster
+
+
+def test_the_real_plan_asks_no_live_system_unless_live(tmp_path):
+    """The real project, every task with a success on record: `doit plan` calls no shim."""
+    import inspect
+
+    from doit.dependency import Dependency, JsonDB
+    from doit.loader import load_tasks
+
+    shims = Shims(tmp_path / "shims")
+    for name in ("docker", "k3d", "kubectl"):
+        shims.add(name)
+    path = f"{shims.bin}:{mini_env(REPO)['PATH']}"
+    db = tmp_path / "db.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        mp.setenv("PATH", path)
+        spec = importlib.util.spec_from_file_location(f"dodo_{next(_modules)}", REPO / "dodo.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dep = Dependency(JsonDB, str(db))
+        for task in load_tasks(dict(inspect.getmembers(module))):
+            task.file_dep = set()            # a record without file states: its checks are asked
+            dep.save_success(task)
+        dep.close()
+    args = ("plan", "--format", "json", "--db-file", str(db), "--backend", "json")
+    doit(REPO, *args, "--live", check=True, PATH=path)
+    assert {r["tool"] for r in shims.records()} >= {"k3d", "kubectl"}   # the checks are there to ask
+    shims.clear()
+    doit(REPO, *args, check=True, PATH=path)
+    assert shims.records() == []
 
 
 # --------------------------------------------------------------------------- issue 11: the doit database
@@ -271,10 +500,9 @@ def _db_state(d):
 
 
 def test_read_only_commands_never_rewrite_the_database(mini):
-    import os
     import stat
 
-    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    doit(mini, "run", "a", check=True)
     before = _db_state(mini)
     # a read-only checkout (effective for a non-root user; for root the database's inode and
     # mtime below show whether it was rewritten)
@@ -283,14 +511,14 @@ def test_read_only_commands_never_rewrite_the_database(mini):
     try:
         for args in (["plan", "--format", "json"], ["plan"], ["doctor"], ["list"], ["graph", "--format", "dot"],
                      ["info", "a"]):
-            proc = run_doit(mini, *args, env=mini_env(mini))
+            proc = doit(mini, *args)
             assert "Traceback" not in proc.stdout + proc.stderr, args
             assert "PermissionError" not in proc.stdout + proc.stderr, args
             assert _db_state(mini) == before, args
     finally:
         os.chmod(mini, mode)
     assert [p.name for p in mini.iterdir() if p.name.startswith(".doit.db")] == [".doit.db"]
-    run_doit(mini, "run", "b", env=mini_env(mini), check=True)   # a real run still records
+    doit(mini, "run", "b", check=True)   # a real run still records
     assert "b" in json.loads((mini / ".doit.db").read_text())
 
 
@@ -298,13 +526,13 @@ def test_read_only_commands_never_rewrite_the_database(mini):
 def test_a_damaged_database_gives_one_short_message_with_the_fix(mini, damage):
     import random
 
-    run_doit(mini, "run", "a", env=mini_env(mini), check=True)
+    doit(mini, "run", "a", check=True)
     db = mini / ".doit.db"
     good = db.read_bytes()
     db.write_bytes({"truncated": good[: len(good) // 2], "nul": b"\0" * 4096,
                     "random": random.Random(11).randbytes(2048), "deep": b"[" * 100_000}[damage])
     for args in ([], ["run", "a"], ["plan"], ["list"]):
-        proc = run_doit(mini, *args, env=mini_env(mini))
+        proc = doit(mini, *args)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, args
         assert "Traceback" not in out and "interrupted" not in out, out
@@ -314,7 +542,7 @@ def test_a_damaged_database_gives_one_short_message_with_the_fix(mini, damage):
 
 def test_a_database_directory_gets_a_hint(mini):
     (mini / ".doit.db").mkdir()
-    proc = run_doit(mini, "run", "a", env=mini_env(mini))
+    proc = doit(mini, "run", "a")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out and "IsADirectoryError" not in out
     assert ".doit.db is a directory" in proc.stderr and "mv .doit.db" in proc.stderr
@@ -324,7 +552,7 @@ def test_a_database_directory_gets_a_hint(mini):
 def test_a_database_of_the_wrong_shape_is_named_and_nothing_was_interrupted(mini, content):
     (mini / ".doit.db").write_text(content)
     for args in ([], ["plan", "--format", "json"]):
-        proc = run_doit(mini, *args, env=mini_env(mini))
+        proc = doit(mini, *args)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, args
         assert "interrupted" not in out and "Traceback" not in out and "TypeError" not in out, out
@@ -342,27 +570,38 @@ def test_titles_are_shown_literally_and_escaped_in_markdown(mini):
     for plain, odd in ODD.items():
         text = text.replace(plain, f'"{odd}"' if plain != "make a" else odd.join('""'), 1)
     (mini / "plan.yaml").write_text(text)
-    env = mini_env(mini, COLUMNS="200")
-    board = run_doit(mini, "plan", env=env)
+    board = doit(mini, "plan", COLUMNS="200")
     assert board.returncode == 0 and "Traceback" not in board.stdout + board.stderr, board.stderr
     for odd in ODD.values():
         assert odd in board.stdout, odd
-    md = run_doit(mini, "plan", "--format", "markdown", env=env, check=True).stdout
+    md = doit(mini, "plan", "--format", "markdown", check=True).stdout
     row = next(line for line in md.splitlines() if line.startswith("| #1"))
     assert "[/] and [bold]loud[/bold]" in row
     heading_row = next(line for line in md.splitlines() if line.startswith("| [red]Core"))
     assert heading_row.startswith(r"| [red]Core \| team | ")
     assert heading_row.replace(r"\|", "").count("|") == 4      # the table keeps its 3 columns
     for fmt in ("mermaid", "dot", "json"):
-        proc = run_doit(mini, "plan", "--format", fmt, env=env)
+        proc = doit(mini, "plan", "--format", fmt)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, fmt
 
 
-def test_an_unknown_format_is_an_error_on_stderr(mini):
-    for args in (["plan", "--format", "xml"], ["graph", "--format", "xml"]):
-        proc = run_doit(mini, *args, env=mini_env(mini))
-        assert proc.returncode == 2 and proc.stdout == "", args
-        assert "unknown --format 'xml'" in proc.stderr and "choose" in proc.stderr
+def test_an_unknown_option_value_is_doits_error_naming_the_choices(mini):
+    """--format and --sort are doit ``choices``: doit rejects another value before anything
+    is loaded (exit 3, like every command-line error of doit's), naming the choices."""
+    from doit.cmdparse import CmdOption
+
+    from tasks import cmd_graph, cmd_list, cmd_plan
+
+    for args, opt in ((["plan", "--format", "xml"], cmd_plan.opt_plan_format),
+                      (["graph", "--format", "xml"], cmd_graph.opt_graph_format),
+                      (["list", "--sort", "xml"], cmd_list.opt_sort)):
+        proc = doit(mini, *args)
+        assert proc.returncode == 3 and proc.stdout == "", args
+        assert "Provided 'xml'" in proc.stderr and "Traceback" not in proc.stderr, args
+        for choice in CmdOption(opt).choices:
+            assert f"'{choice}'" in proc.stderr, (args, choice)
+        for choice in CmdOption(opt).choices:
+            doit(mini, *args[:-1], choice, check=choice not in ("svg", "png"))
 
 
 def big_plan(n: int, chain: bool) -> str:
@@ -379,17 +618,41 @@ def big_plan(n: int, chain: bool) -> str:
 @pytest.mark.parametrize("chain", [False, True], ids=["shallow", "chain"])
 def test_the_board_summarises_what_a_terminal_cannot_show(mini, chain):
     (mini / "plan.yaml").write_text(big_plan(3000, chain))
-    env = mini_env(mini, COLUMNS="120")
-    board = run_doit(mini, "plan", env=env, check=True).stdout
+    board = doit(mini, "plan", check=True, COLUMNS="120").stdout
     lines = board.splitlines()
     assert len(lines) < 400 and max(len(line) for line in lines) <= 120
     assert "3000 items in 5 workstreams" in board
     assert "more items" in board and "--format json" in board     # says where the rest is
     assert "#1 " in board or "#1\n" in board
-    data = json.loads(run_doit(mini, "plan", "--format", "json", env=env, check=True).stdout)
+    data = json.loads(doit(mini, "plan", "--format", "json", check=True).stdout)
     assert len(data["items"]) == 3000 and len(data["schedule"]) == 3000   # the JSON keeps everything
     if chain:
         assert data["critical_path"] == list(range(1, 3001))
         assert "(3000 items)" in board
-    names = [line.split()[0] for line in run_doit(mini, "list", env=env, check=True).stdout.splitlines()]
+    names = [line.split()[0] for line in doit(mini, "list", check=True).stdout.splitlines()]
     assert sorted(names[:2]) == ["a", "b"]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(mini):
+    """`doit plan | head -1`: a subprocess, the closed pipe is the point. The output is larger
+    than a pipe's buffer, so the command is still writing when the reader is gone."""
+    import subprocess
+    import sys
+
+    (mini / "plan.yaml").write_text(big_plan(3000, chain=False))
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def task_many():
+    """Many subtasks."""
+    for n in range(3000):
+        yield {"name": f"part-{n:04}", "actions": None, "doc": "one of many parts " * 3}
+''')
+    for args in (["plan", "--format", "json"], ["list", "--all"]):
+        proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=mini, env=mini_env(mini),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()                       # the reader is gone
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+        assert first, args
+        assert "Traceback" not in err and "BrokenPipeError" not in err, (args, err)

@@ -51,15 +51,65 @@ def test_milestone_forecast_against_target():
     assert late.forecast_day == 5 and not late.on_track and late.late_by == 1
 
 
-def test_the_real_plan():
-    plan = load(REPO / "plan.yaml")
-    a = analyse(plan)
-    assert a.critical_path[0] == 93 and a.critical_path[-1] in (108, 109)
-    assert 98 in a.critical_path and 96 in a.critical_path   # flux waits for gitea
-    assert sorted(i for w in a.waves for i in w) == list(range(93, 114))
-    assert a.waves[0] == (93, 99, 100, 102)
+def longest_path_days(plan) -> float:
+    """The longest chain of needs, weighted by the estimates, computed by networkx (not by
+    tasks.graph): each item is an edge (its start -> its finish) as long as its estimate."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    for item in plan.items:
+        g.add_edge(("start", item.id), ("finish", item.id), weight=item.estimate_days)
+        for need in item.needs:
+            g.add_edge(("finish", need), ("start", item.id), weight=0)
+    return float(nx.dag_longest_path_length(g, weight="weight")) if plan.items else 0.0
+
+
+def check_invariants(plan, a):
+    """What every analysis must satisfy, whatever the plan holds."""
+    ids = [i.id for i in plan.items]
+    # every item in exactly one wave; a wave needs only earlier waves, and the wave of an
+    # item is one after the latest wave it needs (topological generations)
+    members = [i for wave in a.waves for i in wave]
+    assert sorted(members) == sorted(ids) and len(members) == len(set(members))
+    wave_of = {i: n for n, wave in enumerate(a.waves) for i in wave}
+    for item in plan.items:
+        assert wave_of[item.id] == max((wave_of[u] + 1 for u in item.needs), default=0)
+    # the critical path is a chain of needs from an item that needs nothing, and a longest one
+    path = a.critical_path
+    assert path and not plan.by_id[path[0]].needs
+    assert all(u in plan.by_id[v].needs for u, v in zip(path, path[1:]))
+    assert sum(plan.by_id[i].estimate_days for i in path) == pytest.approx(a.length_days)
+    assert a.length_days == pytest.approx(longest_path_days(plan))
+    # the schedule: an item starts when its last need finishes; nothing on the path has slack
+    for item in plan.items:
+        slot = a.schedule[item.id]
+        assert slot.start == pytest.approx(max((a.schedule[u].finish for u in item.needs), default=0))
+        assert slot.finish == pytest.approx(slot.start + item.estimate_days) and slot.slack >= -1e-9
+    assert all(a.schedule[i].slack == pytest.approx(0) for i in path)
+    assert a.length_days == pytest.approx(max(s.finish for s in a.schedule.values()))
     for f in a.forecasts:
         assert f.forecast_day == max(a.schedule[i].finish for i in f.items)
+
+
+def test_the_real_plan_satisfies_the_invariants():
+    plan = load(REPO / "plan.yaml")
+    check_invariants(plan, analyse(plan))
+
+
+def test_the_invariants_catch_a_wrong_analysis():
+    import dataclasses
+
+    plan = plan_of([(1, 1, []), (2, 1, [1]), (3, 1, [2]), (4, 5, [1]), (5, 1, [3, 4])])
+    a = analyse(plan)
+    check_invariants(plan, a)
+    wrong = [
+        dataclasses.replace(a, critical_path=(1, 2, 3, 5), length_days=4.0),   # a path, not the longest
+        dataclasses.replace(a, waves=((1,), (2, 4), (3, 5))),                   # 5 needs 3 of the same wave
+        dataclasses.replace(a, waves=((1,), (2, 4), (3,), (5,), (5,))),         # 5 in two waves
+    ]
+    for bad in wrong:
+        with pytest.raises(AssertionError):
+            check_invariants(plan, bad)
 
 
 def test_task_order_is_critical_path_first_and_cached(tmp_path):
@@ -80,20 +130,7 @@ def test_synthetic_plans_analyse_consistently(n):
     rnd = random.Random(n)
     items = [(i, rnd.choice([0.5, 1, 2]), sorted(rnd.sample(range(i), min(i, 4)))) for i in range(n)]
     plan = plan_of(items)
-    a = analyse(plan)
-    # the critical path length equals the latest earliest-finish of the schedule
-    assert a.length_days == pytest.approx(max(s.finish for s in a.schedule.values()))
-    # every critical item has zero slack; each wave only needs items of earlier waves
-    assert all(a.schedule[i].slack == pytest.approx(0) for i in a.critical_path)
-    # the critical path is a chain of needs whose estimates add up to its length
-    path = a.critical_path
-    assert all(u in plan.by_id[v].needs for u, v in zip(path, path[1:])) and not plan.by_id[path[0]].needs
-    assert sum(plan.by_id[i].estimate_days for i in path) == pytest.approx(a.length_days)
-    seen = set()
-    for wave in a.waves:
-        for i in wave:
-            assert set(plan.by_id[i].needs) <= seen
-        seen |= set(wave)
+    check_invariants(plan, analyse(plan))
 
 
 def test_pictures_leave_out_needs_implied_by_longer_chains():

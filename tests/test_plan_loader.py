@@ -43,15 +43,18 @@ def error_of(text: str) -> PlanError:
     return exc.value
 
 
-def test_the_real_plan_has_the_21_items_in_6_workstreams():
+def test_the_real_plan_loads_and_every_part_is_used():
+    from tasks.plan import CRITERIA_LEVELS
+
     plan = load(REPO / "plan.yaml")
-    assert sorted(i.id for i in plan.items) == list(range(93, 114))
-    assert [w.id for w in plan.workstreams] == ["foundation", "infra", "apps", "docker", "tilt", "docs"]
-    assert {m.id: m.target_day for m in plan.milestones} == {
-        "foundation": 2, "docker": 4, "infra": 5, "apps": 7, "tilt": 12, "docs": 14}
-    assert plan.by_id[98].needs == (93, 94, 96)          # flux needs gitea
-    assert {c.level for c in plan.criteria} == {"must", "should", "nice"}
-    assert all(i.tasks for i in plan.items)
+    assert plan.items and plan.workstreams
+    assert len({i.id for i in plan.items}) == len(plan.items)
+    used = {i.workstream for i in plan.items}
+    assert [w.id for w in plan.workstreams if w.id not in used] == []     # no empty workstream
+    assert all(i.tasks for i in plan.items)                               # every item names its tasks
+    assert all(set(i.needs) <= set(plan.by_id) for i in plan.items)
+    assert all(set(m.items) <= set(plan.by_id) and m.items for m in plan.milestones)
+    assert {c.level for c in plan.criteria} <= set(CRITERIA_LEVELS)
 
 
 def test_a_good_small_plan_loads_into_frozen_dataclasses():

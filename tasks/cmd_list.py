@@ -1,0 +1,48 @@
+"""``doit list``: doit's list, in the plan's critical-path order (``--sort plan``)."""
+from __future__ import annotations
+
+from doit.cmd_list import List as _DoitList
+from doit.cmd_list import opt_sort as _doit_opt_sort
+
+from . import paths
+from .cmd_base import PipeSafe
+
+opt_sort = {
+    **_doit_opt_sort,
+    "default": "plan",
+    "choices": [("plan", "by the plan's critical path (default)"), *_doit_opt_sort["choices"]],
+    "help": "how to order tasks: plan (critical path, default), name or definition",
+}
+
+
+class List(PipeSafe, _DoitList):
+    """``doit list`` with the tasks in the plan's critical-path order (``--sort plan``)."""
+
+    cmd_options = tuple(o for o in _DoitList.cmd_options if o["name"] != "sort") + (opt_sort,)
+
+    def _execute(self, subtasks=False, quiet=True, status=False, private=False,
+                 list_deps=False, template=None, sort="plan", pos_args=None):
+        if sort == "plan":
+            import sys
+
+            from .graph import task_order
+            from .plan import PlanError, current
+
+            try:
+                plan = current()
+            except PlanError as e:  # the tracker is broken: the tasks are still listed, by name
+                sys.stderr.write(f"note: {str(e).splitlines()[0]} (`doit plan:check` lists them): "
+                                 "tasks are listed by name\n")
+                return super()._execute(subtasks, quiet, status, private, list_deps, template, "name", pos_args)
+            order = task_order(plan, paths.plan_file().read_text(encoding="utf-8"),
+                               paths.build() / ".plan-order.json")
+            rank: dict[str, int] = {}
+            for n, name in enumerate(order):
+                rank.setdefault(name, n)
+                rank.setdefault(name.split(":", 1)[0], n)  # the group task of a subtask
+            first = {t.name: n for n, t in enumerate(self.task_list)}
+            big = len(order)
+            self.task_list = sorted(self.task_list,
+                                    key=lambda t: (rank.get(t.name, big), first[t.name]))
+            sort = "definition"
+        return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)
