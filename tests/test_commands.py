@@ -240,11 +240,16 @@ def task_docs():
 
 def test_broken_plan_gives_file_line_and_fix_without_traceback(mini):
     (mini / "plan.yaml").write_text(MINI_PLAN.replace("needs: [1], tasks: [b]", "needs: [9], tasks: [b]"))
-    for args in (["plan"], ["list"], ["graph", "--format", "dot"]):
+    for args in (["plan"], ["graph", "--format", "dot"]):
         proc = doit(mini, *args)
         assert proc.returncode == 2, args
         assert "plan.yaml:7: item 2 needs unknown item 9" in proc.stderr
         assert "Traceback" not in proc.stderr + proc.stdout
+    # the task list does not depend on the tracker: listed by name, with a note
+    proc = doit(mini, "list")
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.returncode == 0 and names == sorted(names) and len(names) > 2
+    assert "plan.yaml: 1 problem found" in proc.stderr and "plan:check" in proc.stderr
 
 
 def test_missing_tools_fail_before_anything_runs(mini):
@@ -290,19 +295,23 @@ def test_doctor_lists_every_tool_and_who_needs_it(mini):
     assert "needs_tools" in out        # k3d and tilt-ui are needed by that task
 
 
-def test_a_broken_plan_stops_every_run_of_the_project(project):
-    """The real project, started as a user starts it: a broken plan.yaml stops every run."""
+def test_a_broken_plan_stops_the_default_run_and_the_plan_commands(project):
+    """The real project, started as a user starts it: a broken plan.yaml fails the default run
+    (its plan:check) and the commands that show the plan, with the line; the task list stays."""
     plan = project / "plan.yaml"
     text = plan.read_text()
     line = next(n for n, ln in enumerate(text.splitlines(), 1) if ln.startswith("  - id: ")
                 and n > text.splitlines().index("workstreams:"))
     plan.write_text(text.replace(text.splitlines()[line - 1] + "\n",
                                  text.splitlines()[line - 1] + "\n    colour: red\n", 1))
-    runs = [run_doit(project)]                        # as started from a shell: the default run
-    runs += [doit(project, *args) for args in (["list"], ["plan"])]
-    for proc in runs:
-        assert proc.returncode == 2
-        assert f"plan.yaml:{line + 1}: workstreams[0]: unknown key 'colour'" in proc.stderr
+    where = f"plan.yaml:{line + 1}: workstreams[0]: unknown key 'colour'"
+    default = run_doit(project, "plan:check")           # as started from a shell
+    assert default.returncode == 1 and where in default.stdout + default.stderr
+    for proc in [doit(project, "plan"), doit(project, "graph", "--format", "dot")]:
+        assert proc.returncode == 2 and where in proc.stderr
+    listed = doit(project, "list")
+    assert listed.returncode == 0 and "plan:check" in listed.stdout
+    for proc in (default, listed):
         assert "Traceback" not in proc.stderr
 
 

@@ -145,11 +145,11 @@ def test_pictures_leave_out_needs_implied_by_longer_chains():
 def test_a_long_chain_is_analysed_without_recursion():
     import sys
 
-    from tasks.plan import Item, Plan, Settings, Workstream
+    from tasks.plan import Item, Plan, Workstream
 
     n = 50_000
     assert n > sys.getrecursionlimit() * 10
     items = tuple(Item(i, "t", "w", 1.0, (i - 1,) if i else ()) for i in range(n))
-    a = analyse(Plan(Settings(), (Workstream("w", "W"),), items))
+    a = analyse(Plan((Workstream("w", "W"),), items))
     assert a.critical_path == tuple(range(n)) and a.length_days == n and len(a.waves) == n
     assert a.schedule[n - 1].start == n - 1 and a.schedule[0].slack == 0

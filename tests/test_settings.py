@@ -190,3 +190,21 @@ def test_an_environment_without_settings_fails_loudly_in_jsonnet(project):
     probe.write_text("(import 'raibid/environment.libsonnet').new('qa').metadata\n")
     proc = subprocess.run([tk, "eval", probe.name], cwd=project / "tanka", capture_output=True, text=True)
     assert proc.returncode != 0 and 'environment qa has no entry in deploy.json "environments"' in proc.stderr
+
+
+def test_a_broken_tracker_never_blocks_a_deploy_task(project):
+    """plan.yaml is the tracker only: a typo in a milestone fails plan:check (and `doit plan`),
+    while the deploy tasks load and run, and `doit list` still lists them."""
+    from support import run_doit
+
+    plan = project / "plan.yaml"
+    plan.write_text(plan.read_text().replace("target_day:", "target_dya:", 1))
+    r = run_doit(project, "cluster:check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_doit(project, "list")
+    assert r.returncode == 0 and "apply" in r.stdout and "tasks are listed by name" in r.stderr
+    r = run_doit(project, "plan:check")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "plan.yaml:" in out and "target_dya" in out and "Traceback" not in out
+    r = run_doit(project, "plan")
+    assert r.returncode == 2 and "plan.yaml:" in r.stderr
