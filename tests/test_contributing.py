@@ -75,3 +75,19 @@ def test_an_environment_folder_without_settings_is_named_before_anything_runs(pr
     assert r.returncode == 2
     assert "deploy.json:" in r.stderr and "tanka/environments/qa/ has no entry in 'environments'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_add_a_library_test(project):
+    tool_or_fail("tk")
+    body = section("Add a library test")
+    [suite] = blocks(body, "jsonnet")
+    assert "tanka/tests/<name>_test.jsonnet" in body
+    (project / "tanka" / "tests" / "contrib_test.jsonnet").write_text(suite)
+    assert "libtest:contrib" in listed_tasks(project)
+    r = run_doit(project, "libtest:contrib")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # and it really runs: a wrong expectation fails with both values
+    (project / "tanka" / "tests" / "contrib_test.jsonnet").write_text(suite.replace("'raibid-server'", "'other'"))
+    r = run_doit(project, "libtest:contrib")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "names are prefixed" in out and "other" in out and "Traceback" not in out
