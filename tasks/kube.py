@@ -100,7 +100,7 @@ def kubectl_argv(context: str | None, kubeconfig: str | None = None, cache_dir: 
 
 def env_kubectl(env: str) -> list[str]:
     """``kubectl`` for an environment's context and namespace."""
-    return kubectl_argv(context_of(env)) + ["--namespace", namespace_of(env)]
+    return kubectl_argv(context_of(env)) + ["-n", namespace_of(env)]
 
 
 # --------------------------------------------------------------------------- the applied record

@@ -161,7 +161,8 @@ class StackSettled(UptodateCalculator):
     def __call__(self, task, values):
         if not values.get("settled") or values.get("deployed") != deploy_digest(self.env):
             return False
-        return not any(t.executed for t in dep_closure(self.tasks_dict, task.task_dep))
+        # (a group task, e.g. "image", has no actions: it "executes" every run, doing nothing)
+        return not any(t.executed and t.actions for t in dep_closure(self.tasks_dict, task.task_dep))
 
 
 def wait_rollouts(env: str):
