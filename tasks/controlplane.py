@@ -475,11 +475,12 @@ def start_keda(cp: ControlPlane, namespace: str, timeout: float = 90) -> None:
 # --------------------------------------------------------------------------- doit
 
 
-def running_dir() -> Path | None:
+def running_dir(probe: bool = True) -> Path | None:
     """The directory of a running control plane to use: $RAIBID_CONTROLPLANE, else
-    build/controlplane when it is up; None otherwise."""
+    build/controlplane when it is up; None otherwise. ``probe=False``: its processes run
+    (no request to the API server: cheap enough for a task's up-to-date key)."""
     for d in (os.environ.get(ENV_VAR), default_dir()):
-        if d and ControlPlane(Path(d)).ready():
+        if d and (ControlPlane(Path(d)).ready() if probe else ControlPlane(Path(d)).alive()):
             return Path(d)
     return None
 
@@ -569,29 +570,29 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     ``--dry-run=server``, so admission,
     defaulting, CEL rules and immutable fields are checked as a real API server checks them.
 
-    It uses the running control plane ($RAIBID_CONTROLPLANE or build/controlplane, see
-    ``doit controlplane:start``), or starts one for the check and stops it after. Returns
-    (problem or None, what was done, for the summary line)."""
+    It uses the running control plane ($RAIBID_CONTROLPLANE or build/controlplane, started
+    once by ``doit controlplane:start`` and kept for every later validate); without one it
+    is skipped and says how to include it: starting an API server per validate costs tens
+    of seconds, which no offline check should. Returns (problem or None, what was done, for
+    the summary line)."""
     if not tools_present():
         gone = ", ".join(t.name for t in tools.missing(t for t in TOOLS if t != "kwok"))
         return None, (f"server-side dry-run skipped: the control plane is not installed ({gone}; "
                       "`doit tools control-plane`, see `doit doctor`)")
+    running = running_dir()
+    if running is None:
+        return None, ("server-side dry-run skipped: no control plane is running (`doit controlplane:start` "
+                      "starts one on loopback; every validate then dry-runs against it)")
     namespace = kube.namespace_of(env)
     objects, namespace = dry_run_namespaces(rendered_objects(Path(directory)), namespace, env)
-    running = running_dir()
-    cp = ControlPlane(running) if running else None
+    cp = ControlPlane(running)
     try:
-        if cp is None:
-            cp = start(paths.build() / f"controlplane-validate-{env}", fake_node=False)
         kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
                                     exe=cp.kubectl_exe())
         ok, output = kube.server_side_apply(kubectl, objects, namespace, dry_run=True,
                                             first_manager=VALIDATE_MANAGER)
     except (ControlPlaneError, tools.MissingTools) as e:
         return f"validate:{env}: the server-side dry-run could not run: {e}", ""
-    finally:
-        if cp is not None and running is None:
-            cp.stop()
     if not ok:
         errors = "\n".join(f"  {line}" for line in output.splitlines()
                            if line.strip() and not line.endswith(("(server dry run)", "serverside-applied",

@@ -28,7 +28,7 @@ def _validate_action(env: str, k8s_version: str):
         return TaskFailed(f"validate:{env}: {len(violations)} violation(s) in {count} objects "
                           f"({paths.rel(directory)}/):\n{lines}")
     print(f"validate:{env}: {count} objects valid (Kubernetes {k8s_version} schemas, CRDs, policies)")
-    from . import controlplane  # the server-side dry-run, when the control plane is installed
+    from . import controlplane  # the server-side dry-run, when a control plane is running
 
     problem, note = controlplane.server_dry_run(env, directory)
     if problem:
@@ -55,6 +55,7 @@ def task_validate():
             # the pinned CRDs (build/crds/crds.json, target of `doit crds`)
             "file_dep": [str(digest_file(env)), manifests.__file__, gitops.__file__, str(crds.index_file())],
             "uptodate": [config_changed({"kubernetes_version": version, "strict": True,
-                                         "server_dry_run": controlplane.tools_present()})],
+                                         "server_dry_run": controlplane.tools_present()
+                                         and controlplane.running_dir(probe=False) is not None})],
             "verbosity": 1,
         }

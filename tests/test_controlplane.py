@@ -153,3 +153,19 @@ def test_validate_without_the_control_plane_says_what_it_skipped(rendered, tmp_p
     assert "server-side dry-run skipped: the control plane is not installed (kube-apiserver" in out
     assert "doit tools control-plane" in out
     assert not (project / "build" / "controlplane-validate-local").exists()
+
+
+def test_validate_without_a_running_control_plane_skips_the_dry_run_and_starts_none(rendered, tmp_path):
+    """The tools are installed but no control plane runs: validate stays an offline check (no
+    API server started per run) and says how to include the dry-run."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(rendered, project, symlinks=True)
+    env = env_for(project)
+    env.pop(cpmod.ENV_VAR, None)
+    proc = run_doit(project, "validate:local", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "server-side dry-run skipped: no control plane is running (`doit controlplane:start`" in out
+    assert not any(p.name.startswith("controlplane") for p in (project / "build").iterdir())
