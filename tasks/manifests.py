@@ -48,6 +48,7 @@ functions, so importing this module costs nothing.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,8 @@ class Violation:
 # --------------------------------------------------------------------------- loading
 
 
-def _yaml_docs(text: str):
+def yaml_docs(text: str):
+    """The documents of a YAML stream (libyaml's safe loader when there is one)."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 5x faster
@@ -97,7 +99,7 @@ def load_dir(directory: Path) -> list[tuple[str, dict]]:
     """Every object in the YAML files of a ``tk export`` directory, with its file name."""
     out = []
     for f in sorted(Path(directory).rglob("*.yaml")):
-        for doc in _yaml_docs(f.read_text()):
+        for doc in yaml_docs(f.read_text()):
             if isinstance(doc, dict) and doc:
                 out.append((str(f.relative_to(directory)), doc))
     return out
@@ -107,7 +109,7 @@ def load_crds(paths: Iterable[Path]) -> list[dict]:
     """The CustomResourceDefinitions in the given YAML files."""
     crds = []
     for f in paths:
-        for doc in _yaml_docs(Path(f).read_text()):
+        for doc in yaml_docs(Path(f).read_text()):
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                 crds.append(doc)
     return crds
@@ -147,6 +149,12 @@ def to_json_schema(node: Any) -> Any:
 
 def crd_schemas(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
     """``(apiVersion, kind) -> JSON schema`` for every served version of every CRD."""
+    index = _crd_index(crds)
+    return {key: _crd_json_schema(raw) for key, raw in index.items()}
+
+
+def _crd_index(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
+    """``(apiVersion, kind) -> openAPIV3Schema`` (not converted) of every served version."""
     out = {}
     for crd in crds:
         spec = crd.get("spec", {})
@@ -155,11 +163,15 @@ def crd_schemas(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
             schema = (v.get("schema") or {}).get("openAPIV3Schema")
             if schema is None or not v.get("served", True):
                 continue
-            js = to_json_schema(copy.deepcopy(schema))
-            # metadata is validated by the API server itself, not by the CRD schema
-            js.setdefault("properties", {})["metadata"] = {"type": "object"}
-            out[(f"{group}/{v['name']}", kind)] = js
+            out[(f"{group}/{v['name']}", kind)] = schema
     return out
+
+
+def _crd_json_schema(schema: dict) -> dict:
+    js = to_json_schema(copy.deepcopy(schema))
+    # metadata is validated by the API server itself, not by the CRD schema
+    js.setdefault("properties", {})["metadata"] = {"type": "object"}
+    return js
 
 
 # --------------------------------------------------------------------------- checks
@@ -173,33 +185,117 @@ def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "(root)"
 
 
-def schema_violations(objs: list[dict], k8s_version: str, crds: dict) -> list[Violation]:
-    """Built-in objects against the Kubernetes schemas, custom resources against their CRD."""
+class SchemaMissing(LookupError):
+    """kubernetes-validate has no schema for this apiVersion and kind."""
+
+
+class SchemaBroken(ValueError):
+    """A schema file of kubernetes-validate cannot be parsed."""
+
+
+@functools.lru_cache(maxsize=None)
+def _kube_schema_dir(k8s_version: str) -> Path:
+    """kubernetes-validate's strict schemas of ``k8s_version``'s minor version (as its own
+    ``validate`` picks them: the newest release not newer than that minor)."""
+    import importlib.util
+
+    mm = re.match(r"v?(\d+)\.(\d+)", k8s_version)
+    want = (int(mm.group(1)), int(mm.group(2)))
+    spec = importlib.util.find_spec("kubernetes_validate")  # its data, without importing it
+    best, root = None, Path()
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        root = Path(loc) / "kubernetes-json-schema"
+        if root.is_dir():
+            break
+    for d in root.iterdir() if root.is_dir() else ():
+        m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name)
+        if m and (int(m.group(1)), int(m.group(2))) <= want:
+            v = tuple(int(x) for x in m.groups())
+            best = max(best or v, v)
+    if best is None:
+        raise SchemaMissing(f"no schemas for Kubernetes {k8s_version}")
+    return root / f"v{best[0]}.{best[1]}.{best[2]}-local-strict"
+
+
+def _read_schema(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise SchemaBroken(f"Couldn't parse schema {path}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _kube_definitions(schema_dir: Path):
+    """The shared definitions (1.4 MB) of one version, read once per process."""
+    from referencing import Resource
+
+    return Resource.from_contents(_read_schema(schema_dir / "_definitions.json"))
+
+
+@functools.lru_cache(maxsize=None)
+def _kube_validator(schema_dir: Path, api_version: str, kind: str):
+    """The validator of one built-in kind, built once per process: kubernetes-validate's
+    ``validate`` reads and parses every schema again for every object."""
     import jsonschema
-    import kubernetes_validate
+    from referencing import Registry, Resource
+
+    # rbac.authorization.k8s.io/v1 -> rbac-v1, as kubernetes-validate names its files
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    path = schema_dir / f"{kind.lower()}-{group_version}.json"
+    try:
+        schema = _read_schema(path)
+    except FileNotFoundError:
+        raise SchemaMissing(f"{api_version} {kind}") from None
+    registry = _kube_definitions(schema_dir) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_validator(schema_json: str):
+    """The validator of one CRD version's schema (the same CRD in every environment's render
+    and in the pinned CRDs is converted once per process)."""
+    import json
+
+    import jsonschema
+
+    return jsonschema.Draft7Validator(_crd_json_schema(json.loads(schema_json)))
+
+
+def schema_violations(objs: list[dict], k8s_version: str, crds: dict) -> list[Violation]:
+    """Built-in objects against the Kubernetes schemas, custom resources against their CRD
+    (``crds``: ``(apiVersion, kind) ->`` the CRD's ``openAPIV3Schema``, see :func:`_crd_index`)."""
+    import json
 
     out = []
+    crd_validators: dict = {}
     for obj in objs:
         kind, name = _ident(obj)
         key = (obj.get("apiVersion"), kind)
         if key in crds:
-            validator = jsonschema.Draft7Validator(crds[key])
+            if key not in crd_validators:
+                crd_validators[key] = _crd_validator(json.dumps(crds[key], sort_keys=True))
+            validator = crd_validators[key]
             for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
                 out.append(Violation(kind, name, "crd",
                                      f"{_path(err.absolute_path)}: {err.message} "
                                      f"(CRD schema of {key[0]} {kind})"))
             continue
         try:
-            kubernetes_validate.validate(obj, k8s_version, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
+            validator = _kube_validator(_kube_schema_dir(k8s_version), str(key[0]), str(kind))
+        except SchemaMissing:
             out.append(Violation(kind, name, "crd",
                                  f"no schema for {key[0]} {kind}: not a Kubernetes {k8s_version} "
                                  "kind and no CRD for it in the pinned CRDs (tools/crds/go.mod) or in the render"))
-        except kubernetes_validate.ValidationError as err:
+            continue
+        except SchemaBroken as err:
+            out.append(Violation(kind, name, "schema", f"invalid schema: {err}"))
+            continue
+        err = next(validator.iter_errors(obj), None)  # the first error, as kubernetes-validate reports
+        if err is not None:
             out.append(Violation(kind, name, "schema",
                                  f"{_path(err.absolute_path)}: {err.message} (Kubernetes {k8s_version})"))
-        except kubernetes_validate.InvalidSchemaError as err:
-            out.append(Violation(kind, name, "schema", f"invalid schema: {err}"))
     return out
 
 
@@ -433,7 +529,7 @@ def validate_objects(objs: list[dict], env: str, k8s_version: str,
     """Every violation in ``objs`` (the CRDs among them are used for their resources)."""
     check_version(k8s_version)
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
-    schemas = crd_schemas(list(extra_crds) + in_render)
+    schemas = _crd_index(list(extra_crds) + in_render)
     return sorted(set(schema_violations(objs, k8s_version, schemas) + policy_violations(objs, env)
                       + url_secret_violations(objs) + pdb_violations(objs) + service_violations(objs)
                       + gitops_violations(objs)))

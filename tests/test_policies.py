@@ -155,3 +155,49 @@ def test_the_documented_secret_workflow_makes_url_safe_passwords():
     assert "openssl rand -hex" in commands and "redis-url" in commands
     assert "base64" not in commands
     assert "URL-safe" in section
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _service(**spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"},
+            "spec": {"ports": [{"port": 80}], **spec}}
+
+
+@pytest.mark.parametrize("obj", [
+    _service(portz=[]),                                                   # unknown field (strict)
+    _service(ports=[{"port": "eighty"}]),                                 # wrong type
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+     "spec": {"replicas": "two", "selector": {}, "template": {}}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
+     "rules": [{"verbs": "get"}]},                                        # a grouped apiVersion
+    _service(),                                                           # valid
+])
+def test_schema_check_reports_what_kubernetes_validate_reports(obj):
+    """The schemas are read once per process, yet each object gets the error
+    kubernetes-validate's own validate() gives it (its first one), or none."""
+    import kubernetes_validate
+
+    from tasks import manifests
+
+    try:
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+        expected = []
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.absolute_path) or "(root)"
+        expected = [f"{path}: {err.message} (Kubernetes 1.33)"]
+    got = manifests.schema_violations([obj], "1.33", {})
+    assert [v.detail for v in got] == expected
+    assert all(v.rule == "schema" for v in got)
+    assert manifests.schema_violations([obj], "1.33", {}) == got   # the cached validator, again
+
+
+def test_a_kind_without_a_schema_is_named_not_a_crash():
+    from tasks import manifests
+
+    objs = [{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+            {"kind": "ConfigMap", "metadata": {"name": "no-api-version"}}]
+    got = manifests.schema_violations(objs, "1.33", {})
+    assert [(v.kind, v.rule) for v in got] == [("Widget", "crd"), ("ConfigMap", "crd")]
+    assert "no schema for example.com/v1 Widget" in got[0].detail
