@@ -201,3 +201,46 @@ def test_a_kind_without_a_schema_is_named_not_a_crash():
     got = manifests.schema_violations(objs, "1.33", {})
     assert [(v.kind, v.rule) for v in got] == [("Widget", "crd"), ("ConfigMap", "crd")]
     assert "no schema for example.com/v1 Widget" in got[0].detail
+
+
+def test_the_validity_memo_never_hides_a_new_violation():
+    """A (schema, object) pair found valid is remembered; a changed object is checked again,
+    and the same object in another environment (only Tanka's environment label differs)
+    shares the entry."""
+    from tasks import manifests
+
+    obj = _service()
+    obj["metadata"]["labels"] = {"tanka.dev/environment": "aaa"}
+    valid: set[str] = set()
+    assert manifests.schema_violations([obj], "1.33", {}, valid) == []
+    assert len(valid) == 1
+    other_env = json.loads(json.dumps(obj))
+    other_env["metadata"]["labels"]["tanka.dev/environment"] = "bbb"
+    assert manifests.schema_violations([other_env], "1.33", {}, valid) == []
+    assert len(valid) == 1
+    broken = json.loads(json.dumps(obj))
+    broken["spec"]["portz"] = []
+    got = manifests.schema_violations([broken], "1.33", {}, valid)
+    assert [v.rule for v in got] == ["schema"] and "portz" in got[0].detail
+    assert len(valid) == 1                      # an invalid object is never remembered
+
+
+def test_parsed_yaml_under_build_is_kept_and_a_damaged_entry_is_ignored(tmp_path, monkeypatch):
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    f = tmp_path / "build" / "manifests" / "x" / "a.yaml"
+    f.parent.mkdir(parents=True)
+    f.write_text("kind: A\nmetadata: {name: a}\n---\nkind: B\n")
+    assert manifests.file_docs(f) == [{"kind": "A", "metadata": {"name": "a"}}, {"kind": "B"}]
+    kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
+    assert len(kept) == 1
+    kept[0].write_text('[{"kind": "A"')           # truncated: parsed again, and kept again
+    assert manifests.file_docs(f)[1] == {"kind": "B"}
+    assert json.loads(kept[0].read_text())[1] == {"kind": "B"}
+    f.write_text("kind: C\n")                     # new text, new entry: never the old documents
+    assert manifests.file_docs(f) == [{"kind": "C"}]
+    f.write_text("when: 2024-01-02T03:04:05Z\n1: one\n")   # not JSON-exact: parsed each time
+    docs = manifests.file_docs(f)
+    assert docs[0][1] == "one" and not isinstance(docs[0]["when"], str)
+    assert len(list((tmp_path / "build" / ".cache" / "yaml").iterdir())) == 2
