@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +103,10 @@ _DOCS_CACHE_VERSION = b"yaml-docs-1\0"
 def file_docs(f: Path) -> list:
     """The YAML documents of a file. A file under build/ (renders, pinned CRDs) is parsed
     once: its documents are kept as JSON in build/.cache/yaml/, keyed by the SHA-256 of its
-    text (the same chart CRDs in every environment's render, the pinned CRDs of every
-    validate, share one entry); reading JSON is ~20x faster than parsing YAML. Documents
-    JSON cannot hold exactly (timestamps, non-string keys) are parsed every time."""
+    text (an unchanged object of a new render, the pinned CRDs of every validate), and
+    reading JSON is ~20x faster than parsing YAML. Documents JSON cannot hold exactly
+    (timestamps, non-string keys) are parsed every time. The least recently used entries
+    go beyond :data:`DOCS_CACHE_FILES`."""
     import hashlib
     import json
 
@@ -116,7 +118,9 @@ def file_docs(f: Path) -> list:
         return list(yaml_docs(text))
     entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + text.encode()).hexdigest()}.json"
     try:
-        return json.loads(entry.read_text(encoding="utf-8"))
+        docs = json.loads(entry.read_text(encoding="utf-8"))
+        os.utime(entry)  # used: kept longest
+        return docs
     except (OSError, ValueError):
         pass  # not there yet, or damaged: parse, and keep it again
     docs = list(yaml_docs(text))
@@ -126,9 +130,27 @@ def file_docs(f: Path) -> list:
             from . import atomic
 
             atomic.write_text(entry, kept)
+            _prune(entry.parent, DOCS_CACHE_FILES)
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
     return docs
+
+
+#: build/.cache/yaml/ keeps at most this many files (about 20 renders of every environment)
+DOCS_CACHE_FILES = 4000
+
+
+def _prune(directory: Path, most: int) -> None:
+    """Remove the least recently used files of ``directory`` beyond ``most`` (down to 3/4)."""
+    entries = list(os.scandir(directory))
+    if len(entries) <= most:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for e in entries[: len(entries) - most * 3 // 4]:
+        try:
+            os.unlink(e.path)
+        except OSError:
+            pass
 
 
 def load_dir(directory: Path) -> list[tuple[str, dict]]:

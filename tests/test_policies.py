@@ -244,3 +244,23 @@ def test_parsed_yaml_under_build_is_kept_and_a_damaged_entry_is_ignored(tmp_path
     docs = manifests.file_docs(f)
     assert docs[0][1] == "one" and not isinstance(docs[0]["when"], str)
     assert len(list((tmp_path / "build" / ".cache" / "yaml").iterdir())) == 2
+
+
+def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    monkeypatch.setattr(manifests, "DOCS_CACHE_FILES", 8)
+    d = tmp_path / "build" / "manifests" / "x"
+    d.mkdir(parents=True)
+    first = d / "first.yaml"
+    first.write_text("kind: First\n")
+    manifests.file_docs(first)
+    for i in range(12):
+        f = d / f"{i}.yaml"
+        f.write_text(f"kind: K{i}\n")
+        manifests.file_docs(f)
+        manifests.file_docs(first)   # used again and again: never the one removed
+    kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
+    assert len(kept) <= 8
+    assert any(json.loads(k.read_text()) == [{"kind": "First"}] for k in kept)
