@@ -48,6 +48,8 @@ functions, so importing this module costs nothing.
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,18 +88,76 @@ class Violation:
 # --------------------------------------------------------------------------- loading
 
 
-def _yaml_docs(text: str):
+def yaml_docs(text: str):
+    """The documents of a YAML stream (libyaml's safe loader when there is one)."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 5x faster
     return yaml.load_all(text, Loader=loader)
 
 
+#: bump when what :func:`file_docs` keeps changes shape
+_DOCS_CACHE_VERSION = b"yaml-docs-1\0"
+
+
+def file_docs(f: Path) -> list:
+    """The YAML documents of a file. A file under build/ (renders, pinned CRDs) is parsed
+    once: its documents are kept as JSON in build/.cache/yaml/, keyed by the SHA-256 of its
+    text (an unchanged object of a new render, the pinned CRDs of every validate), and
+    reading JSON is ~20x faster than parsing YAML. Documents JSON cannot hold exactly
+    (timestamps, non-string keys) are parsed every time. The least recently used entries
+    go beyond :data:`DOCS_CACHE_FILES`."""
+    import hashlib
+    import json
+
+    from . import paths
+
+    text = Path(f).read_text()
+    build = paths.build()
+    if not Path(f).resolve().is_relative_to(build):
+        return list(yaml_docs(text))
+    entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + text.encode()).hexdigest()}.json"
+    try:
+        docs = json.loads(entry.read_text(encoding="utf-8"))
+        os.utime(entry)  # used: kept longest
+        return docs
+    except (OSError, ValueError):
+        pass  # not there yet, or damaged: parse, and keep it again
+    docs = list(yaml_docs(text))
+    try:
+        kept = json.dumps(docs, allow_nan=False)
+        if json.loads(kept) == docs:
+            from . import atomic
+
+            atomic.write_text(entry, kept)
+            _prune(entry.parent, DOCS_CACHE_FILES)
+    except (TypeError, ValueError, OSError):
+        pass  # not JSON-exact, or a read-only build/: parsed each time
+    return docs
+
+
+#: build/.cache/yaml/ keeps at most this many files (about 20 renders of every environment)
+DOCS_CACHE_FILES = 4000
+
+
+def _prune(directory: Path, most: int) -> None:
+    """Remove the least recently used files of ``directory`` beyond ``most`` (down to 3/4)."""
+    entries = list(os.scandir(directory))
+    if len(entries) <= most:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for e in entries[: len(entries) - most * 3 // 4]:
+        try:
+            os.unlink(e.path)
+        except OSError:
+            pass
+
+
 def load_dir(directory: Path) -> list[tuple[str, dict]]:
     """Every object in the YAML files of a ``tk export`` directory, with its file name."""
     out = []
     for f in sorted(Path(directory).rglob("*.yaml")):
-        for doc in _yaml_docs(f.read_text()):
+        for doc in file_docs(f):
             if isinstance(doc, dict) and doc:
                 out.append((str(f.relative_to(directory)), doc))
     return out
@@ -107,7 +167,7 @@ def load_crds(paths: Iterable[Path]) -> list[dict]:
     """The CustomResourceDefinitions in the given YAML files."""
     crds = []
     for f in paths:
-        for doc in _yaml_docs(Path(f).read_text()):
+        for doc in file_docs(Path(f)):
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                 crds.append(doc)
     return crds
@@ -147,6 +207,12 @@ def to_json_schema(node: Any) -> Any:
 
 def crd_schemas(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
     """``(apiVersion, kind) -> JSON schema`` for every served version of every CRD."""
+    index = _crd_index(crds)
+    return {key: _crd_json_schema(raw) for key, raw in index.items()}
+
+
+def _crd_index(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
+    """``(apiVersion, kind) -> openAPIV3Schema`` (not converted) of every served version."""
     out = {}
     for crd in crds:
         spec = crd.get("spec", {})
@@ -155,11 +221,15 @@ def crd_schemas(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
             schema = (v.get("schema") or {}).get("openAPIV3Schema")
             if schema is None or not v.get("served", True):
                 continue
-            js = to_json_schema(copy.deepcopy(schema))
-            # metadata is validated by the API server itself, not by the CRD schema
-            js.setdefault("properties", {})["metadata"] = {"type": "object"}
-            out[(f"{group}/{v['name']}", kind)] = js
+            out[(f"{group}/{v['name']}", kind)] = schema
     return out
+
+
+def _crd_json_schema(schema: dict) -> dict:
+    js = to_json_schema(copy.deepcopy(schema))
+    # metadata is validated by the API server itself, not by the CRD schema
+    js.setdefault("properties", {})["metadata"] = {"type": "object"}
+    return js
 
 
 # --------------------------------------------------------------------------- checks
@@ -173,34 +243,175 @@ def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "(root)"
 
 
-def schema_violations(objs: list[dict], k8s_version: str, crds: dict) -> list[Violation]:
-    """Built-in objects against the Kubernetes schemas, custom resources against their CRD."""
+class SchemaMissing(LookupError):
+    """kubernetes-validate has no schemas for this Kubernetes version."""
+
+
+class SchemaBroken(ValueError):
+    """A schema file of kubernetes-validate cannot be parsed."""
+
+
+@functools.lru_cache(maxsize=None)
+def _kube_schema_dir(k8s_version: str) -> Path:
+    """kubernetes-validate's strict schemas of ``k8s_version``'s minor version (as its own
+    ``validate`` picks them: the newest release not newer than that minor)."""
+    import importlib.util
+
+    mm = re.match(r"v?(\d+)\.(\d+)", k8s_version)
+    want = (int(mm.group(1)), int(mm.group(2)))
+    spec = importlib.util.find_spec("kubernetes_validate")  # its data, without importing it
+    best, root = None, Path()
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        root = Path(loc) / "kubernetes-json-schema"
+        if root.is_dir():
+            break
+    for d in root.iterdir() if root.is_dir() else ():
+        m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name)
+        if m and (int(m.group(1)), int(m.group(2))) <= want:
+            v = tuple(int(x) for x in m.groups())
+            best = max(best or v, v)
+    if best is None:
+        raise SchemaMissing(f"no schemas for Kubernetes {k8s_version}")
+    return root / f"v{best[0]}.{best[1]}.{best[2]}-local-strict"
+
+
+def _read_schema(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise SchemaBroken(f"Couldn't parse schema {path}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _kube_definitions(schema_dir: Path):
+    """The shared definitions (1.4 MB) of one version, read once per process."""
+    from referencing import Resource
+
+    return Resource.from_contents(_read_schema(schema_dir / "_definitions.json"))
+
+
+def _kube_schema_file(schema_dir: Path, api_version: str, kind: str) -> Path:
+    # rbac.authorization.k8s.io/v1 -> rbac-v1, as kubernetes-validate names its files
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    return schema_dir / f"{kind.lower()}-{group_version}.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _kube_validator(path: Path):
+    """The validator of one built-in kind, built once per process: kubernetes-validate's
+    ``validate`` reads and parses every schema again for every object."""
     import jsonschema
-    import kubernetes_validate
+    from referencing import Registry, Resource
+
+    schema = _read_schema(path)
+    registry = _kube_definitions(path.parent) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@functools.lru_cache(maxsize=None)
+def _file_id(path: Path) -> str:
+    """``path`` with its size and modification time (or ``missing``), for memo keys."""
+    try:
+        st = path.stat()
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+@functools.lru_cache(maxsize=None)
+def _checker_id() -> str:
+    """What a schema check's outcome depends on besides the schema and the object: this
+    module and the installed jsonschema."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec("jsonschema")
+    origin = Path(spec.origin) if spec and spec.origin else Path("-")
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + "|" + _file_id(origin)
+
+
+#: a label Tanka stamps on every object, different in each environment; its value (a string,
+#: never checked against a pattern by either kind of schema) does not change validity
+_ENV_LABEL = "tanka.dev/environment"
+
+
+def _memo_key(schema_id: str, obj: dict) -> str:
+    import hashlib
+    import json
+
+    labels = (obj.get("metadata") or {}).get("labels") if isinstance(obj.get("metadata"), dict) else None
+    if isinstance(labels, dict) and isinstance(labels.get(_ENV_LABEL), str):
+        # the same chart object in every environment: one key
+        obj = {**obj, "metadata": {**obj["metadata"], "labels": {**labels, _ENV_LABEL: ""}}}
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(f"{_checker_id()}|{schema_id}|{text}".encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_validator(schema_json: str):
+    """The validator of one CRD version's schema (the same CRD in every environment's render
+    and in the pinned CRDs is converted once per process)."""
+    import json
+
+    import jsonschema
+
+    return jsonschema.Draft7Validator(_crd_json_schema(json.loads(schema_json)))
+
+
+def schema_violations(objs: list[dict], k8s_version: str, crds: dict,
+                      valid: set[str] | None = None) -> list[Violation]:
+    """Built-in objects against the Kubernetes schemas, custom resources against their CRD
+    (``crds``: ``(apiVersion, kind) ->`` the CRD's ``openAPIV3Schema``, see :func:`_crd_index`).
+
+    ``valid``, when given, holds keys of (schema, object) pairs found valid before (see
+    :func:`validate_dir`): such an object is not checked again, and each object found
+    valid now adds its key."""
+    import json
 
     out = []
+    crd_ids: dict = {}
     for obj in objs:
         kind, name = _ident(obj)
         key = (obj.get("apiVersion"), kind)
         if key in crds:
-            validator = jsonschema.Draft7Validator(crds[key])
-            for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
-                out.append(Violation(kind, name, "crd",
-                                     f"{_path(err.absolute_path)}: {err.message} "
-                                     f"(CRD schema of {key[0]} {kind})"))
+            if key not in crd_ids:
+                crd_ids[key] = json.dumps(crds[key], sort_keys=True)
+            schema_id = "crd|" + crd_ids[key]
+        else:
+            path = _kube_schema_file(_kube_schema_dir(k8s_version), str(key[0]), str(kind))
+            schema_id = _file_id(path) + "|" + _file_id(path.parent / "_definitions.json")
+        memo = _memo_key(schema_id, obj) if valid is not None else ""
+        if memo and memo in valid:
             continue
-        try:
-            kubernetes_validate.validate(obj, k8s_version, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
-            out.append(Violation(kind, name, "crd",
-                                 f"no schema for {key[0]} {kind}: not a Kubernetes {k8s_version} "
-                                 "kind and no CRD for it in the pinned CRDs (tools/crds/go.mod) or in the render"))
-        except kubernetes_validate.ValidationError as err:
-            out.append(Violation(kind, name, "schema",
-                                 f"{_path(err.absolute_path)}: {err.message} (Kubernetes {k8s_version})"))
-        except kubernetes_validate.InvalidSchemaError as err:
-            out.append(Violation(kind, name, "schema", f"invalid schema: {err}"))
+        if key in crds:
+            validator = _crd_validator(crd_ids[key])
+            found = [Violation(kind, name, "crd", f"{_path(err.absolute_path)}: {err.message} "
+                                                  f"(CRD schema of {key[0]} {kind})")
+                     for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))]
+        else:
+            found = _kube_violations(obj, path, k8s_version)
+        out += found
+        if memo and not found:
+            valid.add(memo)
     return out
+
+
+def _kube_violations(obj: dict, path: Path, k8s_version: str) -> list[Violation]:
+    kind, name = _ident(obj)
+    try:
+        validator = _kube_validator(path)
+    except FileNotFoundError:
+        return [Violation(kind, name, "crd",
+                          f"no schema for {obj.get('apiVersion')} {kind}: not a Kubernetes {k8s_version} "
+                          "kind and no CRD for it in the pinned CRDs (tools/crds/go.mod) or in the render")]
+    except SchemaBroken as err:
+        return [Violation(kind, name, "schema", f"invalid schema: {err}")]
+    err = next(validator.iter_errors(obj), None)  # the first error, as kubernetes-validate reports
+    if err is None:
+        return []
+    return [Violation(kind, name, "schema", f"{_path(err.absolute_path)}: {err.message} (Kubernetes {k8s_version})")]
 
 
 def _get(obj: dict, path: tuple[str, ...]):
@@ -429,12 +640,13 @@ def check_version(k8s_version: str) -> None:
 
 
 def validate_objects(objs: list[dict], env: str, k8s_version: str,
-                     extra_crds: Iterable[dict] = ()) -> list[Violation]:
-    """Every violation in ``objs`` (the CRDs among them are used for their resources)."""
+                     extra_crds: Iterable[dict] = (), valid: set[str] | None = None) -> list[Violation]:
+    """Every violation in ``objs`` (the CRDs among them are used for their resources);
+    ``valid``: see :func:`schema_violations`."""
     check_version(k8s_version)
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
-    schemas = crd_schemas(list(extra_crds) + in_render)
-    return sorted(set(schema_violations(objs, k8s_version, schemas) + policy_violations(objs, env)
+    schemas = _crd_index(list(extra_crds) + in_render)
+    return sorted(set(schema_violations(objs, k8s_version, schemas, valid) + policy_violations(objs, env)
                       + url_secret_violations(objs) + pdb_violations(objs) + service_violations(objs)
                       + gitops_violations(objs)))
 
@@ -442,4 +654,44 @@ def validate_objects(objs: list[dict], env: str, k8s_version: str,
 def validate_dir(directory: Path, env: str, k8s_version: str, crd_dir: Path) -> tuple[int, list[Violation]]:
     """Validate a ``tk export`` directory: ``(number of objects, violations)``."""
     objs = [o for _, o in load_dir(directory)]
-    return len(objs), validate_objects(objs, env, k8s_version, load_crds(crd_files(crd_dir)))
+    valid = _load_valid()
+    before = len(valid)
+    found = validate_objects(objs, env, k8s_version, load_crds(crd_files(crd_dir)), valid)
+    if len(valid) != before:
+        _store_valid(valid)
+    return len(objs), found
+
+
+#: at most this many (schema, object) pairs are kept in build/.cache/schema-valid.json (a
+#: dropped one costs one check)
+VALID_MEMO_SIZE = 20_000
+
+
+def _valid_file() -> Path:
+    from . import paths
+
+    return paths.build() / ".cache" / "schema-valid.json"
+
+
+def _load_valid() -> set[str]:
+    """Keys of (schema, object) pairs an earlier validate found valid: an object of a chart
+    or CRD that did not change (the same in every environment) is not checked again. A key
+    covers the object, the schema file or CRD schema, this module and jsonschema."""
+    import json
+
+    try:
+        keys = json.loads(_valid_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {k for k in keys if isinstance(k, str)} if isinstance(keys, list) else set()
+
+
+def _store_valid(valid: set[str]) -> None:
+    import json
+
+    from . import atomic
+
+    try:
+        atomic.write_text(_valid_file(), json.dumps(sorted(valid)[-VALID_MEMO_SIZE:]))
+    except OSError:
+        pass  # a read-only build/: everything is checked each time

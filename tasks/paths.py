@@ -6,13 +6,20 @@ temporary copies the tests make. ``RAIBID_DEPLOY_ROOT`` overrides it.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 
 def root() -> Path:
     """The project root: ``$RAIBID_DEPLOY_ROOT`` or the current directory."""
-    return Path(os.environ.get("RAIBID_DEPLOY_ROOT") or os.getcwd()).resolve()
+    return _resolved(os.environ.get("RAIBID_DEPLOY_ROOT") or os.getcwd())
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(path: str) -> Path:
+    # task creators ask for paths hundreds of times while doit loads: resolve once
+    return Path(path).resolve()
 
 
 def plan_file() -> Path:

@@ -2,7 +2,7 @@
 how long it all took.
 
 On a terminal it uses rich (colour, symbols); elsewhere it prints the same lines as
-plain text. A task runs again "because" the reason its up-to-date check gives (an
+plain text without importing rich (a no-op run stays near doit's own start-up time). A task runs again "because" the reason its up-to-date check gives (an
 uptodate object with a ``reason``, e.g. render:<env>'s). A skipped check is never
 summarised as a pass. An ``OSError`` raised in a task action is one line naming the path,
 not a traceback. ``doit run -r json`` and the other built-in reporters keep working: this
@@ -10,6 +10,8 @@ one is only the default (``DOIT_CONFIG['reporter']``).
 """
 from __future__ import annotations
 
+import functools
+import os
 import re
 import time
 
@@ -43,9 +45,7 @@ class RichReporter(ConsoleReporter):
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
-        from rich.console import Console
-
-        self.console = Console(file=outstream, highlight=False, soft_wrap=True)
+        self.styled = _styled(outstream)
         self.started: dict[str, float] = {}
         self.executed: list[tuple[str, float]] = []
         self.uptodate: list[str] = []
@@ -56,15 +56,31 @@ class RichReporter(ConsoleReporter):
         self.t0 = time.perf_counter()
         _quiet_interrupts()
 
+    @functools.cached_property
+    def console(self):
+        from rich.console import Console
+
+        return Console(file=self.outstream, highlight=False, soft_wrap=True)
+
+    def say(self, *parts):
+        """One line of ``parts``: strings and ``(text, style)`` pairs (rich styles, shown
+        on a terminal only). Text is never read as markup."""
+        if self.styled:
+            from rich.text import Text
+
+            self.console.print(Text.assemble(*parts))
+        else:
+            self.outstream.write("".join(p if isinstance(p, str) else p[0] for p in parts) + "\n")
+
     def _visible(self, task) -> bool:
         return bool(task.name) and task.name[0] != "_"
 
     def write(self, text):
-        self.console.file.write(text)
+        self.outstream.write(text)
 
     def _flush_skipped(self):
         for title in self._skipped:
-            self.console.print(f"[dim]-- {title} (up to date)[/]")
+            self.say((f"-- {title} (up to date)", "dim"))
         self._skipped.clear()
 
     def execute_task(self, task):
@@ -72,9 +88,9 @@ class RichReporter(ConsoleReporter):
         self.running = task.name if task.actions else None
         if task.actions and self._visible(task):
             self._flush_skipped()
-            self.console.print(f"[bold cyan]>[/] {task.title()}")
+            self.say((">", "bold cyan"), f" {task.title()}")
             for why in _reasons(task):
-                self.console.print(f"  [dim]because {escape(why)}[/]")
+                self.say((f"  because {why}", "dim"))
 
     def add_success(self, task):
         self.running = None
@@ -85,8 +101,8 @@ class RichReporter(ConsoleReporter):
             if skipped:
                 self.not_checked.append(task.name)
             if self._visible(task):
-                word = "[yellow]skipped[/]" if skipped else "[green]ok[/]"
-                self.console.print(f"{word} {task.name} [dim]{took:.2f}s[/]")
+                word = ("skipped", "yellow") if skipped else ("ok", "green")
+                self.say(word, f" {task.name} ", (f"{took:.2f}s", "dim"))
 
     def add_failure(self, task, fail):
         self.running = None
@@ -94,7 +110,7 @@ class RichReporter(ConsoleReporter):
         self.failed.append(task.name)
         fail = os_error_failure(task, fail)
         took = time.perf_counter() - self.started.get(task.name, self.t0)
-        self.console.print(f"[bold red]FAILED[/] {task.name} [dim]{took:.2f}s[/]")
+        self.say(("FAILED", "bold red"), f" {task.name} ", (f"{took:.2f}s", "dim"))
         super().add_failure(task, fail)
 
     def skip_uptodate(self, task):
@@ -104,7 +120,7 @@ class RichReporter(ConsoleReporter):
             self._skipped.append(task.title())
 
     def skip_ignore(self, task):
-        self.console.print(f"[yellow]!![/] {task.title()} (ignored)")
+        self.say(("!!", "yellow"), f" {task.title()} (ignored)")
 
     def complete_run(self):
         # the captured output of failed tasks that did not show it live (only when there is some)
@@ -119,36 +135,43 @@ class RichReporter(ConsoleReporter):
                     self.console.rule(f"{task.name} std{stream}", style="red")
                     self.write(text + "\n")
         if self.runtime_errors:
-            self.console.print("[bold red]Execution aborted.[/]")
+            self.say(("Execution aborted.", "bold red"))
             self.write("\n".join(self.runtime_errors) + "\n")
         wall = time.perf_counter() - self.t0
         if self.running:  # complete_run without the task's end: the run was interrupted
             self._flush_skipped()
-            self.console.print(f"[bold red]interrupted[/] during {self.running}: its outputs were not "
-                               f"updated, and it runs again next time ({wall:.2f}s)")
+            self.say(("interrupted", "bold red"), f" during {self.running}: its outputs were not "
+                     f"updated, and it runs again next time ({wall:.2f}s)")
             return
         ran = len(self.executed)
         if ran or self.failed:
             self._flush_skipped()
         self._skipped.clear()
-        parts = [f"{ran} executed", f"{len(self.uptodate)} up to date"]
+        parts: list = [f" {ran} executed, {len(self.uptodate)} up to date"]
         if self.not_checked:
-            parts.append(f"[bold yellow]{len(self.not_checked)} skipped[/]")
+            parts += [", ", (f"{len(self.not_checked)} skipped", "bold yellow")]
         if self.failed:
-            parts.append(f"[bold red]{len(self.failed)} failed[/]")
-        summary = ", ".join(parts) + f" in {wall:.2f}s"
+            parts += [", ", (f"{len(self.failed)} failed", "bold red")]
+        parts.append(f" in {wall:.2f}s")
         if not self.failed and ran == 0 and self.uptodate:
-            summary += " - nothing to do, everything is up to date"
-        self.console.print(f"[bold]done:[/] {summary}")
+            parts.append(" - nothing to do, everything is up to date")
+        self.say(("done:", "bold"), *parts)
         if self.not_checked:
-            self.console.print(f"[bold yellow]not checked:[/] {', '.join(self.not_checked)} - skipped, "
-                               "so this run is not a full pass (the reason is printed above)")
+            self.say(("not checked:", "bold yellow"), f" {', '.join(self.not_checked)} - skipped, "
+                     "so this run is not a full pass (the reason is printed above)")
 
 
-def escape(text: str) -> str:
-    from rich.markup import escape as _escape
-
-    return _escape(text)
+def _styled(stream) -> bool:
+    """Whether rich would style output to ``stream``: a terminal, or colour forced
+    (FORCE_COLOR, TTY_COMPATIBLE=1) the way rich itself reads the environment."""
+    if os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1":
+        return True
+    if os.environ.get("TTY_COMPATIBLE") == "0":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _reasons(task) -> list[str]:

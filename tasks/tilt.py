@@ -81,9 +81,9 @@ def tiltfile_result(env: str, context: str | None = None, kube_context: str | No
 
 def _objects(text: str) -> list[dict]:
     """The objects of a YAML stream (the CRDs are large: manifests' libyaml loader)."""
-    from .manifests import _yaml_docs
+    from .manifests import yaml_docs
 
-    return [o for o in _yaml_docs(text or "") if o]
+    return [o for o in yaml_docs(text or "") if o]
 
 
 def problems(result: dict, context: str) -> list[str]:

@@ -7,6 +7,7 @@ version wanted and how to install it) and records the tools in the task's ``meta
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -135,13 +136,18 @@ def which(name: str) -> str | None:
     .tools/bin, for the user's ``own`` tools)."""
     tool = TOOLS.get(name)
     if tool and tool.own:
-        path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
-                if p and Path(p).resolve() != paths.tools_bin().resolve()]
-        return shutil.which(tool.command or name, path=os.pathsep.join(path))
+        return shutil.which(tool.command or name, path=_without(os.environ.get("PATH", ""), paths.tools_bin()))
     local = paths.tools_bin() / name
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)
     return shutil.which(name)
+
+
+@functools.lru_cache(maxsize=16)
+def _without(path: str, bin_dir: Path) -> str:
+    """``path`` (a PATH value) without ``bin_dir``, however either is spelt."""
+    gone = bin_dir.resolve()
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and Path(p).resolve() != gone)
 
 
 def missing(names) -> list[Tool]:

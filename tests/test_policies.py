@@ -155,3 +155,112 @@ def test_the_documented_secret_workflow_makes_url_safe_passwords():
     assert "openssl rand -hex" in commands and "redis-url" in commands
     assert "base64" not in commands
     assert "URL-safe" in section
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _service(**spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"},
+            "spec": {"ports": [{"port": 80}], **spec}}
+
+
+@pytest.mark.parametrize("obj", [
+    _service(portz=[]),                                                   # unknown field (strict)
+    _service(ports=[{"port": "eighty"}]),                                 # wrong type
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+     "spec": {"replicas": "two", "selector": {}, "template": {}}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
+     "rules": [{"verbs": "get"}]},                                        # a grouped apiVersion
+    _service(),                                                           # valid
+])
+def test_schema_check_reports_what_kubernetes_validate_reports(obj):
+    """The schemas are read once per process, yet each object gets the error
+    kubernetes-validate's own validate() gives it (its first one), or none."""
+    import kubernetes_validate
+
+    from tasks import manifests
+
+    try:
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+        expected = []
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.absolute_path) or "(root)"
+        expected = [f"{path}: {err.message} (Kubernetes 1.33)"]
+    got = manifests.schema_violations([obj], "1.33", {})
+    assert [v.detail for v in got] == expected
+    assert all(v.rule == "schema" for v in got)
+    assert manifests.schema_violations([obj], "1.33", {}) == got   # the cached validator, again
+
+
+def test_a_kind_without_a_schema_is_named_not_a_crash():
+    from tasks import manifests
+
+    objs = [{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+            {"kind": "ConfigMap", "metadata": {"name": "no-api-version"}}]
+    got = manifests.schema_violations(objs, "1.33", {})
+    assert [(v.kind, v.rule) for v in got] == [("Widget", "crd"), ("ConfigMap", "crd")]
+    assert "no schema for example.com/v1 Widget" in got[0].detail
+
+
+def test_the_validity_memo_never_hides_a_new_violation():
+    """A (schema, object) pair found valid is remembered; a changed object is checked again,
+    and the same object in another environment (only Tanka's environment label differs)
+    shares the entry."""
+    from tasks import manifests
+
+    obj = _service()
+    obj["metadata"]["labels"] = {"tanka.dev/environment": "aaa"}
+    valid: set[str] = set()
+    assert manifests.schema_violations([obj], "1.33", {}, valid) == []
+    assert len(valid) == 1
+    other_env = json.loads(json.dumps(obj))
+    other_env["metadata"]["labels"]["tanka.dev/environment"] = "bbb"
+    assert manifests.schema_violations([other_env], "1.33", {}, valid) == []
+    assert len(valid) == 1
+    broken = json.loads(json.dumps(obj))
+    broken["spec"]["portz"] = []
+    got = manifests.schema_violations([broken], "1.33", {}, valid)
+    assert [v.rule for v in got] == ["schema"] and "portz" in got[0].detail
+    assert len(valid) == 1                      # an invalid object is never remembered
+
+
+def test_parsed_yaml_under_build_is_kept_and_a_damaged_entry_is_ignored(tmp_path, monkeypatch):
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    f = tmp_path / "build" / "manifests" / "x" / "a.yaml"
+    f.parent.mkdir(parents=True)
+    f.write_text("kind: A\nmetadata: {name: a}\n---\nkind: B\n")
+    assert manifests.file_docs(f) == [{"kind": "A", "metadata": {"name": "a"}}, {"kind": "B"}]
+    kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
+    assert len(kept) == 1
+    kept[0].write_text('[{"kind": "A"')           # truncated: parsed again, and kept again
+    assert manifests.file_docs(f)[1] == {"kind": "B"}
+    assert json.loads(kept[0].read_text())[1] == {"kind": "B"}
+    f.write_text("kind: C\n")                     # new text, new entry: never the old documents
+    assert manifests.file_docs(f) == [{"kind": "C"}]
+    f.write_text("when: 2024-01-02T03:04:05Z\n1: one\n")   # not JSON-exact: parsed each time
+    docs = manifests.file_docs(f)
+    assert docs[0][1] == "one" and not isinstance(docs[0]["when"], str)
+    assert len(list((tmp_path / "build" / ".cache" / "yaml").iterdir())) == 2
+
+
+def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    monkeypatch.setattr(manifests, "DOCS_CACHE_FILES", 8)
+    d = tmp_path / "build" / "manifests" / "x"
+    d.mkdir(parents=True)
+    first = d / "first.yaml"
+    first.write_text("kind: First\n")
+    manifests.file_docs(first)
+    for i in range(12):
+        f = d / f"{i}.yaml"
+        f.write_text(f"kind: K{i}\n")
+        manifests.file_docs(f)
+        manifests.file_docs(first)   # used again and again: never the one removed
+    kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
+    assert len(kept) <= 8
+    assert any(json.loads(k.read_text()) == [{"kind": "First"}] for k in kept)
