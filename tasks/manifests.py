@@ -255,16 +255,11 @@ class SchemaBroken(ValueError):
 def _kube_schema_dir(k8s_version: str) -> Path:
     """kubernetes-validate's strict schemas of ``k8s_version``'s minor version (as its own
     ``validate`` picks them: the newest release not newer than that minor)."""
-    import importlib.util
+    from .settings import kubernetes_schemas
 
     mm = re.match(r"v?(\d+)\.(\d+)", k8s_version)
     want = (int(mm.group(1)), int(mm.group(2)))
-    spec = importlib.util.find_spec("kubernetes_validate")  # its data, without importing it
-    best, root = None, Path()
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        root = Path(loc) / "kubernetes-json-schema"
-        if root.is_dir():
-            break
+    best, root = None, kubernetes_schemas() or Path()
     for d in root.iterdir() if root.is_dir() else ():
         m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name)
         if m and (int(m.group(1)), int(m.group(2))) <= want:

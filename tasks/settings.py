@@ -272,22 +272,27 @@ def _environments(c: "_Checker", m, namespace: str, cluster: str, on_disk: list[
 
 
 @functools.lru_cache(maxsize=1)
-def supported_kubernetes_versions() -> tuple[str, ...]:
-    """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate
-    has, read from its package data (without importing it)."""
+def kubernetes_schemas() -> Path | None:
+    """kubernetes-validate's ``kubernetes-json-schema/`` directory (its package data, found
+    without importing it), None when it is not installed."""
     import importlib.util
 
     spec = importlib.util.find_spec("kubernetes_validate")
-    if spec is None or not spec.submodule_search_locations:
-        return ()
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(loc) / "kubernetes-json-schema").is_dir():
+            return Path(loc) / "kubernetes-json-schema"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def supported_kubernetes_versions() -> tuple[str, ...]:
+    """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate has."""
+    root = kubernetes_schemas()
     found = set()
-    for loc in spec.submodule_search_locations:
-        schemas = Path(loc) / "kubernetes-json-schema"
-        if schemas.is_dir():
-            for d in schemas.iterdir():
-                mm = re.match(r"^v(\d+)\.(\d+)", d.name)
-                if mm:
-                    found.add((int(mm.group(1)), int(mm.group(2))))
+    for d in root.iterdir() if root else ():
+        mm = re.match(r"^v(\d+)\.(\d+)", d.name)
+        if mm:
+            found.add((int(mm.group(1)), int(mm.group(2))))
     return tuple(f"{a}.{b}" for a, b in sorted(found))
 
 
