@@ -95,8 +95,8 @@ def _task_modules() -> list[str]:
 
 def _doc_files() -> list[str]:
     root = paths.root()
-    files = [p for p in [root / "README.md"] if p.exists()]
-    for pattern in ("docs/**/*.md", "*/README.md", "docs/*.md"):
+    files = []
+    for pattern in ("*.md", "docs/**/*.md", "*/README.md", "docs/*.md"):
         files += [p for p in root.glob(pattern) if p.is_file()]
     skip = {root / PLAN_DOC}
     return sorted({str(p.relative_to(root)) for p in files if p not in skip})

@@ -182,11 +182,11 @@ def check_tiltfile():
     for env in environments():
         proc = tiltfile_result(env)
         if env not in accepted:
-            # refused, and clearly: the message names the environment and the project's context
-            if proc.returncode == 5 and f"--env {env} deploys to kube context" in proc.stderr:
-                lines.append(f"  {env}: refused, as it should be (its context is not {context})")
+            # refused, and clearly: the message names the environment as remote
+            if proc.returncode == 5 and f"--env {env} is a remote environment" in proc.stderr:
+                lines.append(f"  {env}: refused, as it should be (remote: its context is not {context})")
             else:
-                failures.append(f"--env {env}: expected the Tiltfile to refuse it (its context is not "
+                failures.append(f"--env {env}: expected the Tiltfile to refuse it (remote: its context is not "
                                 f"{context}); tilt said (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
             continue
         if proc.returncode != 0:
