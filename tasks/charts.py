@@ -22,12 +22,14 @@ class ChartfileError(ValueError):
 def pinned_charts() -> dict[str, str]:
     """``directory -> version`` from chartfile.yaml, in its order (raises
     :class:`ChartfileError`, naming the file, when it cannot be read)."""
-    import yaml
+    from .statcache import load_yaml
 
     f = paths.rel(chartfile())
     try:
-        data = yaml.safe_load(chartfile().read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
+        data = load_yaml(chartfile()) or {}
+    except OSError as e:
+        raise ChartfileError(f"{f} cannot be read: {e.strerror or e}") from None
+    except ValueError as e:  # not YAML
         raise ChartfileError(f"{f} cannot be read: {e}") from None
     requires = data.get("requires") if isinstance(data, dict) else None
     if not isinstance(requires, list):
@@ -65,7 +67,7 @@ def charts_present() -> bool:
 
 def charts_at_pins() -> bool:
     """True when every chart of chartfile.yaml is vendored at its pinned version."""
-    import yaml
+    from .statcache import load_yaml
 
     try:
         pins = pinned_charts()
@@ -74,8 +76,8 @@ def charts_at_pins() -> bool:
     for directory, version in pins.items():
         chart_yaml = charts_dir() / directory / "Chart.yaml"
         try:
-            chart = yaml.safe_load(chart_yaml.read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            chart = load_yaml(chart_yaml) or {}
+        except (OSError, ValueError):
             return False
         if not isinstance(chart, dict) or str(chart.get("version")) != version:
             return False

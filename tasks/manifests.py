@@ -21,7 +21,8 @@ object (kind/name), the container where it applies, and the rule:
                             probes; Jobs run to completion and are exempt
   ``non-root``              runAsNonRoot (container or pod) or a numeric non-zero runAsUser
   ``no-privilege-escalation``  allowPrivilegeEscalation: false on every container
-  ``image-tag``             outside local: every image has an explicit tag or digest,
+  ``image-tag``             in an environment whose deploy.json ``image_policy`` is
+                            ``pinned``: every image has an explicit tag or digest,
                             never ``:latest``
   ========================  ===============================================================
 
@@ -445,8 +446,19 @@ def image_problem(image: str) -> str | None:
     return None
 
 
+def image_policy(env: str) -> str:
+    """deploy.json's ``image_policy`` of ``env`` (``pinned`` for an environment it does not know)."""
+    from .settings import SettingsError, current
+
+    try:
+        return current().env(env).image_policy
+    except (KeyError, SettingsError):
+        return "pinned"
+
+
 def policy_violations(objs: list[dict], env: str) -> list[Violation]:
     """The policy rules of the module docstring, on every pod template."""
+    pinned = image_policy(env) == "pinned"
     out = []
     for obj in objs:
         kind, name = _ident(obj)
@@ -482,7 +494,7 @@ def policy_violations(objs: list[dict], env: str) -> list[Violation]:
                 v("non-root", "neither runAsNonRoot: true nor a numeric non-zero runAsUser")
             if sc.get("allowPrivilegeEscalation") is not False:
                 v("no-privilege-escalation", "securityContext.allowPrivilegeEscalation is not false")
-            if env != "local":
+            if pinned:
                 problem = image_problem(c.get("image", ""))
                 if problem:
                     v("image-tag", problem)

@@ -208,3 +208,21 @@ def test_a_broken_tracker_never_blocks_a_deploy_task(project):
     assert r.returncode == 1 and "plan.yaml:" in out and "target_dya" in out and "Traceback" not in out
     r = run_doit(project, "plan")
     assert r.returncode == 2 and "plan.yaml:" in r.stderr
+
+
+def test_the_image_tag_policy_follows_image_policy_not_the_name(project, monkeypatch):
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    pod = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "reg/x:latest"}]}}}}
+
+    def tag_rules(env):
+        return [v for v in manifests.policy_violations([pod], env) if v.rule == "image-tag"]
+
+    assert tag_rules("staging") and not tag_rules("local")
+    doc = json.loads((project / "deploy.json").read_text())
+    doc["environments"]["staging"]["image_policy"] = "any"
+    doc["environments"]["local"]["image_policy"] = "pinned"
+    (project / "deploy.json").write_text(json.dumps(doc))
+    assert not tag_rules("staging") and tag_rules("local")
