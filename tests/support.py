@@ -50,11 +50,18 @@ def tracked_files(repo: Path = REPO) -> list[str]:
     return [p for p in sorted(set(cached) | set(wip)) if (repo / p).is_file()]
 
 
+@functools.lru_cache(maxsize=None)
+def _session_files(repo: Path) -> tuple[str, ...]:
+    """:func:`tracked_files` of ``repo``, asked of git once per session (a test session
+    tests one state of the checkout)."""
+    return tuple(tracked_files(repo))
+
+
 def copy_project(dst: Path, repo: Path = REPO) -> Path:
     """Copy the project (see :func:`tracked_files`; no build output, no .doit.db, no venv)
     into ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
-    for rel in tracked_files(repo):
+    for rel in _session_files(Path(repo)):
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, target)
