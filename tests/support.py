@@ -71,6 +71,14 @@ def copy_project(dst: Path, repo: Path = REPO) -> Path:
     return dst
 
 
+def yaml_docs(text: str) -> list:
+    """The non-empty documents of a YAML stream, read safely with libyaml when PyYAML has it
+    (renders are large: PyYAML's pure-Python reader takes several times as long)."""
+    import yaml
+
+    return [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d]
+
+
 def env_for(project: Path, extra: dict | None = None, path_first: list[Path] | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(project)
@@ -88,11 +96,13 @@ def run_doit(project: Path, *args: str, env: dict | None = None, timeout: float 
 
     In this process (:func:`doit_here`) unless the process boundary is the point or cannot be
     kept: ``process=True`` asks for ``python -m doit`` in a child process (exit codes of the
-    CLI, what reaches stderr of a real process, signals, interrupts); a project whose
-    ``tasks/`` differs from this checkout's also runs in a child process, since this process
-    has already imported this checkout's ``tasks`` package. Same result type either way."""
+    CLI, what reaches stderr of a real process, signals, interrupts); a run whose child would
+    import another ``tasks`` package than this checkout's (a test changed the copy's
+    tasks/, or nothing on its path has one) also runs in a child process, since this process
+    has already imported this checkout's. Same result type either way;
+    ``timeout`` bounds a child process only."""
     if process is None:
-        process = PROCESS_RUNS or not _same_tasks(project)
+        process = PROCESS_RUNS or not _same_tasks(project, env or env_for(project))
     if process:
         return run_doit_process(project, *args, env=env, timeout=timeout, check=check)
     return doit_here(project, *args, env=env, check=check)
@@ -114,15 +124,23 @@ def _checked(proc: subprocess.CompletedProcess, args, check: bool) -> subprocess
     return proc
 
 
-def _same_tasks(project: Path) -> bool:
-    """Whether ``project/tasks`` holds this checkout's task modules (same names, sizes and
-    modification times: copy_project keeps them), i.e. what this process has imported."""
+def _same_tasks(project: Path, env: dict) -> bool:
+    """Whether a ``python -m doit`` child in ``project`` would import the ``tasks`` package
+    this process has imported (this checkout's): the first ``tasks`` package on its path
+    (the project, then PYTHONPATH) holds the same modules (names, sizes and modification
+    times: copy_project keeps them)."""
     def stamp(d: Path) -> set:
         return {(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in d.glob("*.py")}
-    try:
-        return stamp(Path(project) / "tasks") == stamp(REPO / "tasks")
-    except OSError:
-        return False
+
+    search = [str(project)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for entry in search:
+        pkg = Path(entry) / "tasks"
+        if (pkg / "__init__.py").is_file():
+            try:
+                return pkg.resolve() == (REPO / "tasks").resolve() or stamp(pkg) == stamp(REPO / "tasks")
+            except OSError:
+                return False
+    return False
 
 
 def reset_task_state() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import env_for, run_doit, tool_or_fail
+from support import env_for, run_doit, tool_or_fail, yaml_docs
 
 
 def _git(*args, cwd=None) -> str:
@@ -30,7 +30,7 @@ def server(tmp_path) -> tuple[Path, str]:
 
 
 def _objects(texts) -> list[str]:
-    return sorted(json.dumps(d, sort_keys=True) for t in texts for d in yaml.safe_load_all(t) if d)
+    return sorted(json.dumps(d, sort_keys=True) for t in texts for d in yaml_docs(t))
 
 
 def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(stack_copy, server, tmp_path):
@@ -43,7 +43,7 @@ def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(stack_copy
     clone = tmp_path / "clone"
     _git("clone", "-q", "--branch", "main", url, str(clone))
     render = stack_copy / "build/manifests/staging"
-    objs = [d for f in sorted(render.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    objs = [d for f in sorted(render.glob("*.yaml")) for d in yaml_docs(f.read_text())]
     ks = next(o for o in objs if o["kind"] == "Kustomization")
     repo = next(o for o in objs if o["kind"] == "GitRepository")
     assert ks["spec"]["sourceRef"]["name"] == repo["metadata"]["name"]

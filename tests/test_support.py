@@ -64,6 +64,10 @@ def task_broken():
     """Fail the doit way."""
     return {"actions": [lambda: TaskFailed("broken on purpose")]}
 
+def task_pid():
+    """Print the process id doit runs in."""
+    return {"actions": [lambda: print("pid", os.getpid())], "verbosity": 2}
+
 def task_crash():
     """A task creator's SystemExit (what a plan error used to do), when asked."""
     if os.environ.get("CRASH"):
@@ -120,3 +124,22 @@ def test_a_project_with_changed_task_modules_runs_in_a_child_process(project):
     core = project / "tasks" / "core.py"
     core.write_text(core.read_text().replace('"""Run every offline check', '"""CHANGED IN THE COPY. Run every offline check'))
     assert "CHANGED IN THE COPY" in run_doit(project, "list").stdout
+
+
+def test_run_doit_stays_in_process_only_where_a_child_would_import_these_tasks(tmp_path, project):
+    import os
+
+    from support import REPO, env_for, run_doit
+
+    def pid(project, env):
+        return int(run_doit(project, "pid", env=env, check=True).stdout.split("pid ")[1].split()[0])
+
+    scratch = _scratch(tmp_path, "s")
+    with_repo = env_for(scratch)
+    with_repo["PYTHONPATH"] = str(REPO)  # like test_commands' mini projects
+    assert pid(scratch, with_repo) == os.getpid()
+    (project / "dodo.py").write_text(_DODO)  # a copy: its own, identical tasks/
+    assert pid(project, env_for(project)) == os.getpid()
+    assert pid(scratch, env_for(scratch)) != os.getpid()  # no tasks package on its path: a child
+    (project / "tasks" / "core.py").write_text((project / "tasks" / "core.py").read_text() + "# changed\n")
+    assert pid(project, env_for(project)) != os.getpid()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import REPO, copy_project, env_for, run_doit, tracked_files
+from support import REPO, copy_project, env_for, run_doit, tracked_files, yaml_docs
 from tanka_fixtures import install_charts, kubectl_shim
 
 ENVS = ("local", "staging", "prod")
@@ -35,7 +35,7 @@ def _fresh(dst: Path, charts: bool = True) -> Path:
 def objects(project: Path, env: str) -> list[dict]:
     out = []
     for f in sorted((project / "build" / "manifests" / env).glob("*.yaml")):
-        out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+        out.extend(yaml_docs(f.read_text()))
     return out
 
 
