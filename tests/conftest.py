@@ -1,11 +1,10 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-import shutil
-
-from support import FIXTURES, REPO, Shims, copy_project
+from support import FIXTURES, REPO, Shims, copy_project, run_doit, tool_or_fail
 
 # tasks.tools looks for .tools/bin under the project root
 os.environ.setdefault("RAIBID_DEPLOY_ROOT", str(REPO))
@@ -15,6 +14,37 @@ os.environ.setdefault("RAIBID_DEPLOY_ROOT", str(REPO))
 def project(tmp_path) -> Path:
     """A fresh copy of this project's working tree (the files a clean clone has)."""
     return copy_project(tmp_path / "project")
+
+
+#: every Tanka environment of the project (tanka/environments/*/)
+ENVS = tuple(sorted(p.name for p in (REPO / "tanka" / "environments").iterdir()
+                    if (p / "spec.json").is_file()))
+
+
+@pytest.fixture(scope="session")
+def real_tools():
+    return {name: tool_or_fail(name) for name in ("tk", "helm")}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, real_tools) -> Path:
+    """A project with the stand-in charts, every environment rendered and validated, made
+    once per session. Tests read it; a test that changes files (or runs tasks that write)
+    takes ``stack_copy``."""
+    from tanka_fixtures import install_charts
+
+    project = copy_project(tmp_path_factory.mktemp("stack") / "project")
+    install_charts(project)
+    run_doit(project, *(f"validate:{e}" for e in ENVS), check=True)
+    return project
+
+
+@pytest.fixture
+def stack_copy(stack, tmp_path) -> Path:
+    """A private copy of the rendered project (build/ and .doit.db included)."""
+    dst = tmp_path / "project"
+    shutil.copytree(stack, dst, symlinks=True)
+    return dst
 
 
 @pytest.fixture

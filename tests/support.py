@@ -7,6 +7,8 @@ can assert exactly what was run, in which order.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -17,6 +19,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+#: RAIBID_TEST_DOIT=process runs every doit of the tests in a child process, as before the
+#: in-process runner (to compare timings with bench/suite.py, or to rule the runner out)
+PROCESS_RUNS = os.environ.get("RAIBID_TEST_DOIT") == "process"
 
 #: set by .ci/run: a missing real tool is then a test failure, never a skip
 REQUIRE_TOOLS = os.environ.get("RAIBID_REQUIRE_TOOLS") == "1"
@@ -44,11 +50,18 @@ def tracked_files(repo: Path = REPO) -> list[str]:
     return [p for p in sorted(set(cached) | set(wip)) if (repo / p).is_file()]
 
 
+@functools.lru_cache(maxsize=None)
+def _session_files(repo: Path) -> tuple[str, ...]:
+    """:func:`tracked_files` of ``repo``, asked of git once per session (a test session
+    tests one state of the checkout)."""
+    return tuple(tracked_files(repo))
+
+
 def copy_project(dst: Path, repo: Path = REPO) -> Path:
     """Copy the project (see :func:`tracked_files`; no build output, no .doit.db, no venv)
     into ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
-    for rel in tracked_files(repo):
+    for rel in _session_files(Path(repo)):
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, target)
@@ -56,6 +69,14 @@ def copy_project(dst: Path, repo: Path = REPO) -> Path:
     if tools.is_dir():  # the Go-built tools, if `doit tools` installed them
         (dst / ".tools").symlink_to(tools, target_is_directory=True)
     return dst
+
+
+def yaml_docs(text: str) -> list:
+    """The non-empty documents of a YAML stream, read safely with libyaml when PyYAML has it
+    (renders are large: PyYAML's pure-Python reader takes several times as long)."""
+    import yaml
+
+    return [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d]
 
 
 def env_for(project: Path, extra: dict | None = None, path_first: list[Path] | None = None) -> dict:
@@ -70,15 +91,193 @@ def env_for(project: Path, extra: dict | None = None, path_first: list[Path] | N
 
 
 def run_doit(project: Path, *args: str, env: dict | None = None, timeout: float = 600,
-             check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``python -m doit ARGS`` in ``project`` the way a user would, capturing output."""
+             check: bool = False, process: bool | None = None) -> subprocess.CompletedProcess:
+    """Run ``doit ARGS`` in ``project`` the way a user would, capturing output.
+
+    In this process (:func:`doit_here`) unless the process boundary is the point or cannot be
+    kept: ``process=True`` asks for ``python -m doit`` in a child process (exit codes of the
+    CLI, what reaches stderr of a real process, signals, interrupts); a run whose child would
+    import another ``tasks`` package than this checkout's (a test changed the copy's
+    tasks/, or nothing on its path has one) also runs in a child process, since this process
+    has already imported this checkout's. Same result type either way;
+    ``timeout`` bounds a child process only."""
+    if process is None:
+        process = PROCESS_RUNS or not _same_tasks(project, env or env_for(project))
+    if process:
+        return run_doit_process(project, *args, env=env, timeout=timeout, check=check)
+    return doit_here(project, *args, env=env, check=check)
+
+
+def run_doit_process(project: Path, *args: str, env: dict | None = None, timeout: float = 600,
+                     check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``python -m doit ARGS`` in ``project`` as a child process, capturing output."""
     proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=project,
                           env=env or env_for(project), capture_output=True, text=True,
                           timeout=timeout)
+    return _checked(proc, args, check)
+
+
+def _checked(proc: subprocess.CompletedProcess, args, check: bool) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _same_tasks(project: Path, env: dict) -> bool:
+    """Whether a ``python -m doit`` child in ``project`` would import the ``tasks`` package
+    this process has imported (this checkout's): the first ``tasks`` package on its path
+    (the project, then PYTHONPATH) holds the same modules (names, sizes and modification
+    times: copy_project keeps them)."""
+    def stamp(d: Path) -> set:
+        return {(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in d.glob("*.py")}
+
+    search = [str(project)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for entry in search:
+        pkg = Path(entry) / "tasks"
+        if (pkg / "__init__.py").is_file():
+            try:
+                return pkg.resolve() == (REPO / "tasks").resolve() or stamp(pkg) == stamp(REPO / "tasks")
+            except OSError:
+                return False
+    return False
+
+
+def reset_task_state() -> None:
+    """Forget what the task modules keep per process (a run in another project copy must not
+    see it): the plan read by tasks.plan.current() and the image inputs of docker's
+    up-to-date check. CI_CHECKS (filled when the modules are imported) and the lru_caches of
+    pure functions hold no project state."""
+    from tasks import docker, plan
+
+    plan._CACHE.clear()
+    docker._checked.clear()
+
+
+@contextlib.contextmanager
+def _fresh_process_ci_checks():
+    from tasks import core
+
+    saved = list(core.CI_CHECKS)
+    core.CI_CHECKS[:] = fresh_ci_checks()
+    try:
+        yield
+    finally:
+        core.CI_CHECKS[:] = saved
+
+
+def _exit_status(value) -> int:
+    """The exit status of a process ending with ``sys.exit(value)`` (a text is printed)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    sys.stderr.write(f"{value}\n")
+    return 1
+
+
+#: ``python -m doit`` names itself after sys.argv[0], which is "-m" while doit.doit_cmd is
+#: imported by runpy (so its messages say `Type "-m help"`)
+_BIN_NAME = "-m"
+
+
+@functools.lru_cache(maxsize=1)
+def fresh_ci_checks() -> tuple[str, ...]:
+    """tasks.core.CI_CHECKS as a fresh ``python -m doit`` process has it. Its order is the
+    order dodo.py imports the task modules in; this process imported them in the order its
+    tests did, so an in-process run borrows the fresh order (read once per session)."""
+    code = "import dodo, json; from tasks import core; print(json.dumps(core.CI_CHECKS))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env_for(REPO),
+                          capture_output=True, text=True, check=True)
+    return tuple(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def doit_here(project: Path, *args: str, env: dict | None = None,
+              check: bool = False) -> subprocess.CompletedProcess:
+    """Run doit in this process as ``python -m doit ARGS`` would in ``project``: the same
+    DoitMain, dodo.py loaded afresh from ``project`` (doit's DodoTaskLoader), its
+    pyproject.toml config and plugins, ``env`` as the whole environment, the working
+    directory and sys.path as a child would have them. stdout and stderr are captured at
+    the file-descriptor level, so the output of the tools the tasks run is captured too.
+    Everything the run changes in this process (environment, PATH edits of
+    tools.activate(), working directory, sys.path, the dodo module, sys.excepthook, signal
+    handlers, per-process task state) is put back afterwards.
+
+    An exception escaping doit (a SystemExit from a task creator, or anything else) becomes
+    the exit code and stderr text a child process would have had."""
+    import io
+    import signal
+    import tempfile
+
+    from doit import cmd_run
+    from doit.doit_cmd import DoitMain
+
+    env = dict(env or env_for(project))
+    saved = dict(environ=dict(os.environ), cwd=os.getcwd(), path=list(sys.path),
+                 streams=(sys.stdin, sys.stdout, sys.stderr), hook=sys.excepthook,
+                 outfile=cmd_run.opt_outfile["default"], dodo=sys.modules.pop("dodo", None),
+                 signals={s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)})
+    for stream in saved["streams"][1:]:
+        stream.flush()
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    fds = os.dup(1), os.dup(2)
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    devnull = open(os.devnull)
+    sys.stdin = devnull
+    sys.stdout = io.TextIOWrapper(open(os.dup(1), "wb", buffering=0), encoding="utf-8", write_through=True)
+    sys.stderr = io.TextIOWrapper(open(os.dup(2), "wb", buffering=0), encoding="utf-8", write_through=True,
+                                  errors="backslashreplace")
+    cmd_run.opt_outfile["default"] = sys.stdout
+    code = 0
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(project)
+        # `python -m doit` with PYTHONPATH: the working directory, then PYTHONPATH first
+        sys.path[:0] = [str(project)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        reset_task_state()
+        main = DoitMain()
+        main.BIN_NAME = _BIN_NAME
+        with _fresh_process_ci_checks():
+            code = _exit_status(main.run(list(args)))  # __main__ passes it to sys.exit
+    except SystemExit as e:
+        code = _exit_status(e.code)
+    except BaseException as e:  # what the interpreter does with it: its excepthook, then exit
+        sys.excepthook(type(e), e, e.__traceback__)
+        code = -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            stream.close()
+        devnull.close()
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        sys.stdin, sys.stdout, sys.stderr = saved["streams"]
+        sys.excepthook = saved["hook"]
+        cmd_run.opt_outfile["default"] = saved["outfile"]
+        for sig, handler in saved["signals"].items():
+            signal.signal(sig, handler)
+        os.chdir(saved["cwd"])
+        sys.path[:] = saved["path"]
+        sys.modules.pop("dodo", None)
+        if saved["dodo"] is not None:
+            sys.modules["dodo"] = saved["dodo"]
+        os.environ.clear()
+        os.environ.update(saved["environ"])
+        reset_task_state()
+
+    def text(f) -> str:
+        f.seek(0)
+        data = f.read().decode("utf-8", errors="replace")
+        f.close()
+        return data.replace("\r\n", "\n").replace("\r", "\n")  # as text=True reads a pipe
+
+    proc = subprocess.CompletedProcess([sys.executable, "-m", "doit", *args], code,
+                                       text(out), text(err))
+    return _checked(proc, args, check)
 
 
 _SHIM = r'''#!{python}

@@ -1,17 +1,16 @@
 """publish:<env> against a real Git server: a bare repository over file://, and the
-published tree built by the real `kubectl kustomize` (kustomize v5)."""
+published tree built by the real `kubectl kustomize` (kustomize v5). Each test publishes
+from its own copy of the session's rendered stack (conftest.py: stack, stack_copy)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from support import copy_project, env_for, run_doit, tool_or_fail
-from tanka_fixtures import install_charts
+from support import env_for, run_doit, tool_or_fail, yaml_docs
 
 
 def _git(*args, cwd=None) -> str:
@@ -22,46 +21,29 @@ def _executed(proc) -> list[str]:
     return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    """A project with staging rendered and validated (stand-in charts)."""
-    for tool in ("tk", "helm", "git"):
-        tool_or_fail(tool)
-    project = copy_project(tmp_path_factory.mktemp("gitops") / "project")
-    install_charts(project)
-    run_doit(project, "validate:staging", check=True)
-    return project
-
-
-@pytest.fixture
-def project(rendered, tmp_path) -> Path:
-    dst = tmp_path / "project"
-    shutil.copytree(rendered, dst, symlinks=True)
-    return dst
-
-
 @pytest.fixture
 def server(tmp_path) -> tuple[Path, str]:
+    tool_or_fail("git")
     bare = tmp_path / "raibid-gitops.git"
     _git("init", "-q", "--bare", str(bare))
     return bare, f"file://{bare}"
 
 
 def _objects(texts) -> list[str]:
-    return sorted(json.dumps(d, sort_keys=True) for t in texts for d in yaml.safe_load_all(t) if d)
+    return sorted(json.dumps(d, sort_keys=True) for t in texts for d in yaml_docs(t))
 
 
-def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(project, server, tmp_path):
+def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(stack_copy, server, tmp_path):
     kubectl = tool_or_fail("kubectl")
     bare, url = server
-    env = env_for(project, {"RAIBID_GITOPS_URL": url})
-    proc = run_doit(project, "publish:staging", env=env, check=True)
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    proc = run_doit(stack_copy, "publish:staging", env=env, check=True)
     assert "publish:staging: published: environments/staging/" in proc.stdout
 
     clone = tmp_path / "clone"
     _git("clone", "-q", "--branch", "main", url, str(clone))
-    render = project / "build/manifests/staging"
-    objs = [d for f in sorted(render.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    render = stack_copy / "build/manifests/staging"
+    objs = [d for f in sorted(render.glob("*.yaml")) for d in yaml_docs(f.read_text())]
     ks = next(o for o in objs if o["kind"] == "Kustomization")
     repo = next(o for o in objs if o["kind"] == "GitRepository")
     assert ks["spec"]["sourceRef"]["name"] == repo["metadata"]["name"]
@@ -77,21 +59,21 @@ def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(project, s
                 and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "secrets"]
 
 
-def test_publish_commits_only_when_the_render_changed(project, server):
+def test_publish_commits_only_when_the_render_changed(stack_copy, server):
     bare, url = server
-    env = env_for(project, {"RAIBID_GITOPS_URL": url})
-    run_doit(project, "publish:staging", env=env, check=True)
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    run_doit(stack_copy, "publish:staging", env=env, check=True)
     first = _git("rev-parse", "main", cwd=bare)
 
-    again = run_doit(project, "publish:staging", env=env, check=True)
+    again = run_doit(stack_copy, "publish:staging", env=env, check=True)
     assert "publish:staging" not in _executed(again)  # the render did not change: not even run
-    forced = run_doit(project, "--always-execute", "publish:staging", env=env, check=True)
+    forced = run_doit(stack_copy, "--always-execute", "publish:staging", env=env, check=True)
     assert "unchanged, nothing pushed" in forced.stdout
     assert _git("rev-parse", "main", cwd=bare) == first
 
-    main = project / "tanka/environments/staging/main.jsonnet"
+    main = stack_copy / "tanka/environments/staging/main.jsonnet"
     main.write_text(main.read_text().replace("server: { replicas: 2 },", "server: { replicas: 4 },"))
-    changed = run_doit(project, "publish:staging", env=env, check=True)
+    changed = run_doit(stack_copy, "publish:staging", env=env, check=True)
     assert {"render:staging", "validate:staging", "publish:staging"} <= set(_executed(changed))
     assert "published" in changed.stdout
     assert _git("rev-list", "--count", "main", cwd=bare) == "2"
@@ -100,15 +82,15 @@ def test_publish_commits_only_when_the_render_changed(project, server):
     assert "staging: render" in _git("log", "-1", "--format=%s", "main", cwd=bare)
 
 
-def test_publish_refuses_rendered_secrets_and_names_an_unreachable_repository(project, server, tmp_path):
+def test_publish_refuses_rendered_secrets_and_names_an_unreachable_repository(stack_copy, server, tmp_path):
     bare, url = server
-    proc = run_doit(project, "publish:local", env=env_for(project, {"RAIBID_GITOPS_URL": url}))
+    proc = run_doit(stack_copy, "publish:local", env=env_for(stack_copy, {"RAIBID_GITOPS_URL": url}))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "never written to Git" in out and "raibid-redis" in out
     assert _git("for-each-ref", cwd=bare) == ""  # nothing pushed
 
     missing = f"file://{tmp_path / 'no-such-repo.git'}"
-    proc = run_doit(project, "publish:staging", env=env_for(project, {"RAIBID_GITOPS_URL": missing}))
+    proc = run_doit(stack_copy, "publish:staging", env=env_for(stack_copy, {"RAIBID_GITOPS_URL": missing}))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "cannot reach the GitOps repository" in out and "RAIBID_GITOPS_URL" in out
     assert "Traceback" not in out

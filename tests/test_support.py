@@ -43,3 +43,103 @@ def test_gitignore_ignores_virtualenvs_and_tool_caches():
     for path in (".venv/bin/python", "venv/bin/python", ".tox/py/x", ".mypy_cache/x", ".ruff_cache/x"):
         proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO)
         assert proc.returncode == 0, f".gitignore does not ignore {path}"
+
+
+# --------------------------------------------------------------------------- the doit runners
+
+_DODO = '''
+import os, subprocess, sys
+from doit.exceptions import TaskFailed
+
+def task_hello():
+    """Say hello, also from a child process."""
+    def hello():
+        print("hello from python")
+        os.environ["LEAKED_BY_TASK"] = "1"
+        sys.path.append("/leaked/by/task")
+        subprocess.run(["sh", "-c", "echo from-a-child; echo child-err >&2"])
+    return {"actions": [hello], "verbosity": 2}
+
+def task_broken():
+    """Fail the doit way."""
+    return {"actions": [lambda: TaskFailed("broken on purpose")]}
+
+def task_pid():
+    """Print the process id doit runs in."""
+    return {"actions": [lambda: print("pid", os.getpid())], "verbosity": 2}
+
+def task_crash():
+    """A task creator's SystemExit (what a plan error used to do), when asked."""
+    if os.environ.get("CRASH"):
+        raise SystemExit("crashed while loading")
+    return {"actions": None}
+'''
+
+
+def _scratch(tmp_path, name="p"):
+    project = tmp_path / name
+    project.mkdir()
+    (project / "dodo.py").write_text(_DODO)
+    return project
+
+
+def test_in_process_doit_answers_like_a_child_process(tmp_path):
+    from support import doit_here, env_for, run_doit_process
+
+    for args in (["list"], ["hello"], ["broken"], ["nosuchtask"]):
+        a = _scratch(tmp_path, "a" + args[0])
+        b = _scratch(tmp_path, "b" + args[0])
+        env = env_for(a)
+        child = run_doit_process(a, *args, env=env)
+        here = doit_here(b, *args, env=env)
+        assert (here.returncode, here.stdout, here.stderr) == (child.returncode, child.stdout, child.stderr), args
+    hello = doit_here(_scratch(tmp_path, "c"), "hello", env=env_for(a))
+    assert "hello from python" in hello.stdout and "from-a-child" in hello.stdout
+    assert "child-err" in hello.stderr
+    assert doit_here(_scratch(tmp_path, "d"), "broken").returncode == 1
+
+
+def test_in_process_doit_leaves_this_process_as_it_found_it(tmp_path):
+    import os
+    import sys
+
+    from support import doit_here, env_for
+    from tasks import core
+
+    before = (os.getcwd(), dict(os.environ), list(sys.path), sys.excepthook, sys.modules.get("dodo"),
+              list(core.CI_CHECKS), sys.stdout, sys.stderr)
+    project = _scratch(tmp_path)
+    assert doit_here(project, "hello").returncode == 0
+    crash = doit_here(project, "list", env=env_for(project, {"CRASH": "1"}))
+    # SystemExit from a task creator: the message and status a child process ends with
+    assert crash.returncode == 1 and "crashed while loading" in crash.stderr
+    after = (os.getcwd(), dict(os.environ), list(sys.path), sys.excepthook, sys.modules.get("dodo"),
+             list(core.CI_CHECKS), sys.stdout, sys.stderr)
+    assert after == before
+
+
+def test_a_project_with_changed_task_modules_runs_in_a_child_process(project):
+    from support import run_doit
+
+    core = project / "tasks" / "core.py"
+    core.write_text(core.read_text().replace('"""Run every offline check', '"""CHANGED IN THE COPY. Run every offline check'))
+    assert "CHANGED IN THE COPY" in run_doit(project, "list").stdout
+
+
+def test_run_doit_stays_in_process_only_where_a_child_would_import_these_tasks(tmp_path, project):
+    import os
+
+    from support import REPO, env_for, run_doit
+
+    def pid(project, env):
+        return int(run_doit(project, "pid", env=env, check=True).stdout.split("pid ")[1].split()[0])
+
+    scratch = _scratch(tmp_path, "s")
+    with_repo = env_for(scratch)
+    with_repo["PYTHONPATH"] = str(REPO)  # like test_commands' mini projects
+    assert pid(scratch, with_repo) == os.getpid()
+    (project / "dodo.py").write_text(_DODO)  # a copy: its own, identical tasks/
+    assert pid(project, env_for(project)) == os.getpid()
+    assert pid(scratch, env_for(scratch)) != os.getpid()  # no tasks package on its path: a child
+    (project / "tasks" / "core.py").write_text((project / "tasks" / "core.py").read_text() + "# changed\n")
+    assert pid(project, env_for(project)) != os.getpid()

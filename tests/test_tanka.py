@@ -1,6 +1,6 @@
 """The Tanka project and its tasks, with the real tk and helm and stand-in charts.
 
-One session-scoped project renders and validates the three environments once; tests
+One session-scoped project (conftest.py: stack) renders and validates the three environments once; tests
 that change files work on their own copies. apply and diff run against a real API
 server in tests/test_deploy.py; here kubectl is a recording shim only where no cluster is
 reached (tests/fixtures/shims/kubectl_handler.py).
@@ -19,15 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import REPO, copy_project, env_for, run_doit, tool_or_fail, tracked_files
+from support import REPO, copy_project, env_for, run_doit, tracked_files, yaml_docs
 from tanka_fixtures import install_charts, kubectl_shim
 
 ENVS = ("local", "staging", "prod")
-
-
-@pytest.fixture(scope="session")
-def real_tools():
-    return {name: tool_or_fail(name) for name in ("tk", "helm")}
 
 
 def _fresh(dst: Path, charts: bool = True) -> Path:
@@ -37,26 +32,10 @@ def _fresh(dst: Path, charts: bool = True) -> Path:
     return project
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory, real_tools) -> Path:
-    """A project with the stand-in charts, every environment rendered and validated."""
-    project = _fresh(tmp_path_factory.mktemp("stack") / "project")
-    run_doit(project, *(f"validate:{e}" for e in ENVS), check=True)
-    return project
-
-
-@pytest.fixture
-def stack_copy(stack, tmp_path) -> Path:
-    """A private copy of the rendered project (build/ and .doit.db included)."""
-    dst = tmp_path / "project"
-    shutil.copytree(stack, dst, symlinks=True)
-    return dst
-
-
 def objects(project: Path, env: str) -> list[dict]:
     out = []
     for f in sorted((project / "build" / "manifests" / env).glob("*.yaml")):
-        out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+        out.extend(yaml_docs(f.read_text()))
     return out
 
 
