@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.settings import environments_on_disk
 from support import FIXTURES, REPO, Shims, copy_project, run_doit, tool_or_fail
 
 # tasks.tools looks for .tools/bin under the project root
@@ -16,9 +17,8 @@ def project(tmp_path) -> Path:
     return copy_project(tmp_path / "project")
 
 
-#: every Tanka environment of the project (tanka/environments/*/)
-ENVS = tuple(sorted(p.name for p in (REPO / "tanka" / "environments").iterdir()
-                    if (p / "spec.json").is_file()))
+#: every Tanka environment of the project (tanka/environments/*/main.jsonnet)
+ENVS = tuple(environments_on_disk(REPO))
 
 
 @pytest.fixture(scope="session")

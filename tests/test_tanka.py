@@ -22,7 +22,9 @@ import yaml
 from support import REPO, copy_project, env_for, run_doit, tracked_files, yaml_docs
 from tanka_fixtures import install_charts, kubectl_shim
 
-ENVS = ("local", "staging", "prod")
+from tasks.settings import environments_on_disk
+
+ENVS = tuple(environments_on_disk(REPO))
 
 
 def _fresh(dst: Path, charts: bool = True) -> Path:
