@@ -1,6 +1,7 @@
 """Container images (#99, #100), the compose stack (#101) and the push to the k3d registry.
 
-``image:server`` / ``image:agent`` build ``docker/<name>.Dockerfile`` with the raibid-ci
+``image:<name>`` builds ``docker/<name>.Dockerfile``, one task per Dockerfile there
+(:func:`images`: adding ``docker/foo.Dockerfile`` adds ``image:foo`` and ``push:foo``), with the raibid-ci
 Cargo workspace (``RAIBID_SRC``) as the build context. The tag is a digest of every
 input of the build: the Dockerfile, its ignore file, the target, the platform, the
 build args and every file of the context that the ignore file keeps (matched with
@@ -24,8 +25,6 @@ from pathlib import Path
 
 from . import atomic, core, paths, tools
 
-#: the images, each built from docker/<name>.Dockerfile
-IMAGES = ("server", "agent")
 #: the Dockerfile stage the image tasks build (the Tiltfile also uses ``dev`` of the server)
 TARGET = "runtime"
 #: the platforms the Dockerfiles can build (their cross-compilation table)
@@ -43,8 +42,22 @@ class SourceError(Exception):
 # --------------------------------------------------------------------------- paths
 
 
+#: what names a Dockerfile of an image: docker/<name>.Dockerfile
+DOCKERFILE_SUFFIX = ".Dockerfile"
+
+
+def images() -> tuple[str, ...]:
+    """The images, sorted: one per ``docker/<name>.Dockerfile``, named by the file's stem.
+
+    The one list of images: the image/push tasks, ``docker:lint``, the deploy's image
+    overrides and ``doit up`` read it here (the Tiltfile globs the same directory).
+    """
+    return tuple(sorted(p.name[: -len(DOCKERFILE_SUFFIX)] for p in paths.docker().glob("*" + DOCKERFILE_SUFFIX)
+                        if p.is_file() and len(p.name) > len(DOCKERFILE_SUFFIX)))
+
+
 def dockerfile(name: str) -> Path:
-    return paths.docker() / f"{name}.Dockerfile"
+    return paths.docker() / f"{name}{DOCKERFILE_SUFFIX}"
 
 
 def ignorefile(name: str) -> Path:
@@ -408,8 +421,12 @@ def build_image(name: str):
 
 
 def cluster_ref(name: str, rec: dict) -> tuple[str, str]:
-    """(the reference the host pushes, the reference the cluster pulls) for a build record."""
-    settings = core.settings()
+    """(the reference the host pushes, the reference the cluster pulls) for a build record.
+    Raises :class:`tasks.settings.SettingsError` (naming deploy.json's line and the fix) when
+    the registry settings cannot be read."""
+    from .settings import current
+
+    settings = current()
     return f"{settings.registry_push}/{rec['tag']}", f"{settings.registry_pull}/{rec['tag']}"
 
 
@@ -420,7 +437,12 @@ def pushed_current(name: str) -> bool:
     pushed = read_json(cluster_record_path(name))
     if not rec or not pushed or "tag" not in rec:
         return False
-    push_ref, pull_ref = cluster_ref(name, rec)
+    from .settings import SettingsError
+
+    try:
+        push_ref, pull_ref = cluster_ref(name, rec)
+    except SettingsError:
+        return False  # the push action then stops with the message
     if pushed.get("ref") != pull_ref:
         return False
     try:
@@ -438,7 +460,12 @@ def push_image(name: str):
     rec = read_json(record_path(name))
     if not rec or "tag" not in rec:
         return TaskFailed(f"{paths.rel(record_path(name))} is missing or unreadable: run `doit image:{name}`")
-    push_ref, pull_ref = cluster_ref(name, rec)
+    from .settings import SettingsError
+
+    try:
+        push_ref, pull_ref = cluster_ref(name, rec)
+    except SettingsError as e:
+        return TaskFailed(f"{e}\nnothing was pushed.")
     for args in (("tag", rec["tag"], push_ref), ("push", push_ref)):
         print(f"docker {' '.join(args)}", flush=True)
         proc = subprocess.run(["docker", *args])
@@ -460,7 +487,7 @@ def lint_dockerfiles():
     """doit action: hadolint every Dockerfile with the project's configuration."""
     from doit.exceptions import TaskFailed
 
-    files = [dockerfile(n) for n in IMAGES]
+    files = [dockerfile(n) for n in images()]
     argv = ["hadolint", "--no-color", "--config", str(hadolint_config()), *map(str, files)]
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -516,8 +543,8 @@ def check_compose():
 
 
 def task_image():
-    """Build the server and agent images (tag = digest of Dockerfile, build args and context)."""
-    for name in IMAGES:
+    """Build the images of docker/*.Dockerfile (tag = digest of Dockerfile, build args and context)."""
+    for name in images():
         yield tools.needs({
             "name": name,
             "doc": f"Build raibid-{name} from docker/{name}.Dockerfile (context: RAIBID_SRC); "
@@ -532,7 +559,7 @@ def task_image():
 
 def task_push():
     """Push the built images to the k3d registry and record the refs the cluster pulls."""
-    for name in IMAGES:
+    for name in images():
         yield tools.needs({
             "name": name,
             "doc": f"Push raibid-{name} to the k3d registry; writes build/images/{name}.cluster.json",
@@ -549,9 +576,9 @@ def task_docker():
     """Check the Dockerfiles (hadolint) and the compose file (offline)."""
     yield tools.needs({
         "name": "lint",
-        "doc": "Lint docker/server.Dockerfile and docker/agent.Dockerfile with hadolint (.hadolint.yaml)",
+        "doc": "Lint every docker/*.Dockerfile with hadolint (.hadolint.yaml)",
         "actions": [lint_dockerfiles],
-        "file_dep": [dockerfile(n) for n in IMAGES] + [hadolint_config()],
+        "file_dep": [dockerfile(n) for n in images()] + [hadolint_config()],
     }, "hadolint")
     yield {
         "name": "compose",
@@ -561,5 +588,5 @@ def task_docker():
     }
 
 
-__all__ = ["task_image", "task_push", "task_docker", "IMAGES", "TARGET", "image_inputs",
+__all__ = ["task_image", "task_push", "task_docker", "images", "TARGET", "image_inputs",
            "context_files", "context_digest", "ignore_patterns", "DigestCache", "SourceError"]

@@ -12,23 +12,37 @@ from typing import Any
 
 from . import paths
 
-_MEM: dict[str, Any] | None = None
+#: cache file -> its entries, read once per process
+_MEM: dict[Path, dict] = {}
 
 
 def _file() -> Path:
     return paths.build() / ".cache" / "stat-yaml.json"
 
 
-def _entries() -> dict:
-    global _MEM
-    if _MEM is None:
+def _entries(cache: Path) -> dict:
+    if cache not in _MEM:
         try:
-            _MEM = json.loads(_file().read_text(encoding="utf-8"))
-            if not isinstance(_MEM, dict):
-                _MEM = {}
+            entries = json.loads(cache.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            _MEM = {}
-    return _MEM
+            entries = {}
+        _MEM[cache] = entries if isinstance(entries, dict) else {}
+    return _MEM[cache]
+
+
+def _store(cache: Path, entries: dict) -> None:
+    """Best effort, all or nothing: a temporary sibling renamed into place."""
+    import tempfile
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".stat-yaml.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entries, f)
+        os.replace(tmp, cache)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def load_yaml(path: Path) -> Any:
@@ -36,7 +50,8 @@ def load_yaml(path: Path) -> Any:
     cannot be read and ValueError (with YAML's message) when it is not YAML."""
     st = os.stat(path)
     key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-    entries = _entries()
+    cache = _file()
+    entries = _entries(cache)
     hit = entries.get(str(path))
     if isinstance(hit, dict) and hit.get("stat") == key:
         return hit.get("data")
@@ -47,12 +62,10 @@ def load_yaml(path: Path) -> Any:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise ValueError(str(e)) from None
-    try:
-        if json.loads(json.dumps(data, allow_nan=False)) == data:
-            from . import atomic
-
+    try:  # kept only where build output already is: a first `doit list` leaves nothing behind
+        if paths.build().is_dir() and json.loads(json.dumps(data, allow_nan=False)) == data:
             entries[str(path)] = {"stat": key, "data": data}
-            atomic.write_text(_file(), json.dumps(entries))
+            _store(cache, entries)
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
     return data

@@ -1,7 +1,8 @@
 """Test helpers for the Tanka project: stand-in charts and the kubectl shim handler.
 
 Other test modules use them too (e.g. the Tilt tests): ``install_charts(project)``
-drops the stand-in charts of tests/fixtures/charts into ``project/tanka/charts/`` and
+drops a stand-in from tests/fixtures/charts for every chart the project's
+tanka/chartfile.yaml pins into ``project/tanka/charts/`` and
 gives them the pinned CRDs (tools/crds/go.mod), fetched once per test session with
 the project's own ``tasks.crds.download`` (``go mod download``; offline once the Go
 module cache has them), the way the real charts ship them: KEDA's in the keda chart,
@@ -56,15 +57,26 @@ def _copy_crds(src: Path, target: Path) -> None:
         shutil.copy2(f, target / f.name)
 
 
-def install_charts(project: Path, crds: Path | None = None) -> Path:
-    """Stand-in charts (with the pinned CRDs) in ``project/tanka/charts/``; returns that dir."""
+def chart_directories(project: Path) -> list[str]:
+    """The directories ``project/tanka/chartfile.yaml`` vendors its charts into (``directory``,
+    or the chart's name as Tanka defaults it), in the file's order."""
+    data = yaml.safe_load((project / "tanka" / "chartfile.yaml").read_text()) or {}
+    return [r.get("directory") or r["chart"].split("/", 1)[1] for r in data.get("requires") or []]
+
+
+def install_charts(project: Path, crds: Path | None = None, stand_ins: Path = CHART_FIXTURES) -> Path:
+    """A stand-in (from ``stand_ins``) for every chart of the project's chartfile.yaml, with the
+    pinned CRDs, in ``project/tanka/charts/``; returns that dir."""
     crds = crds or pinned_crds()
     charts = project / "tanka" / "charts"
     charts.mkdir(parents=True, exist_ok=True)
-    for chart in ("redis", "gitea", "keda", "flux2"):
+    for chart in chart_directories(project):
+        if not (stand_ins / chart / "Chart.yaml").is_file():
+            raise FileNotFoundError(f"tanka/chartfile.yaml pins a chart in {chart}/ but there is no stand-in "
+                                    f"{stand_ins / chart}/Chart.yaml: add one (tests/fixtures/charts/README.md)")
         dst = charts / chart
         shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(CHART_FIXTURES / chart, dst)
+        shutil.copytree(stand_ins / chart, dst)
     _copy_crds(crds / KEDA_MODULE, charts / "keda" / "files" / "crds")
     values = yaml.safe_load((charts / "flux2" / "values.yaml").read_text())
     for key, controller in flux_controllers(values).items():

@@ -48,7 +48,7 @@ def test_the_context_and_namespace_come_from_deploy_json(project, monkeypatch):
     data["environments"]["staging"].update(context="ctx-s", namespace="ns-s")
     (project / "deploy.json").write_text(json.dumps(data))
     assert kube.context_of("staging") == "ctx-s" and kube.namespace_of("staging") == "ns-s"
-    assert kube.env_kubectl("staging")[1:] == ["--context", "ctx-s", "--namespace", "ns-s"]
+    assert kube.env_kubectl("staging")[1:] == ["--context", "ctx-s", "-n", "ns-s"]
     local = kube.local_env()
     assert kube.is_local(local) and kube.context_of(local) == "k3d-elsewhere"
 

@@ -182,7 +182,7 @@ def test_key_objects_of_the_local_stack(stack):
 
 
 def test_environments_differ_where_it_matters(stack):
-    local, staging, prod = (objects(stack, e) for e in ENVS)
+    local, staging, prod = (objects(stack, e) for e in ("local", "staging", "prod"))
     # HPA only in prod, and then the Deployment leaves replicas to it
     assert not [o for o in local + staging if o["kind"] == "HorizontalPodAutoscaler"]
     assert find(prod, "HorizontalPodAutoscaler", "raibid-server")["spec"]["minReplicas"] == 3
@@ -225,7 +225,7 @@ def test_gitea_is_reached_where_the_images_are_pulled_from(stack):
 
 
 def test_server_pdb_keda_secret_access_and_gitea_ssh(stack):
-    local, staging, prod = (objects(stack, e) for e in ENVS)
+    local, staging, prod = (objects(stack, e) for e in ("local", "staging", "prod"))
     # a PodDisruptionBudget where 2+ server replicas run, selecting exactly them
     assert not [o for o in local if o["kind"] == "PodDisruptionBudget"]
     for objs in (staging, prod):

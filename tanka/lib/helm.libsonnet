@@ -14,7 +14,7 @@
 //
 // Options (all optional): values, namespace, includeCrds (default true), skipTests,
 // noHooks, kubeVersion, apiVersions, nameFormat. They map to `helm template` flags.
-local util = import 'util.libsonnet';
+local k8s = import 'k8s.libsonnet';
 
 {
   // new(calledFrom): a renderer bound to the calling file (pass std.thisFile).
@@ -26,9 +26,8 @@ local util = import 'util.libsonnet';
       std.native('helmTemplate')(name, chart, conf { calledFrom: calledFrom }),
   },
 
-  // withLabels(objs, labels): adds labels to every object a chart rendered.
-  withLabels(objs, labels)::
-    util.mapObjects(objs, function(o) o { metadata+: { labels+: labels } }),
+  // withLabels(objs, labels): adds labels to every object a chart rendered (k8s.withLabels).
+  withLabels(objs, labels):: k8s.withLabels(objs, labels),
 
   // without(objs, pred): drops the objects for which pred(object) is true.
   without(objs, pred)::

@@ -7,7 +7,17 @@
 //   k8s.configMap('raibid-config', { LOG_FORMAT: 'json' }, labels={ app: 'x' })
 //   k8s.service('raibid-server', { app: 'x' }, [k8s.servicePort('http', 8080)])
 //   k8s.deployment('raibid-server', { app: 'x' }, podSpec, replicas=2)
+//   k8s.withLabels({ a: obj, b: [obj2] }, { team: 'ci' })   // labels every object of a tree
+local util = import 'util.libsonnet';
+
 {
+  // withLabels(objs, labels): every Kubernetes object of a nested tree (util.mapObjects)
+  // with `labels` added to its metadata.labels (absent or null labels count as none).
+  withLabels(objs, labels)::
+    util.mapObjects(objs, function(o)
+      local has = std.objectHas(o, 'metadata') && std.objectHas(o.metadata, 'labels') && o.metadata.labels != null;
+      o { metadata+: { labels: (if has then o.metadata.labels else {}) + labels } }),
+
   // metadata(name, labels, annotations): object metadata; empty maps are left out.
   metadata(name, labels={}, annotations={}, namespace=null)::
     { name: name }
