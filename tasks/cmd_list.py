@@ -26,16 +26,24 @@ class List(PipeSafe, _DoitList):
             import sys
 
             from .graph import task_order
-            from .plan import PlanError, current
 
-            try:
-                plan = current()
-            except PlanError as e:  # the tracker is broken: the tasks are still listed, by name
-                sys.stderr.write(f"note: {str(e).splitlines()[0]} (`doit plan:check` lists them): "
-                                 "tasks are listed by name\n")
+            def load():
+                from .plan import current
+
+                return current()
+
+            try:  # a cached order of an unchanged plan.yaml needs no plan model and no YAML parser
+                order = task_order(load, paths.plan_file().read_text(encoding="utf-8"),
+                                   paths.build() / ".plan-order.json")
+            except Exception as e:  # noqa: BLE001: only the tracker's own errors are caught
+                from .plan import PlanError
+
+                if not isinstance(e, (PlanError, OSError, UnicodeDecodeError)):
+                    raise
+                what = str(e).splitlines()[0] if isinstance(e, PlanError) else f"plan.yaml cannot be read ({e})"
+                # the tracker is broken: the tasks are still listed, by name
+                sys.stderr.write(f"note: {what} (`doit plan:check` lists them): tasks are listed by name\n")
                 return super()._execute(subtasks, quiet, status, private, list_deps, template, "name", pos_args)
-            order = task_order(plan, paths.plan_file().read_text(encoding="utf-8"),
-                               paths.build() / ".plan-order.json")
             rank: dict[str, int] = {}
             for n, name in enumerate(order):
                 rank.setdefault(name, n)

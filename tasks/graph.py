@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
-from .plan import Plan
+if TYPE_CHECKING:  # annotations only: `doit list` reads a cached order without the plan model
+    from .plan import Plan
 
 @dataclass(frozen=True)
 class Slot:
@@ -165,11 +167,12 @@ def plan_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def task_order(plan: Plan, plan_text: str, cache_file) -> list[str]:
+def task_order(plan: "Plan | Callable[[], Plan]", plan_text: str, cache_file) -> list[str]:
     """The plan's tasks in critical-path order, cached by plan.yaml's content.
 
-    ``doit list`` calls this on every run, so the networkx analysis runs only when
-    plan.yaml changed; the cache is a plain JSON file under build/.
+    ``doit list`` calls this on every run, so the plan is loaded (``plan`` may be a function
+    that loads it: it is called only then) and analysed only when plan.yaml changed; the
+    cache is a plain JSON file under build/, written only for a plan that loaded.
     """
     from pathlib import Path
 
@@ -183,6 +186,8 @@ def task_order(plan: Plan, plan_text: str, cache_file) -> list[str]:
             return list(cached["tasks"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
+    if callable(plan):
+        plan = plan()
     analysis = analyse(plan)
     seen: dict[str, None] = {}
     for item_id in analysis.order():

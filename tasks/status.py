@@ -20,7 +20,10 @@ cluster-side tool (docker, k3d, kubectl, tilt: ``tools.needs`` records them in
 """
 from __future__ import annotations
 
-from .plan import Plan
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: task modules import `live` without the plan model
+    from .plan import Plan
 
 #: from most to least finished
 STATUSES = ("done", "unknown", "stale", "not run", "not built")

@@ -25,12 +25,13 @@ def check_plan():
 
 def task_plan_check():
     """Check plan.yaml, the migration tracker (every problem with its line and fix)."""
-    from . import plan
+    from pathlib import Path
 
     return {
         "basename": "plan:check",
         "actions": [check_plan],
-        "file_dep": [str(paths.plan_file()), plan.__file__],
+        # the loader's file, named without importing it (a no-op run needs no plan model)
+        "file_dep": [str(paths.plan_file()), str(Path(__file__).with_name("plan.py"))],
         "verbosity": 1,
     }
 

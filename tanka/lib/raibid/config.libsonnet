@@ -31,8 +31,9 @@ local settings = import '../../../deploy.json';
     // one validation uses too.
     kubeVersion: settings.kubernetes_version,
 
-    // Image references of our two applications. Tilt (local) and `doit apply:<env>`
-    // (`--tla-code images=...`) replace them; staging/prod pin explicit versions.
+    // Image references of our applications: one per docker/<name>.Dockerfile (a test
+    // checks they match). Tilt (local) and `doit apply:<env>` (`--tla-code images=...`)
+    // replace them; staging/prod pin explicit versions.
     images: {
       server: 'raibid-server:dev',
       agent: 'raibid-agent:dev',
