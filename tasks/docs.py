@@ -154,7 +154,10 @@ def check_docs():
     from doit.exceptions import TaskFailed
 
     root = paths.root()
-    listed = _doit("list", "--all", "--quiet", "--sort", "name").split()
+    try:
+        listed = _doit("list", "--all", "--quiet", "--sort", "name").split()
+    except RuntimeError as e:  # the task list itself cannot be read: say so, as the check's failure
+        return TaskFailed(f"docs:check could not list the tasks: {e}")
     known = set(listed) | {n.split(":", 1)[0] for n in listed}
     problems = []
     for rel in _doc_files():
