@@ -50,21 +50,23 @@ def test_up_runs_the_chain_in_order_then_does_nothing(stack):
     r = up(project, shims)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = [line(rec) for rec in shims.records()]
-    order = [
+    before_images = [
         first(calls, "docker info"),                               # preflight: the engine answers
         first(calls, "k3d cluster create --config"),               # cluster
         first(calls, "wait --for=condition=Ready nodes --all"),
         first(calls, "create namespace raibid-system"),
-        first(calls, "docker buildx build --load -f " + str(project / "docker" / "server.Dockerfile")),
-        first(calls, "docker buildx build --load -f " + str(project / "docker" / "agent.Dockerfile")),
-        first(calls, "docker push localhost:5111/raibid-server:"),  # push to the k3d registry
-        first(calls, "docker push localhost:5111/raibid-agent:"),
-        first(calls, "kubectl --context k3d-raibid-ci apply --server-side"),  # apply:local
-        first(calls, "rollout status statefulset/redis-master"),
-        first(calls, "rollout status deployment/keda-operator"),
-        first(calls, "rollout status deployment/raibid-server"),
     ]
-    assert order == sorted(order), calls
+    assert before_images == sorted(before_images), calls
+    images = sorted(p.name[: -len(".Dockerfile")] for p in (project / "docker").glob("*.Dockerfile"))
+    apply = first(calls, "kubectl --context k3d-raibid-ci apply --server-side")  # apply:local
+    for name in images:  # every image of docker/: built, then pushed to the k3d registry, before the apply
+        build = first(calls, "docker buildx build --load -f " + str(project / "docker" / f"{name}.Dockerfile"))
+        push = first(calls, f"docker push localhost:5111/raibid-{name}:")
+        assert before_images[-1] < build < push < apply, (name, calls)
+    rollouts = [first(calls, "rollout status statefulset/redis-master"),
+                first(calls, "rollout status deployment/keda-operator"),
+                first(calls, "rollout status deployment/raibid-server")]
+    assert [apply] + rollouts == sorted([apply] + rollouts), calls
     assert (project / "build" / "manifests" / "local").is_dir()      # render:local ran
     state = shims.state()
     assert state["rollouts"] == ["statefulset/redis-master", "deployment/keda-operator",
