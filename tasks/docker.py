@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform as _platform
 import shlex
 import stat
 import subprocess
@@ -122,7 +121,9 @@ def source() -> Path:
 
 def host_platform() -> str:
     """The platform of this machine in Docker's notation (the Docker engine runs Linux)."""
-    arch = _platform.machine().lower()
+    import platform  # ~10 ms of regexes at import: only when a platform is asked for
+
+    arch = platform.machine().lower()
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(arch, arch)
     return f"linux/{arch}"
 
