@@ -118,7 +118,8 @@ class RenderUptodate:
             if tools_then.get(name) != now:
                 return f"tool {name} changed ({paths.rel(Path(now[0])) if now else 'missing'})"
         files = recorded["files"]
-        charts_now = {paths.rel(Path(p)) for p in chart_files()}
+        base = str(paths.root()) + os.sep  # chart_files() are under the (resolved) root: no resolve() each
+        charts_now = {p[len(base):] if p.startswith(base) else paths.rel(Path(p)) for p in chart_files()}
         charts_then = {p for p in files if p.startswith("tanka/charts/")}
         if charts_now != charts_then:
             added, removed = sorted(charts_now - charts_then), sorted(charts_then - charts_now)
