@@ -206,7 +206,8 @@ def repeated_needs_text(times: int) -> str:
 
 def scratch_project(tmp: Path, plan_text: str) -> Path:
     """The project's dodo.py and configuration with a synthetic plan.yaml (symlinks, no copy)."""
-    for name in ("dodo.py", "pyproject.toml", "tanka", "docker", "cluster", "tools", ".tools", "Tiltfile"):
+    for name in ("dodo.py", "pyproject.toml", "deploy.json", "tanka", "docker", "cluster", "tools", ".tools",
+                 "Tiltfile"):
         if (ROOT / name).exists() and not (tmp / name).exists():
             (tmp / name).symlink_to(ROOT / name)
     (tmp / "plan.yaml").write_text(plan_text)
