@@ -47,10 +47,6 @@ def state_file() -> Path:
     return paths.build() / "cluster.json"
 
 
-def settings():
-    return deploy_settings.current_or_exit()
-
-
 def _read_config() -> tuple[dict | None, list[str]]:
     import yaml
 
@@ -75,7 +71,7 @@ def config_text() -> str:
     data, probs = _read_config()
     if data is None:
         raise ValueError("\n".join(probs))
-    s = settings()
+    s = core.settings()
     values = {"cluster": s.cluster, "registry": s.registry, "registry_port": str(s.registry_port)}
     for path, key in OWNED:
         node = data
@@ -124,7 +120,7 @@ def config_problems() -> list[str]:
         probs.append(f"{where}: kubeAPI.hostPort is not set; fix the API port (e.g. \"6550\") so the "
                      f"kubeconfig entry survives restarts")
     image = str(data.get("image") or "")
-    minor = ".".join(settings().kubernetes_version.split(".")[:2])
+    minor = ".".join(core.settings().kubernetes_version.split(".")[:2])
     if ":" not in image or image.endswith(":latest"):
         probs.append(f"{where}: image {image!r} is not pinned; use a rancher/k3s:v{minor}.x-k3s1 tag")
     elif not image.rsplit(":", 1)[1].lstrip("v").startswith(minor + "."):
@@ -139,7 +135,7 @@ def check_config():
     probs = config_problems()
     if probs:
         return TaskFailed("\n".join(probs))
-    s = settings()
+    s = core.settings()
     print(f"{paths.rel(config_file())}: a valid k3d config (cluster {s.cluster}, registry "
           f"{s.registry}:{s.registry_port} from {deploy_settings.FILE})")
     return None
@@ -177,7 +173,7 @@ def live_state(name: str) -> str:
 
 
 def _kubectl(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    argv = [tools.which("kubectl") or "kubectl", "--context", settings().kube_context, *args]
+    argv = [tools.which("kubectl") or "kubectl", "--context", core.settings().kube_context, *args]
     proc = subprocess.run(argv, capture_output=capture, text=True)
     if check and proc.returncode != 0:
         err = (proc.stderr or proc.stdout or "").strip() if capture else ""
@@ -197,7 +193,7 @@ def config_warning() -> str | None:
             return None
     except ValueError:
         return None  # cluster/k3d.yaml unreadable: cluster:check says why
-    name = settings().cluster
+    name = core.settings().cluster
     return (f"warning: {paths.rel(config_file())} or the cluster settings of {deploy_settings.FILE} changed "
             f"since the cluster {name!r} was created "
             f"(digest in {paths.rel(state_file())}); the cluster still runs the old configuration.\n"
@@ -215,7 +211,7 @@ def cluster_ready(task=None, values=None) -> bool:
     """uptodate: the cluster runs and holds the namespace (asked live, every run)."""
     if tools.missing(("docker", "k3d", "kubectl")):
         return False  # the action's tool check names what is missing
-    s = settings()
+    s = core.settings()
     try:
         state = live_state(s.cluster)
     except (RuntimeError, OSError, subprocess.TimeoutExpired):
@@ -240,7 +236,7 @@ def ensure_cluster():
     """Create or start the cluster as needed, wait for Ready nodes, set context and namespace."""
     from doit.exceptions import TaskFailed
 
-    s = settings()
+    s = core.settings()
     probs = config_problems()
     if probs:
         return TaskFailed("\n".join(probs))
@@ -282,7 +278,7 @@ def ensure_cluster():
 def delete_cluster():
     from doit.exceptions import TaskFailed
 
-    s = settings()
+    s = core.settings()
     try:
         if live_state(s.cluster) == "missing":
             print(f"cluster {s.cluster} does not exist: nothing to delete")

@@ -1,8 +1,6 @@
 """Task creators that tie the workstreams together: the default ``ci`` task."""
 from __future__ import annotations
 
-import sys
-
 #: Offline checks the default task runs. Each workstream module registers its own
 #: with :func:`offline_check` when it is imported by dodo.py.
 CI_CHECKS: list[str] = []

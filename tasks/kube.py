@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import core, paths, tools
-from .tanka import env_dir
+from . import core, tools
 
 #: the ConfigMap apply:<env> records the applied digest in
 APPLIED_CONFIGMAP = "raibid-deploy-applied"

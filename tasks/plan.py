@@ -7,7 +7,6 @@ anything it cannot read becomes a :class:`PlanError`.
 from __future__ import annotations
 
 import difflib
-import re
 from collections import Counter
 import functools
 import os
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .problems import SHOWN_PROBLEMS, InputError, Problem  # noqa: F401 (re-exported)
+from .problems import InputError, Problem
 
 MAX_ID = 999_999_999
 CRITERIA_LEVELS = ("must", "should", "nice")
@@ -704,13 +703,9 @@ def current() -> Plan:
 def current_or_exit() -> Plan:
     """:func:`current`; on a broken plan.yaml print every problem and exit 2 (for the commands
     that show the plan: ``doit plan``, ``graph``; never for a task creator)."""
-    import sys
+    from .problems import or_exit
 
-    try:
-        return current()
-    except PlanError as e:
-        sys.stderr.write(f"{e}\n")
-        raise SystemExit(2) from None
+    return or_exit(current)
 
 
 def _digest(text: str) -> str:

@@ -35,3 +35,15 @@ class InputError(Exception):
         if n > SHOWN_PROBLEMS:
             shown.append(f"... and {n - SHOWN_PROBLEMS} more problems not shown: fix these first")
         super().__init__("\n".join([head] + shown))
+
+
+def or_exit(load):
+    """``load()``; when it raises :class:`InputError` (a broken plan.yaml or deploy.json), print
+    every problem and exit 2: before any task runs, so no traceback and nothing half done."""
+    import sys
+
+    try:
+        return load()
+    except InputError as e:
+        sys.stderr.write(f"{e}\n")
+        raise SystemExit(2) from None

@@ -149,13 +149,9 @@ def current() -> Settings:
 def current_or_exit() -> Settings:
     """:func:`current`; on a broken deploy.json print every problem and exit 2 (for task
     creators and commands: nothing has run yet)."""
-    import sys
+    from .problems import or_exit
 
-    try:
-        return current()
-    except SettingsError as e:
-        sys.stderr.write(f"{e}\n")
-        raise SystemExit(2) from None
+    return or_exit(current)
 
 
 def load(path: Path, on_disk: list[str] | None = None) -> Settings:

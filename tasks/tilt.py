@@ -32,18 +32,9 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job",
 CLEAN_LOAD = ("Loading Tiltfile at: ", "Successfully loaded Tiltfile")
 
 
-def environments() -> list[str]:
-    """Every Tanka environment (tanka/environments/, with its deploy.json properties)."""
-    return core.environments()
-
-
-def project_context() -> str:
-    return core.settings().kube_context
-
-
 def tilt_environments() -> list[str]:
     """The environments the Tiltfile deploys: those of kind local (the project's cluster)."""
-    return [e for e in environments() if kube.is_local(e)]
+    return [e for e in core.environments() if kube.is_local(e)]
 
 
 def _kubeconfig(path: Path, context: str) -> Path:
@@ -69,7 +60,7 @@ def tiltfile_result(env: str, context: str | None = None, kube_context: str | No
     tilt = tools.which("tilt") or "tilt"
     with tempfile.TemporaryDirectory(prefix="tilt-check-") as tmp:
         run_env = {**os.environ, "KUBECONFIG": str(_kubeconfig(Path(tmp) / "kubeconfig",
-                                                               kube_context or project_context())),
+                                                               kube_context or core.settings().kube_context)),
                    "RAIBID_SRC": str(paths.raibid_src()), **(extra_env or {})}
         argv = [tilt, "alpha", "tiltfile-result", "-v", "--file", str(tiltfile())]
         if context:
@@ -175,10 +166,10 @@ def summary(result: dict) -> str:
 
 def check_tiltfile():
     """Load the Tiltfile with the real Tilt for every environment; fail naming every problem."""
-    context = project_context()
+    context = core.settings().kube_context
     accepted = tilt_environments()
     failures, lines = [], []
-    for env in environments():
+    for env in core.environments():
         proc = tiltfile_result(env)
         if env not in accepted:
             # refused, and clearly: the message names the environment as remote
@@ -219,7 +210,6 @@ def task_tilt_check():
             "uptodate": [False],
             "verbosity": 2,
         }
-    root = paths.root()
     envs = tilt_environments()
     # what a load reads: the Tiltfile, deploy.json, each environment's main.jsonnet and render
     # (its digest, written by render:<env>), the Dockerfiles it names, and this checker
@@ -227,7 +217,7 @@ def task_tilt_check():
 
     deps = [tiltfile(), settings.file(), Path(__file__), paths.docker() / "server.Dockerfile",
             paths.docker() / "agent.Dockerfile"]
-    deps += [paths.tanka() / "environments" / e / "main.jsonnet" for e in environments()]
+    deps += [paths.tanka() / "environments" / e / "main.jsonnet" for e in core.environments()]
     deps += [digest_file(e) for e in envs]
     return tools.needs({
         "basename": "tilt:check",

@@ -38,11 +38,6 @@ ROLLOUTS = (("statefulset/redis-master", "300s"), ("deployment/keda-operator", "
 TILT_PORT = 10350
 
 
-def local_env() -> str | None:
-    """The environment ``up``, ``down``, ``dev`` and ``e2e`` deploy: deploy.json's local one."""
-    return kube.local_env()
-
-
 def no_local_env():
     """doit action of up/down/dev/e2e when deploy.json declares no local environment."""
     return TaskFailed("deploy.json declares no environment of kind \"local\": `doit up`, `down`, `dev` and "
@@ -130,7 +125,7 @@ def preflight(basename: str, chain, base=(), source=False) -> dict:
 
 def task_up_tools():
     """Check every tool `doit up` needs before anything starts (one message naming each missing one)."""
-    env = local_env()
+    env = kube.local_env()  # what up, down, dev and e2e deploy
     return preflight("up:tools", (chain(env) if env else ()) + ("up",), BASE_TOOLS)
 
 
@@ -212,7 +207,7 @@ def show_panel(env: str):
 
 def task_up():
     """Bring up the whole stack: cluster, charts, render, images, push, deploy; wait; show URLs."""
-    env = local_env()
+    env = kube.local_env()  # what up, down, dev and e2e deploy
     if env is None:
         return {"actions": [no_local_env], "uptodate": [False]}
     return tools.needs({
@@ -258,7 +253,7 @@ def delete_stack(env: str):
 
 def task_down():
     """Remove the deployed stack from the cluster (the cluster itself keeps running)."""
-    env = local_env()
+    env = kube.local_env()  # what up, down, dev and e2e deploy
     if env is None:
         return {"actions": [no_local_env], "uptodate": [False]}
     return tools.needs({"actions": [(delete_stack, [env])], "uptodate": [False], "verbosity": 2}, "kubectl")
@@ -274,7 +269,7 @@ def task_dev():
     """Start the Tilt dev loop (`tilt up`): live reload, port forwards, logs, buttons."""
     from doit.tools import LongRunning
 
-    env = local_env()
+    env = kube.local_env()  # what up, down, dev and e2e deploy
     if env is None:
         return {"actions": [no_local_env], "uptodate": [False]}
     # --context: Tilt acts on the project's cluster whatever the current context is
@@ -291,7 +286,7 @@ def task_dev():
 
 def task_e2e():
     """Run the stack once under Tilt and exit when every resource is ready (`tilt ci`)."""
-    env = local_env()
+    env = kube.local_env()  # what up, down, dev and e2e deploy
     if env is None:
         return {"actions": [no_local_env], "uptodate": [False]}
     return tools.needs({

@@ -48,6 +48,8 @@ def task_validate():
     from . import controlplane, crds, gitops
 
     checks = str(Path(__file__).with_name("manifests.py"))  # named without importing it
+    # asked once per load (not per environment): whether validate dry-runs server-side
+    dry_run = controlplane.tools_present() and controlplane.running_dir(probe=False) is not None
     settings = core.settings()
     version = settings.kubernetes_version
     for env in settings.environments:
@@ -59,7 +61,6 @@ def task_validate():
             "file_dep": [str(digest_file(env)), checks, gitops.__file__, str(crds.index_file())],
             "uptodate": [config_changed({"kubernetes_version": version, "strict": True,
                                          "image_policy": settings.env(env).image_policy,
-                                         "server_dry_run": controlplane.tools_present()
-                                         and controlplane.running_dir(probe=False) is not None})],
+                                         "server_dry_run": dry_run})],
             "verbosity": 1,
         }
