@@ -3,6 +3,11 @@
     python bench/suite.py                       # the whole suite (tests/)
     python bench/suite.py tests/test_tanka.py   # a subset: any pytest arguments
     python bench/suite.py --top 40 tests/...    # how many slowest tests to print (default 25)
+    python bench/suite.py -n0                   # in one process (pytest-xdist off): CPU per test
+
+The suite runs as `pytest` runs it: in pytest-xdist workers (pyproject.toml's addopts, one per
+core; the control-plane tests share one worker). Per-test CPU time is measured only in one
+process (``-n0``); in parallel, the total CPU time counts every worker once it has ended.
 
 Target (issue #9): the whole suite <= 60 s on an idle 2-core machine. The machine this runs
 on is usually shared, so the load average before and after is printed next to the times.
@@ -59,6 +64,11 @@ class _Timings:
             self.outcome[report.nodeid] = report.outcome
 
 
+def _cpu(seconds: float | None, serial: bool) -> str:
+    """A CPU time for the tables: measured in one process only (see the module's doc)."""
+    return f"{seconds or 0:.1f}" if serial else "-"
+
+
 def main(argv: list[str]) -> int:
     top = 25
     if argv[:1] == ["--top"]:
@@ -66,6 +76,7 @@ def main(argv: list[str]) -> int:
     args = argv or ["tests"]
     os.chdir(ROOT)
     plugin = _Timings()
+    serial = "-n0" in args or ("-n", "0") in zip(args, args[1:])
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), cpu_seconds()
     code = pytest.main(["-q", "-p", "no:cacheprovider", *args], plugins=[plugin])
@@ -89,8 +100,9 @@ def main(argv: list[str]) -> int:
           f"the measure to compare on a loaded machine)")
     print(f"collection         {plugin.collect_s:8.1f} s")
     print(f"inside tests       {in_tests:8.1f} s   (setup+call+teardown, session fixtures "
-          f"charged to the first test that asks)")
-    print(f"outside tests      {wall - in_tests - plugin.collect_s:8.1f} s   (start-up, reporting)")
+          f"charged to the first test that asks" + (")" if serial else "; summed over the workers)"))
+    if serial:
+        print(f"outside tests      {wall - in_tests - plugin.collect_s:8.1f} s   (start-up, reporting)")
     print(f"load average       {load0:8.2f} before, {load1:.2f} after ({os.cpu_count()} cores)")
     print()
     cpu_by_file: dict[str, float] = defaultdict(float)
@@ -100,13 +112,13 @@ def main(argv: list[str]) -> int:
     for f, times in sorted(by_file.items(), key=lambda kv: -sum(kv[1])):
         s = sum(times)
         print(f"{f:<40} {len(times):5d} {s:8.1f} {100 * s / max(in_tests, 1e-9):5.1f}% "
-              f"{s / len(times):6.2f} {cpu_by_file.get(f, 0):8.1f}")
+              f"{s / len(times):6.2f} {_cpu(cpu_by_file.get(f), serial):>8}")
     print()
     print(f"slowest {top} tests (wall: total = setup / call / teardown; cpu)")
     for node, secs in sorted(per_test.items(), key=lambda kv: -kv[1])[:top]:
         ph = plugin.phases[node]
         print(f"{secs:7.2f} = {ph.get('setup', 0):6.2f} {ph.get('call', 0):6.2f} "
-              f"{ph.get('teardown', 0):6.2f}  cpu {plugin.cpu.get(node, 0):6.2f}  {node}")
+              f"{ph.get('teardown', 0):6.2f}  cpu {_cpu(plugin.cpu.get(node), serial):>6}  {node}")
     return int(code)
 
 

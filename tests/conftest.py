@@ -88,12 +88,14 @@ def controlplane(tmp_path_factory):
     cp.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _controlplane_for_validate(request):
-    """When the control-plane tools are installed, start the session's control plane up front,
-    so every `doit validate:*` of the session dry-runs against it instead of starting its own."""
-    from tasks import controlplane as cpmod
-    from tasks import tools
-
-    if not tools.missing(cpmod.TOOLS):
-        request.getfixturevalue("controlplane")
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Every test that uses the session control plane (directly or through another fixture)
+    joins one pytest-xdist group: under ``--dist loadgroup`` (pyproject.toml's addopts) those
+    tests share one worker, so one control plane serves them all, while the other workers
+    run the rest. The other tests' ``validate:*`` runs stay offline (no dry-run), as a user's do
+    without ``doit controlplane:start``; the tests of the dry-run itself ask for it."""
+    group = pytest.mark.xdist_group("controlplane")
+    for item in items:
+        if "controlplane" in getattr(item, "fixturenames", ()):
+            item.add_marker(group)
