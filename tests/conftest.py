@@ -81,11 +81,40 @@ def controlplane(tmp_path_factory):
     for name in cpmod.TOOLS:
         tool_or_fail(name)
     cp = cpmod.start(tmp_path_factory.mktemp("controlplane"), contexts=_environment_contexts())
+    _stop_when_gone(os.getpid(), cp.dir)
     # validate:<env> in the doit runs of this session dry-runs against it instead of starting its own
     os.environ[cpmod.ENV_VAR] = str(cp.dir)
     yield cp
     os.environ.pop(cpmod.ENV_VAR, None)
     cp.stop()
+
+
+#: a watcher of the test process: once it has gone (ended, or killed before its fixtures were
+#: torn down: a timeout's SIGTERM, SIGKILL), it stops the control plane it was given
+_WATCHER = """
+import os, sys, time
+pid, directory = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+from pathlib import Path
+from tasks import controlplane
+controlplane.stop(Path(directory))
+"""
+
+
+def _stop_when_gone(pid: int, directory: Path) -> None:
+    """Stop the control plane in ``directory`` once process ``pid`` has gone, even when pytest
+    is killed (its session teardown then never runs, and the control plane would run on)."""
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-c", _WATCHER, str(pid), str(directory)], cwd=REPO,
+                     env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.hookimpl(tryfirst=True)

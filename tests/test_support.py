@@ -143,3 +143,29 @@ def test_run_doit_stays_in_process_only_where_a_child_would_import_these_tasks(t
     assert pid(scratch, env_for(scratch)) != os.getpid()  # no tasks package on its path: a child
     (project / "tasks" / "core.py").write_text((project / "tasks" / "core.py").read_text() + "# changed\n")
     assert pid(project, env_for(project)) != os.getpid()
+
+
+def test_a_killed_test_session_leaves_no_control_plane_running(tmp_path):
+    """conftest's watcher stops the session's control plane once the test process has gone,
+    also when it was killed before its fixtures' teardown could run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import _stop_when_gone
+    from tasks.controlplane import ControlPlane
+
+    cp = ControlPlane(tmp_path / "cp")
+    cp.dir.mkdir()
+    pid = cp.spawn("sleeper", ["sleep", "300"])  # stands for etcd, kube-apiserver, ...
+    session = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    _stop_when_gone(session.pid, cp.dir)
+    time.sleep(1.5)
+    assert cp.alive("sleeper")          # the session lives: its control plane runs
+    session.send_signal(signal.SIGKILL)  # no teardown
+    session.wait()
+    deadline = time.monotonic() + 20
+    while cp.alive("sleeper") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not cp.alive("sleeper"), f"pid {pid} still runs after the test session was killed"
