@@ -19,21 +19,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
 
-from support import REPO, copy_project, env_for, run_doit, tool_or_fail
+from support import REPO, copy_project, env_for, run_doit, tool_or_fail, yaml_docs
 from tanka_fixtures import chart_directories, install_charts
 from test_tiltfile import MANIFESTS, load, resources, stage, tilt
 
 LABEL = "raibid.dev/component"
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "ScaledJob"}
 
 
 def rendered(project: Path, env: str = "local") -> list[dict]:
-    out = []
-    for f in sorted((project / "build" / "manifests" / env).glob("*.yaml")):
-        out.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
-    return out
+    from tasks.render import rendered_objects
+
+    return rendered_objects(project / "build" / "manifests" / env)
 
 
 def component(obj: dict) -> str | None:
@@ -47,10 +44,6 @@ def tk_eval(project: Path, expr: str) -> subprocess.CompletedProcess:
     probe.write_text(expr + "\n")
     return subprocess.run(["tk", "eval", str(probe.relative_to(project / "tanka"))], cwd=project / "tanka",
                           capture_output=True, text=True, env=env_for(project, path_first=[REPO / ".tools" / "bin"]))
-
-
-def yaml_docs(text: str) -> list[dict]:
-    return [o for o in yaml.safe_load_all(text) if o]
 
 
 # --------------------------------------------------------------------------- images
@@ -291,11 +284,13 @@ def test_tilt_groups_the_render_by_component(render):
     """Each workload is a resource; the workloads of one component share its UI label, the
     others of a component wait for its main one, which carries the component's CRDs and
     custom resources; nothing of a component is left in "uncategorized"."""
+    from tasks.tilt import WORKLOAD_KINDS
+
     objs = rendered(render)
     res = resources(load(render))
     workloads = {}
     for o in objs:
-        if o["kind"] in WORKLOAD_KINDS:
+        if o["kind"] in WORKLOAD_KINDS | {"ScaledJob"}:  # Tilt's workloads, and KEDA's (k8s_kind)
             workloads.setdefault(component(o), []).append(o["metadata"]["name"])
     for comp, names in workloads.items():
         labels = {json.dumps(res[n]["Labels"]) for n in names}
@@ -338,6 +333,8 @@ def test_objects_land_in_their_labelled_component_whatever_their_names(tmp_path)
     (keda-mirror, labelled gitea), and a custom resource named after nothing, go where their
     label says."""
     project = stage(copy_project(tmp_path / "project"))
+    import yaml
+
     (project / "build" / "manifests" / "local" / "odd.yaml").write_text(yaml.safe_dump_all(ODD))
     res = resources(load(project))
     assert res["stream-exporter"]["Labels"] == res["redis-master"]["Labels"] == {"infrastructure": "infrastructure"}
