@@ -140,7 +140,7 @@ def validate(runs: int = 5) -> None:
     (as `doit validate:<env>` runs them: imports, YAML, schemas, policies)."""
     import tempfile
 
-    from tasks.plan import current
+    from tasks import settings
 
     doit = [sys.executable, "-m", "doit"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +149,7 @@ def validate(runs: int = 5) -> None:
         envs = sorted(p.name for p in (project / "tanka" / "environments").iterdir() if p.is_dir())
         subprocess.run(doit + ["run", "crds"] + [f"render:{e}" for e in envs], cwd=project, env=env,
                        capture_output=True, check=True)
-        version = current().settings.kubernetes_version
+        version = settings.load(project / settings.FILE).kubernetes_version
 
         def one(e: str) -> tuple[str, str, float, float]:
             out = subprocess.run([sys.executable, "-c", _VALIDATE_ONE, str(project / "build" / "manifests" / e),
