@@ -144,23 +144,28 @@ def check_config():
 # --------------------------------------------------------------------------- live state
 
 
+class ClusterError(RuntimeError):
+    """A k3d or kubectl step of the cluster failed; the message names the command and why.
+    The actions turn it into their TaskFailed."""
+
+
 def live_state(name: str) -> str:
     """``missing``, ``stopped`` or ``running``, asked from k3d now.
 
     A cluster with some nodes down counts as ``stopped`` (``k3d cluster start`` brings
-    every node up). Raises RuntimeError when k3d cannot answer.
+    every node up). Raises ClusterError when k3d cannot answer.
     """
     exe = tools.which("k3d")
     if exe is None:
-        raise RuntimeError("k3d is not installed")
+        raise ClusterError("k3d is not installed")
     proc = subprocess.run([exe, "cluster", "list", "-o", "json"], capture_output=True, text=True,
                           timeout=60)
     if proc.returncode != 0:
-        raise RuntimeError(f"`k3d cluster list` failed: {(proc.stderr or proc.stdout).strip()}")
+        raise ClusterError(f"`k3d cluster list` failed: {(proc.stderr or proc.stdout).strip()}")
     try:
         clusters = json.loads(proc.stdout or "[]")
     except ValueError as e:
-        raise RuntimeError(f"`k3d cluster list -o json` printed no JSON: {e}") from None
+        raise ClusterError(f"`k3d cluster list -o json` printed no JSON: {e}") from None
     for c in clusters or []:
         if c.get("name") != name:
             continue
@@ -177,7 +182,7 @@ def _kubectl(*args: str, check: bool = True, capture: bool = True) -> subprocess
     proc = subprocess.run(argv, capture_output=capture, text=True)
     if check and proc.returncode != 0:
         err = (proc.stderr or proc.stdout or "").strip() if capture else ""
-        raise RuntimeError(f"`kubectl {' '.join(args)}` failed ({proc.returncode}) {err}")
+        raise ClusterError(f"`kubectl {' '.join(args)}` failed ({proc.returncode}) {err}")
     return proc
 
 
@@ -214,7 +219,7 @@ def cluster_ready(task=None, values=None) -> bool:
     s = core.settings()
     try:
         state = live_state(s.cluster)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+    except (ClusterError, OSError, subprocess.TimeoutExpired):
         return False
     if state != "running":
         return False
@@ -229,7 +234,7 @@ def _run(argv: list[str]) -> None:
     print("$ " + " ".join(argv), flush=True)
     proc = subprocess.run(argv)
     if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(argv)}` failed with exit code {proc.returncode}")
+        raise ClusterError(f"`{' '.join(argv)}` failed with exit code {proc.returncode}")
 
 
 def ensure_cluster():
@@ -269,7 +274,7 @@ def ensure_cluster():
         if arch:
             info["arch"] = arch
         atomic.write_text(state_file(), json.dumps(info, indent=2, sort_keys=True) + "\n")
-    except RuntimeError as e:
+    except ClusterError as e:
         return TaskFailed(str(e))
     print(f"cluster {s.cluster} is ready (context {s.kube_context}, namespace {s.namespace})")
     return None
@@ -284,7 +289,7 @@ def delete_cluster():
             print(f"cluster {s.cluster} does not exist: nothing to delete")
         else:
             _run([tools.which("k3d"), "cluster", "delete", s.cluster])
-    except RuntimeError as e:
+    except ClusterError as e:
         return TaskFailed(str(e))
     state_file().unlink(missing_ok=True)
     return None
