@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Iterator
 
 
-def write_text(path: Path, text: str, mode: int | None = None) -> None:
+def write_text(path: Path, text: str, mode: int | None = None, durable: bool = True) -> None:
     """Write ``text`` to ``path`` atomically (temp file in the same dir, then rename)."""
-    write_bytes(path, text.encode(), mode=mode)
+    write_bytes(path, text.encode(), mode=mode, durable=durable)
 
 
-def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+def write_bytes(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
     """Write ``data`` atomically. ``mode`` (e.g. 0o600 for a secret) is the file's mode from
-    its creation on; without it a replaced file keeps its mode, a new one gets the umask's."""
+    its creation on; without it a replaced file keeps its mode, a new one gets the umask's.
+    ``durable=False`` skips the flush to disk before the rename: for caches, whose entry a
+    crash may lose (it is computed again) but never leave half-written to a running reader."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600: it is never more open than ``mode`` while written
@@ -32,8 +34,9 @@ def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
         os.chmod(tmp, _mode(path, 0o666) if mode is None else mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -31,18 +31,10 @@ def _entries(cache: Path) -> dict:
 
 
 def _store(cache: Path, entries: dict) -> None:
-    """Best effort, all or nothing: a temporary sibling renamed into place."""
-    import tempfile
+    """Best effort, all or nothing (a cache: not flushed to disk)."""
+    from . import atomic  # on a miss only: a no-op run reads the cache
 
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".stat-yaml.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(entries, f)
-        os.replace(tmp, cache)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_text(cache, json.dumps(entries), durable=False)
 
 
 def load_yaml(path: Path) -> Any:
