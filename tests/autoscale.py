@@ -31,18 +31,31 @@ def reset(cp, namespace: str = NS) -> None:
 
     Custom resources lose their finalizers first: the controllers that would honour them
     (the KEDA operator of the autoscaling test, Flux) are not running any more, so the
-    namespace would otherwise wait for them forever."""
-    crds = cp.kubectl("get", "customresourcedefinitions", "-o", "name", timeout=60).stdout.split()
-    for crd in crds:
-        plural_group = crd.split("/", 1)[1]
-        names = cp.kubectl("get", plural_group, "-n", namespace, "-o", "name", timeout=60).stdout.split()
-        for name in names:
-            cp.kubectl("patch", name, "-n", namespace, "--type=merge",
-                       "-p", '{"metadata":{"finalizers":null}}', timeout=60)
-    cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s",
-               timeout=150, check=True)
-    cp.kubectl("delete", "customresourcedefinitions", "--all", "--wait=true", "--timeout=120s",
-               timeout=150, check=True)
+    namespace would otherwise wait for them forever.
+
+    The namespace controller looks at a deleted namespace 5 s after the deletion; whatever
+    it then has to wait for (a Pod's grace period, a PersistentVolumeClaim's protection
+    finalizer while a Pod uses it) puts it off for another 8-16 s. So once the namespace is
+    Terminating (nothing new can be created in it) its Pods and claims are deleted here and
+    waited for, the CRDs are deleted meanwhile, and the controller's first look finds nothing
+    to wait for."""
+    crds = [n.split("/", 1)[1] for n in cp.kubectl("get", "customresourcedefinitions", "-o", "name",
+                                                     timeout=60, check=True).stdout.split()]
+    if crds:
+        out = cp.kubectl("get", ",".join(crds), "-n", namespace, "-o", "json", "--ignore-not-found",
+                         timeout=60, check=True).stdout
+        for o in (json.loads(out)["items"] if out.strip() else []):
+            if o["metadata"].get("finalizers"):
+                ref = f"{o['kind'].lower()}.{o['apiVersion'].split('/')[0]}/{o['metadata']['name']}"
+                cp.kubectl("patch", ref, "-n", namespace, "--type=merge",
+                           "-p", '{"metadata":{"finalizers":null}}', timeout=60, check=True)
+    cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", timeout=60, check=True)
+    cp.kubectl("delete", "pods,persistentvolumeclaims", "-n", namespace, "--all", "--ignore-not-found",
+               "--wait=true", "--timeout=120s", timeout=150, check=True)
+    if crds:
+        cp.kubectl("delete", "customresourcedefinitions", "--all", "--wait=false", timeout=60, check=True)
+    cp.kubectl("wait", "--for=delete", f"namespace/{namespace}", *(f"customresourcedefinition/{c}" for c in crds),
+               "--timeout=120s", timeout=150, check=True)
 
 
 def rendered(project: Path, env: str) -> list[dict]:

@@ -37,16 +37,27 @@ def executed(proc) -> list[str]:
     return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
 
 
+def key(obj: dict) -> tuple:
+    """What names an object on the server: API group, kind, namespace and name."""
+    group = obj["apiVersion"].rpartition("/")[0]
+    meta = obj["metadata"]
+    return group, obj["kind"], meta.get("namespace") or "", meta["name"]
+
+
+def live_all(cp, objects: list[dict]) -> dict[tuple, dict | None]:
+    """Each of ``objects`` as the server has it (by :func:`key`; None when it does not exist),
+    asked with one ``kubectl get -f -``."""
+    from tasks.kube import object_list
+
+    proc = cp.kubectl("get", "-f", "-", "-o", "json", "--ignore-not-found", "--show-managed-fields",
+                      input=object_list(objects), check=True)
+    found = {key(o): o for o in (json.loads(proc.stdout)["items"] if proc.stdout.strip() else [])}
+    return {key(o): found.get(key(o)) for o in objects}
+
+
 def live(cp, obj: dict) -> dict | None:
     """The object as the server has it, None when it does not exist."""
-    meta = obj["metadata"]
-    kind = obj["kind"].lower()
-    resource = f"{kind}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else kind
-    args = ["get", resource, meta["name"], "-o", "json", "--ignore-not-found", "--show-managed-fields"]
-    if meta.get("namespace"):
-        args += ["-n", meta["namespace"]]
-    proc = cp.kubectl(*args, check=True)
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
+    return live_all(cp, [obj])[key(obj)]
 
 
 def record(cp) -> dict | None:
@@ -77,8 +88,9 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     first = run_doit(project, "apply:local", env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "apply:local" in executed(first)
+    now = live_all(cp, objects)
     for o in objects:  # every rendered object is on the server, applied server-side by us
-        got = live(cp, o)
+        got = now[key(o)]
         assert got is not None, f"{o['kind']}/{o['metadata']['name']} was not applied"
         assert [m["operation"] for m in ours(got)] == ["Apply"], got["metadata"].get("managedFields")
         assert "kubectl.kubernetes.io/last-applied-configuration" not in (got["metadata"].get("annotations") or {})
@@ -93,16 +105,16 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     assert "apply:local" not in executed(skipped)
 
     # forced again (record deleted): the same objects applied again change nothing
-    state = {(o["kind"], o["metadata"]["name"]): (live(cp, o)["metadata"].get("generation"), ours(live(cp, o)))
-             for o in objects}
+    state = {k: (got["metadata"].get("generation"), ours(got)) for k, got in live_all(cp, objects).items()}
     time.sleep(1.1)  # managedFields times have one-second resolution
     cp.kubectl("-n", NS, "delete", "configmap", "raibid-deploy-applied", check=True)
     again = run_doit(project, "apply:local", env=env, check=True)
     assert "apply:local" in executed(again)
     assert record(cp)["digest"] == rec["digest"]
+    now = live_all(cp, objects)
     for o in objects:
-        got = live(cp, o)
-        assert (got["metadata"].get("generation"), ours(got)) == state[(o["kind"], o["metadata"]["name"])], \
+        got = now[key(o)]
+        assert (got["metadata"].get("generation"), ours(got)) == state[key(o)], \
             f"{o['kind']}/{o['metadata']['name']} changed on a second apply"
 
 
@@ -152,8 +164,11 @@ def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, co
     assert down.returncode == 0, down.stdout + down.stderr
     assert record(cp) is None
     # the ScaledJob went before its CRD; the CRD and the namespace are being deleted
-    for o in rendered(project, "local"):
-        got = live(cp, o) if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
+    objects = rendered(project, "local")
+    now = live_all(cp, [o for o in objects if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
+                                                                 "TriggerAuthentication")])
+    for o in objects:
+        got = now[key(o)] if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
                                                "TriggerAuthentication") else None
         assert got is None or got["metadata"].get("deletionTimestamp"), f"{o['kind']}/{o['metadata']['name']}"
     assert cp.kubectl("get", "nodes", "-o", "name", check=True).stdout.strip()  # the cluster keeps running
