@@ -195,7 +195,8 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
             return False, "\n".join(filter(None, out))
     # kubectl wait asks for one CRD at a time (throttled: 2 s for 17): only for those that
     # are not Established yet
-    pending = [n for n in crds if n not in established(kubectl)]
+    ready = established(kubectl) if crds else set()
+    pending = [n for n in crds if n not in ready]
     if pending and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
                             *(f"customresourcedefinition/{n}" for n in pending)]):
         return False, "\n".join(filter(None, out))
@@ -205,11 +206,27 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     return ok, "\n".join(filter(None, out))
 
 
+def _api_resources(kubectl: list[str]) -> dict[tuple[str, str], bool]:
+    """``(apiVersion, kind) -> namespaced`` as ``kubectl api-resources`` lists them (the
+    preferred version of each group; empty when it cannot be read)."""
+    proc = subprocess.run(kubectl + ["api-resources"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    lines = proc.stdout.splitlines()
+    # a table: each column starts where its header does (an unavailable aggregated API
+    # makes it exit 1 after listing the rest)
+    if not lines or not all(h in lines[0] for h in ("APIVERSION", "NAMESPACED", "KIND")):
+        return {}
+    v, n, k = (lines[0].index(h) for h in ("APIVERSION", "NAMESPACED", "KIND"))
+    return {(line[v:n].strip(), line[k:].split()[0]): line[n:k].strip() == "true"
+            for line in lines[1:] if line[k:].strip()}
+
+
 def served_kinds(kubectl: list[str], objects: list[dict]) -> dict[tuple[str, str], bool] | None:
     """``(apiVersion, kind) -> namespaced`` for the kinds of ``objects`` the server serves
-    (asked by discovery, one call per group version); None when the server cannot be asked."""
-    served: dict[tuple[str, str], bool] = {}
-    for api_version in sorted({o["apiVersion"] for o in objects}):
+    (asked by discovery: one ``kubectl api-resources``, and a group version it does not list
+    on its own); None when the server cannot be asked."""
+    wanted = {o["apiVersion"] for o in objects}
+    served = {key: namespaced for key, namespaced in _api_resources(kubectl).items() if key[0] in wanted}
+    for api_version in sorted(wanted - {api_version for api_version, _ in served}):
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         proc = subprocess.run(kubectl + ["get", "--raw", path], capture_output=True, text=True)
         if proc.returncode != 0:

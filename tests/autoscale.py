@@ -4,7 +4,8 @@ tests/test_autoscale.py and bench/autoscale.py).
 The staging render's ScaledJob and TriggerAuthentication (Redis auth on) are applied as
 rendered, with one change: the trigger's ``address`` points at a real redis-server on
 loopback, because the operator runs out of cluster and cannot resolve the in-cluster
-Service name. The KEDA operator watches the namespace; kwok's fake node runs the agent
+Service name; and the test (not bench/autoscale.py) sets a 1 s ``pollingInterval``, so
+its waits of a few polls take seconds, not the render's tens of seconds. The KEDA operator watches the namespace; kwok's fake node runs the agent
 Pods (they keep running until their Job is deleted: kwok's pod-complete stage is not
 loaded). Jobs are pushed the way raibid-ci's server does: XADD to ``raibid:jobs`` with
 the field ``job`` holding a Job that tests/fixtures/contract/job.schema.json accepts.
@@ -80,8 +81,11 @@ def job_payload(n: int) -> str:
 class Autoscale:
     """Redis + KEDA + the staging ScaledJob on control plane ``cp``."""
 
-    def __init__(self, cp, project: Path, env: str = "staging"):
+    def __init__(self, cp, project: Path, env: str = "staging", polling_interval: int | None = None):
+        """``polling_interval``: seconds between KEDA's looks at the stream, instead of the
+        render's (the test's waits are counted in polls)."""
         self.cp, self.project, self.env = cp, project, env
+        self.interval = polling_interval
         self.password = secrets.token_urlsafe(24)
         self.port = 0
         self.scaledjob: dict = {}
@@ -106,6 +110,8 @@ class Autoscale:
         ta = next(o for o in objects if o["kind"] == "TriggerAuthentication" and o["metadata"]["name"] == ta_name)
         assert ta["spec"]["secretTargetRef"], "staging's TriggerAuthentication must take the Redis password"
         sj["spec"]["triggers"][0]["metadata"]["address"] = f"127.0.0.1:{self.port}"
+        if self.interval is not None:
+            sj["spec"]["pollingInterval"] = self.interval
         self.scaledjob = sj
         secret_ref = ta["spec"]["secretTargetRef"][0]
         secret = {"apiVersion": "v1", "kind": "Secret",

@@ -207,3 +207,19 @@ def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlp
     assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
     second = run_doit(project, "up", env=env, timeout=900)
     assert second.returncode == 0 and "apply:local" not in executed(second)
+
+
+def test_served_kinds_knows_every_served_version_of_a_group_and_nothing_unserved(controlplane):
+    """What diff and down ask the server first (kube.served_kinds): a kind in its group's
+    preferred version, in another version the group serves, and in a group not served."""
+    from tasks import kube
+
+    cp = controlplane
+    kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"), exe=cp.kubectl_exe())
+    asked = [("apps/v1", "Deployment"), ("v1", "Namespace"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+             ("autoscaling/v1", "HorizontalPodAutoscaler"), ("nope.raibid.test/v1", "Nope")]
+    served = kube.served_kinds(kubectl, [{"apiVersion": v, "kind": k, "metadata": {"name": "x"}} for v, k in asked])
+    assert served[("apps/v1", "Deployment")] is True and served[("v1", "Namespace")] is False
+    assert served[("autoscaling/v2", "HorizontalPodAutoscaler")] is True
+    assert served[("autoscaling/v1", "HorizontalPodAutoscaler")] is True  # not the group's preferred version
+    assert {v for v, _ in served} == {"apps/v1", "v1", "autoscaling/v2", "autoscaling/v1"}  # only what was asked
