@@ -7,24 +7,25 @@ Every kubectl and doit call names the control plane's kubeconfig (KUBECONFIG), n
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from autoscale import NS, rendered, reset
-from support import FIXTURES, copy_project, env_for, run_doit
-from tanka_fixtures import install_charts
+from support import FIXTURES, env_for, run_doit
 
 SHIMS = FIXTURES / "shims"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, controlplane) -> Path:
-    """One project for the module: stand-in charts, local/prod rendered and validated."""
-    p = copy_project(tmp_path_factory.mktemp("deploy") / "project")
-    install_charts(p)
-    run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
+def project(tmp_path_factory, controlplane, stack) -> Path:
+    """One project for the module: a copy of the session's ``stack`` (stand-in charts, every
+    environment rendered and validated, the server-side dry-run against ``controlplane``
+    included)."""
+    p = tmp_path_factory.mktemp("deploy") / "project"
+    shutil.copytree(stack, p, symlinks=True)
     return p
 
 
