@@ -2,13 +2,14 @@
 tests/test_autoscale.py and bench/autoscale.py).
 
 The staging render's ScaledJob and TriggerAuthentication (Redis auth on) are applied as
-rendered, with one change: the trigger's ``address`` points at a real redis-server on
+rendered, with two changes: the trigger's ``address`` points at a real redis-server on
 loopback, because the operator runs out of cluster and cannot resolve the in-cluster
 Service name; and the test (not bench/autoscale.py) sets a 1 s ``pollingInterval``, so
-its waits of a few polls take seconds, not the render's tens of seconds. The KEDA operator watches the namespace; kwok's fake node runs the agent
-Pods (they keep running until their Job is deleted: kwok's pod-complete stage is not
-loaded). Jobs are pushed the way raibid-ci's server does: XADD to ``raibid:jobs`` with
-the field ``job`` holding a Job that tests/fixtures/contract/job.schema.json accepts.
+its waits of a few polls take seconds, not the render's tens of seconds. The KEDA
+operator watches the namespace; kwok's fake node runs the agent Pods (they keep running
+until their Job is deleted: kwok's pod-complete stage is not loaded). Jobs are pushed
+the way raibid-ci's server does: XADD to ``raibid:jobs`` with the field ``job`` holding a
+Job that tests/fixtures/contract/job.schema.json accepts.
 """
 from __future__ import annotations
 
