@@ -26,6 +26,9 @@ def project(tmp_path_factory, controlplane, stack) -> Path:
     included)."""
     p = tmp_path_factory.mktemp("deploy") / "project"
     shutil.copytree(stack, p, symlinks=True)
+    # validated again in the copy (doit's record names the files by path), here and not in
+    # the first apply's or diff's task_dep: after a reset that would apply the CRDs again
+    run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
     return p
 
 
@@ -80,6 +83,8 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "ScaledJob", "GitRepository"}
 
     before = run_doit(project, "diff:local", env=env, check=True)
+    # it asked a cluster without the CRDs (nothing before it applied them: validate is done)
+    assert cp.kubectl("get", "customresourcedefinitions", "-o", "name", check=True).stdout == ""
     # custom resources whose CRD the apply creates first are listed, not an error
     assert "would be created" in before.stdout and "+ ScaledJob/raibid-agent" in before.stdout
     for o in objects:  # every custom resource of the render, whatever its name
