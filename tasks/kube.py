@@ -193,8 +193,8 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
         first_base = base if first_manager is None else base[:-1] + [f"--field-manager={first_manager}"]
         if not run(first_base + ["-f", "-"], object_list(first)):
             return False, "\n".join(filter(None, out))
-    # kubectl wait asks for one CRD at a time (throttled: 2 s for 17): only for those that
-    # are not Established yet
+    # kubectl wait looks at one CRD after the other (2 s for 17 that are Established
+    # already): only for those that are not Established yet
     ready = established(kubectl) if crds else set()
     pending = [n for n in crds if n not in ready]
     if pending and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
