@@ -156,6 +156,20 @@ def _ref(o: dict) -> str:
     return f"{o['kind']}/{o['metadata']['name']}"
 
 
+def established(kubectl: list[str]) -> set[str]:
+    """The CRDs the server reports Established, asked with one list (a ``kubectl get`` or
+    ``wait`` of many names sends one request each, throttled by kubectl to 5 a second after
+    the first 10); none when the server cannot be asked, so the caller waits for each."""
+    proc = subprocess.run(kubectl + ["get", "customresourcedefinitions", "-o", "jsonpath={range .items[*]}"
+                                     '{.metadata.name}={.status.conditions[?(@.type=="Established")].status}'
+                                     "{\"\\n\"}{end}"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return set()
+    return {name for name, _, status in (line.partition("=") for line in proc.stdout.splitlines())
+            if status == "True"}
+
+
 def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, manager: str = FIELD_MANAGER,
                       dry_run: bool = False, first_manager: str | None = None,
                       wait: int = 120) -> tuple[bool, str]:
@@ -179,8 +193,12 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
         first_base = base if first_manager is None else base[:-1] + [f"--field-manager={first_manager}"]
         if not run(first_base + ["-f", "-"], object_list(first)):
             return False, "\n".join(filter(None, out))
-    if crds and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
-                         *(f"customresourcedefinition/{n}" for n in crds)]):
+    # kubectl wait looks at one CRD after the other (2 s for 17 that are Established
+    # already): only for those that are not Established yet
+    ready = established(kubectl) if crds else set()
+    pending = [n for n in crds if n not in ready]
+    if pending and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
+                            *(f"customresourcedefinition/{n}" for n in pending)]):
         return False, "\n".join(filter(None, out))
     rest = [o for o in objects if not (dry_run and o.get("kind") in FIRST_KINDS)]
     ok = run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
@@ -188,11 +206,27 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     return ok, "\n".join(filter(None, out))
 
 
+def _api_resources(kubectl: list[str]) -> dict[tuple[str, str], bool]:
+    """``(apiVersion, kind) -> namespaced`` as ``kubectl api-resources`` lists them (the
+    preferred version of each group; empty when it cannot be read)."""
+    proc = subprocess.run(kubectl + ["api-resources"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    lines = proc.stdout.splitlines()
+    # a table: each column starts where its header does (an unavailable aggregated API
+    # makes it exit 1 after listing the rest)
+    if not lines or not all(h in lines[0] for h in ("APIVERSION", "NAMESPACED", "KIND")):
+        return {}
+    v, n, k = (lines[0].index(h) for h in ("APIVERSION", "NAMESPACED", "KIND"))
+    return {(line[v:n].strip(), line[k:].split()[0]): line[n:k].strip() == "true"
+            for line in lines[1:] if line[k:].strip()}
+
+
 def served_kinds(kubectl: list[str], objects: list[dict]) -> dict[tuple[str, str], bool] | None:
     """``(apiVersion, kind) -> namespaced`` for the kinds of ``objects`` the server serves
-    (asked by discovery, one call per group version); None when the server cannot be asked."""
-    served: dict[tuple[str, str], bool] = {}
-    for api_version in sorted({o["apiVersion"] for o in objects}):
+    (asked by discovery: one ``kubectl api-resources``, and a group version it does not list
+    on its own); None when the server cannot be asked."""
+    wanted = {o["apiVersion"] for o in objects}
+    served = {key: namespaced for key, namespaced in _api_resources(kubectl).items() if key[0] in wanted}
+    for api_version in sorted(wanted - {api_version for api_version, _ in served}):
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         proc = subprocess.run(kubectl + ["get", "--raw", path], capture_output=True, text=True)
         if proc.returncode != 0:

@@ -2,12 +2,14 @@
 tests/test_autoscale.py and bench/autoscale.py).
 
 The staging render's ScaledJob and TriggerAuthentication (Redis auth on) are applied as
-rendered, with one change: the trigger's ``address`` points at a real redis-server on
+rendered, with two changes: the trigger's ``address`` points at a real redis-server on
 loopback, because the operator runs out of cluster and cannot resolve the in-cluster
-Service name. The KEDA operator watches the namespace; kwok's fake node runs the agent
-Pods (they keep running until their Job is deleted: kwok's pod-complete stage is not
-loaded). Jobs are pushed the way raibid-ci's server does: XADD to ``raibid:jobs`` with
-the field ``job`` holding a Job that tests/fixtures/contract/job.schema.json accepts.
+Service name; and the test (not bench/autoscale.py) sets a 1 s ``pollingInterval``, so
+its waits of a few polls take seconds, not the render's tens of seconds. The KEDA
+operator watches the namespace; kwok's fake node runs the agent Pods (they keep running
+until their Job is deleted: kwok's pod-complete stage is not loaded). Jobs are pushed
+the way raibid-ci's server does: XADD to ``raibid:jobs`` with the field ``job`` holding a
+Job that tests/fixtures/contract/job.schema.json accepts.
 """
 from __future__ import annotations
 
@@ -31,18 +33,32 @@ def reset(cp, namespace: str = NS) -> None:
 
     Custom resources lose their finalizers first: the controllers that would honour them
     (the KEDA operator of the autoscaling test, Flux) are not running any more, so the
-    namespace would otherwise wait for them forever."""
-    crds = cp.kubectl("get", "customresourcedefinitions", "-o", "name", timeout=60).stdout.split()
-    for crd in crds:
-        plural_group = crd.split("/", 1)[1]
-        names = cp.kubectl("get", plural_group, "-n", namespace, "-o", "name", timeout=60).stdout.split()
-        for name in names:
-            cp.kubectl("patch", name, "-n", namespace, "--type=merge",
-                       "-p", '{"metadata":{"finalizers":null}}', timeout=60)
-    cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s",
-               timeout=150, check=True)
-    cp.kubectl("delete", "customresourcedefinitions", "--all", "--wait=true", "--timeout=120s",
-               timeout=150, check=True)
+    namespace would otherwise wait for them forever.
+
+    The namespace controller looks at a deleted namespace 5 s after the deletion; whatever
+    it then has to wait for (a Pod's grace period, a PersistentVolumeClaim's protection
+    finalizer while a Pod uses it) puts it off for another 8-16 s. So once the namespace is
+    Terminating (nothing new can be created in it) its Pods and claims are deleted here and
+    waited for, the CRDs are deleted meanwhile (one delete of the collection), and the
+    controller's first look finds nothing to wait for."""
+    crds = [n.split("/", 1)[1] for n in cp.kubectl("get", "customresourcedefinitions", "-o", "name",
+                                                     timeout=60, check=True).stdout.split()]
+    if crds:
+        out = cp.kubectl("get", ",".join(crds), "-n", namespace, "-o", "json", "--ignore-not-found",
+                         timeout=60, check=True).stdout
+        for o in (json.loads(out)["items"] if out.strip() else []):
+            if o["metadata"].get("finalizers"):
+                ref = f"{o['kind'].lower()}.{o['apiVersion'].split('/')[0]}/{o['metadata']['name']}"
+                cp.kubectl("patch", ref, "-n", namespace, "--type=merge",
+                           "-p", '{"metadata":{"finalizers":null}}', timeout=60, check=True)
+    cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", timeout=60, check=True)
+    cp.kubectl("delete", "pods,persistentvolumeclaims", "-n", namespace, "--all", "--ignore-not-found",
+               "--wait=true", "--timeout=120s", timeout=150, check=True)
+    if crds:  # one request (a delete of each is throttled by kubectl after the first 10)
+        cp.kubectl("delete", "--raw", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", timeout=60,
+                   check=True)
+    cp.kubectl("wait", "--for=delete", f"namespace/{namespace}", *(f"customresourcedefinition/{c}" for c in crds),
+               "--timeout=120s", timeout=150, check=True)
 
 
 def rendered(project: Path, env: str) -> list[dict]:
@@ -67,8 +83,11 @@ def job_payload(n: int) -> str:
 class Autoscale:
     """Redis + KEDA + the staging ScaledJob on control plane ``cp``."""
 
-    def __init__(self, cp, project: Path, env: str = "staging"):
+    def __init__(self, cp, project: Path, env: str = "staging", polling_interval: int | None = None):
+        """``polling_interval``: seconds between KEDA's looks at the stream, instead of the
+        render's (the test's waits are counted in polls)."""
         self.cp, self.project, self.env = cp, project, env
+        self.interval = polling_interval
         self.password = secrets.token_urlsafe(24)
         self.port = 0
         self.scaledjob: dict = {}
@@ -93,6 +112,8 @@ class Autoscale:
         ta = next(o for o in objects if o["kind"] == "TriggerAuthentication" and o["metadata"]["name"] == ta_name)
         assert ta["spec"]["secretTargetRef"], "staging's TriggerAuthentication must take the Redis password"
         sj["spec"]["triggers"][0]["metadata"]["address"] = f"127.0.0.1:{self.port}"
+        if self.interval is not None:
+            sj["spec"]["pollingInterval"] = self.interval
         self.scaledjob = sj
         secret_ref = ta["spec"]["secretTargetRef"][0]
         secret = {"apiVersion": "v1", "kind": "Secret",

@@ -13,6 +13,8 @@ from support import copy_project, run_doit, tool_or_fail
 from tanka_fixtures import install_charts
 
 PUSHED = 12
+#: KEDA's pollingInterval in the test instead of the render's: the waits below are counted in polls
+POLL_SECONDS = 1
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def scenario(tmp_path_factory, controlplane):
     project = copy_project(tmp_path_factory.mktemp("autoscale") / "project")
     install_charts(project)
     run_doit(project, "render:staging", check=True)
-    s = Autoscale(controlplane, project)
+    s = Autoscale(controlplane, project, polling_interval=POLL_SECONDS)
     try:
         s.setup()
         yield s

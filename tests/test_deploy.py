@@ -7,23 +7,27 @@ Every kubectl and doit call names the control plane's kubeconfig (KUBECONFIG), n
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from autoscale import NS, rendered, reset
-from support import FIXTURES, copy_project, env_for, run_doit
-from tanka_fixtures import install_charts
+from support import FIXTURES, env_for, run_doit
 
 SHIMS = FIXTURES / "shims"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, controlplane) -> Path:
-    """One project for the module: stand-in charts, local/prod rendered and validated."""
-    p = copy_project(tmp_path_factory.mktemp("deploy") / "project")
-    install_charts(p)
+def project(tmp_path_factory, controlplane, stack) -> Path:
+    """One project for the module: a copy of the session's ``stack`` (stand-in charts, every
+    environment rendered and validated, the server-side dry-run against ``controlplane``
+    included)."""
+    p = tmp_path_factory.mktemp("deploy") / "project"
+    shutil.copytree(stack, p, symlinks=True)
+    # validated again in the copy (doit's record names the files by path), here and not in
+    # the first apply's or diff's task_dep: after a reset that would apply the CRDs again
     run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
     return p
 
@@ -37,16 +41,27 @@ def executed(proc) -> list[str]:
     return [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
 
 
+def key(obj: dict) -> tuple:
+    """What names an object on the server: API group, kind, namespace and name."""
+    group = obj["apiVersion"].rpartition("/")[0]
+    meta = obj["metadata"]
+    return group, obj["kind"], meta.get("namespace") or "", meta["name"]
+
+
+def live_all(cp, objects: list[dict]) -> dict[tuple, dict | None]:
+    """Each of ``objects`` as the server has it (by :func:`key`; None when it does not exist),
+    asked with one ``kubectl get -f -``."""
+    from tasks.kube import object_list
+
+    proc = cp.kubectl("get", "-f", "-", "-o", "json", "--ignore-not-found", "--show-managed-fields",
+                      input=object_list(objects), check=True)
+    found = {key(o): o for o in (json.loads(proc.stdout)["items"] if proc.stdout.strip() else [])}
+    return {key(o): found.get(key(o)) for o in objects}
+
+
 def live(cp, obj: dict) -> dict | None:
     """The object as the server has it, None when it does not exist."""
-    meta = obj["metadata"]
-    kind = obj["kind"].lower()
-    resource = f"{kind}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else kind
-    args = ["get", resource, meta["name"], "-o", "json", "--ignore-not-found", "--show-managed-fields"]
-    if meta.get("namespace"):
-        args += ["-n", meta["namespace"]]
-    proc = cp.kubectl(*args, check=True)
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
+    return live_all(cp, [obj])[key(obj)]
 
 
 def record(cp) -> dict | None:
@@ -68,6 +83,8 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "ScaledJob", "GitRepository"}
 
     before = run_doit(project, "diff:local", env=env, check=True)
+    # it asked a cluster without the CRDs (nothing before it applied them: validate is done)
+    assert cp.kubectl("get", "customresourcedefinitions", "-o", "name", check=True).stdout == ""
     # custom resources whose CRD the apply creates first are listed, not an error
     assert "would be created" in before.stdout and "+ ScaledJob/raibid-agent" in before.stdout
     for o in objects:  # every custom resource of the render, whatever its name
@@ -77,8 +94,9 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     first = run_doit(project, "apply:local", env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "apply:local" in executed(first)
+    now = live_all(cp, objects)
     for o in objects:  # every rendered object is on the server, applied server-side by us
-        got = live(cp, o)
+        got = now[key(o)]
         assert got is not None, f"{o['kind']}/{o['metadata']['name']} was not applied"
         assert [m["operation"] for m in ours(got)] == ["Apply"], got["metadata"].get("managedFields")
         assert "kubectl.kubernetes.io/last-applied-configuration" not in (got["metadata"].get("annotations") or {})
@@ -93,16 +111,16 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     assert "apply:local" not in executed(skipped)
 
     # forced again (record deleted): the same objects applied again change nothing
-    state = {(o["kind"], o["metadata"]["name"]): (live(cp, o)["metadata"].get("generation"), ours(live(cp, o)))
-             for o in objects}
+    state = {k: (got["metadata"].get("generation"), ours(got)) for k, got in live_all(cp, objects).items()}
     time.sleep(1.1)  # managedFields times have one-second resolution
     cp.kubectl("-n", NS, "delete", "configmap", "raibid-deploy-applied", check=True)
     again = run_doit(project, "apply:local", env=env, check=True)
     assert "apply:local" in executed(again)
     assert record(cp)["digest"] == rec["digest"]
+    now = live_all(cp, objects)
     for o in objects:
-        got = live(cp, o)
-        assert (got["metadata"].get("generation"), ours(got)) == state[(o["kind"], o["metadata"]["name"])], \
+        got = now[key(o)]
+        assert (got["metadata"].get("generation"), ours(got)) == state[key(o)], \
             f"{o['kind']}/{o['metadata']['name']} changed on a second apply"
 
 
@@ -152,8 +170,11 @@ def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, co
     assert down.returncode == 0, down.stdout + down.stderr
     assert record(cp) is None
     # the ScaledJob went before its CRD; the CRD and the namespace are being deleted
-    for o in rendered(project, "local"):
-        got = live(cp, o) if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
+    objects = rendered(project, "local")
+    now = live_all(cp, [o for o in objects if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
+                                                                 "TriggerAuthentication")])
+    for o in objects:
+        got = now[key(o)] if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
                                                "TriggerAuthentication") else None
         assert got is None or got["metadata"].get("deletionTimestamp"), f"{o['kind']}/{o['metadata']['name']}"
     assert cp.kubectl("get", "nodes", "-o", "name", check=True).stdout.strip()  # the cluster keeps running
@@ -192,3 +213,19 @@ def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlp
     assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
     second = run_doit(project, "up", env=env, timeout=900)
     assert second.returncode == 0 and "apply:local" not in executed(second)
+
+
+def test_served_kinds_knows_every_served_version_of_a_group_and_nothing_unserved(controlplane):
+    """What diff and down ask the server first (kube.served_kinds): a kind in its group's
+    preferred version, in another version the group serves, and in a group not served."""
+    from tasks import kube
+
+    cp = controlplane
+    kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"), exe=cp.kubectl_exe())
+    asked = [("apps/v1", "Deployment"), ("v1", "Namespace"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+             ("autoscaling/v1", "HorizontalPodAutoscaler"), ("nope.raibid.test/v1", "Nope")]
+    served = kube.served_kinds(kubectl, [{"apiVersion": v, "kind": k, "metadata": {"name": "x"}} for v, k in asked])
+    assert served[("apps/v1", "Deployment")] is True and served[("v1", "Namespace")] is False
+    assert served[("autoscaling/v2", "HorizontalPodAutoscaler")] is True
+    assert served[("autoscaling/v1", "HorizontalPodAutoscaler")] is True  # not the group's preferred version
+    assert {v for v, _ in served} == {"apps/v1", "v1", "autoscaling/v2", "autoscaling/v1"}  # only what was asked
