@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's tasks/, not an installed one's
 
 
 def cpu_seconds() -> float:
