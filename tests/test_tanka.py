@@ -124,6 +124,18 @@ def test_all_environments_render_and_validate(stack):
     assert executed(again) == [], again.stdout
 
 
+def test_a_copy_of_a_rendered_project_runs_nothing_until_an_input_changes(stack_copy, stack):
+    """doit's database holds paths relative to the project (tasks/dbbackend.py): a copied
+    checkout (modification times kept) trusts what was rendered and validated where it came from."""
+    assert str(stack) not in (stack_copy / ".doit.db").read_text()
+    again = run_doit(stack_copy, *(f"validate:{e}" for e in ENVS), check=True)
+    assert executed(again) == [], again.stdout
+    digest = stack_copy / "build/manifests/staging.sha256"  # what validate:staging checks
+    digest.write_text("0" * 64 + "\n")
+    changed = run_doit(stack_copy, *(f"validate:{e}" for e in ENVS), check=True)
+    assert executed(changed) == ["validate:staging"], changed.stdout
+
+
 def test_key_objects_of_the_local_stack(stack):
     objs = objects(stack, "local")
     sj = find(objs, "ScaledJob", "raibid-agent")["spec"]
