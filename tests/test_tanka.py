@@ -375,6 +375,18 @@ def test_crd_conversion_handles_kubernetes_extensions():
 # --------------------------------------------------------------------------- incrementality
 
 
+def test_a_copied_project_with_its_own_tools_keeps_its_renders(stack_copy, tmp_path):
+    """A tk inside the project (.tools/bin, as `doit tools` builds it) is recorded relative
+    to the root: a copy of the checkout does not render again."""
+    real_tk = os.path.realpath(REPO / ".tools" / "bin" / "tk")
+    with_tools(stack_copy, tk=f"exec '{real_tk}' \"$@\"\n")
+    assert executed(run_doit(stack_copy, "render:local", check=True)) == ["render:local"]  # another tk
+    copy = tmp_path / "copy"
+    shutil.copytree(stack_copy, copy, symlinks=True)
+    again = run_doit(copy, "render:local", check=True)
+    assert executed(again) == [], again.stdout
+
+
 def test_render_reruns_exactly_the_environments_that_import_a_change(stack_copy):
     project = stack_copy  # every environment rendered (conftest.py: stack)
     extra = project / "tanka/lib/raibid/staging-extra.libsonnet"
