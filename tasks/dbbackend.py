@@ -61,8 +61,9 @@ class AtomicJsonDB(JsonDB):
         database, written with absolute paths)."""
         root = self._root
         for task_id, entries in db.items():
-            if any(k.startswith(root) for k in entries) or any(
-                    isinstance(p, str) and p.startswith(root) for p in entries.get(DEPS_KEY) or ()):
+            deps = entries.get(DEPS_KEY)
+            if any(k.startswith(root) for k in entries) or (isinstance(deps, list) and any(
+                    isinstance(p, str) and p.startswith(root) for p in deps)):
                 fixed = {self._stored(k): v for k, v in entries.items()}
                 if isinstance(fixed.get(DEPS_KEY), list):
                     fixed[DEPS_KEY] = [self._stored(p) for p in fixed[DEPS_KEY]]
