@@ -9,9 +9,18 @@ project's backend (``[tool.doit] backend = "json-atomic"`` in pyproject.toml).
   never write it, so they work in a read-only checkout.
 - A database that cannot be read (damaged, of the wrong shape, a directory) stops doit with
   one short message naming the fix, never a traceback.
+- It is relocatable: doit keys a task's file dependencies by their path as the task gives it
+  (absolute here), so a copied or moved checkout would run every task again although nothing
+  changed. The database stores a path under the project root (the directory of the database
+  file; doit runs there) as ``<root>/`` and the path relative to it, in keys and in the
+  ``deps:`` list alike, and gives doit back the absolute path under the root it is in now.
+  Relative and outside-the-root paths are stored as given. A database written with absolute
+  paths (before this backend, or by doit's own) is read the same way: its entries under this
+  root are translated; those of another root no longer match, so those tasks run once more.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from doit.dependency import JsonDB
@@ -20,12 +29,46 @@ from doit.exceptions import InvalidDodoFile
 from . import atomic
 
 
+#: how a stored path under the project root starts (then the path relative to the root)
+ROOT_MARK = "<root>/"
+#: doit's key holding the list of a task's file dependencies (dependency.py, save_success)
+DEPS_KEY = "deps:"
+
+
 class AtomicJsonDB(JsonDB):
     desc = "JSON, written atomically (temporary file, then rename), only when it changed"
 
     def __init__(self, name, codec, *, module_name=None):
         self._dirty = False
+        #: the project root with a trailing separator: what stored paths are relative to
+        self._root = os.path.join(os.path.dirname(os.path.realpath(name)), "")
         super().__init__(name, codec, module_name=module_name)
+
+    def _stored(self, path):
+        """``path`` as the database stores it (relative to the root under ``ROOT_MARK``)."""
+        if isinstance(path, str) and path.startswith(self._root):
+            return ROOT_MARK + path[len(self._root):]
+        return path
+
+    def _given(self, path):
+        """A stored path as doit gives it (absolute under the current root)."""
+        if isinstance(path, str) and path.startswith(ROOT_MARK):
+            return self._root + path[len(ROOT_MARK):]
+        return path
+
+    def _relocated(self, db: dict) -> dict:
+        """``db`` with every absolute path under the root stored relative to it (an older
+        database, written with absolute paths)."""
+        root = self._root
+        for task_id, entries in db.items():
+            deps = entries.get(DEPS_KEY)
+            if any(k.startswith(root) for k in entries) or (isinstance(deps, list) and any(
+                    isinstance(p, str) and p.startswith(root) for p in deps)):
+                fixed = {self._stored(k): v for k, v in entries.items()}
+                if isinstance(fixed.get(DEPS_KEY), list):
+                    fixed[DEPS_KEY] = [self._stored(p) for p in fixed[DEPS_KEY]]
+                db[task_id] = fixed
+        return db
 
     def _load(self):
         name = self.name
@@ -46,11 +89,22 @@ class AtomicJsonDB(JsonDB):
             raise InvalidDodoFile(f"{name} is damaged (not valid JSON: truncated or overwritten).\n{fix}") from None
         if not isinstance(db, dict) or not all(isinstance(v, dict) for v in db.values()):
             raise InvalidDodoFile(f"{name} is damaged (valid JSON, but not a JSON object of tasks).\n{fix}")
-        return db
+        return self._relocated(db)
+
+    def get(self, task_id, dependency):
+        entries = self._db.get(task_id)
+        if entries is None:
+            return None
+        value = entries.get(self._stored(dependency))
+        if dependency == DEPS_KEY and isinstance(value, (list, tuple)):
+            return [self._given(p) for p in value]
+        return value
 
     def set(self, task_id, dependency, value):
         self._dirty = True
-        super().set(task_id, dependency, value)
+        if dependency == DEPS_KEY and isinstance(value, (list, tuple)):
+            value = [self._stored(p) for p in value]
+        super().set(task_id, self._stored(dependency), value)
 
     def remove(self, task_id):
         if task_id in self._db:

@@ -60,8 +60,11 @@ def render_params(env: str) -> dict:
 
 def tool_identity() -> dict[str, list]:
     """``name -> [path, size, mtime_ns]`` of the tk and helm a render runs: a rebuilt or
-    another tool renders again (cheaper than asking each for its version)."""
+    another tool renders again (cheaper than asking each for its version). A tool inside
+    the project (.tools/bin) is named relative to its root, so a copied checkout keeps its
+    renders."""
     out = {}
+    base = str(paths.root()) + os.sep
     for name in RENDER_TOOLS:
         exe = tools.which(name)
         if exe is None:
@@ -73,7 +76,7 @@ def tool_identity() -> dict[str, list]:
         except OSError:
             out[name] = None
             continue
-        out[name] = [real, st.st_size, st.st_mtime_ns]
+        out[name] = [real[len(base):] if real.startswith(base) else real, st.st_size, st.st_mtime_ns]
     return out
 
 

@@ -280,7 +280,7 @@ def doit_here(project: Path, *args: str, env: dict | None = None,
     return _checked(proc, args, check)
 
 
-_SHIM = r'''#!{python}
+_SHIM = r'''#!{python} -IS
 import json, os, sys
 NAME = {name!r}
 DIR = os.path.dirname(os.path.abspath(__file__))

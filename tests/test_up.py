@@ -1,28 +1,66 @@
 """`doit up` end to end against recording shims for docker, k3d and kubectl, with the
 real tk and helm rendering the stand-in charts: the chain runs in order, a second run
-executes nothing, a recreated cluster is redeployed, a missing tool stops it first."""
+executes nothing, a recreated cluster is redeployed, a missing tool stops it first.
+
+The first test brings a fresh checkout up; the tests of what happens next start from a copy
+of a project brought up once per module (``upped``: the session's rendered stack, then
+`doit up`; a copy runs nothing that did not change), or from a copy of the session's
+rendered stack (``rendered``); the preflight tests from a fresh checkout (``fresh``)."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
 
-from support import FIXTURES, env_for, run_doit, tool_or_fail
+from support import FIXTURES, Shims, env_for, run_doit, tool_or_fail
 from tanka_fixtures import install_charts, kubectl_shim
 
 SHIMS = FIXTURES / "shims"
 RAIBID_SRC = FIXTURES / "raibid-ci"
 
 
+def add_shims(shims: Shims) -> Shims:
+    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
+    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
+    return kubectl_shim(shims)
+
+
 @pytest.fixture
-def stack(project, shims):
+def fresh(project, shims):
+    """A fresh checkout (nothing rendered) with the stand-in charts, and the shims."""
     tool_or_fail("tk")
     tool_or_fail("helm")
     install_charts(project)
-    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
-    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
-    kubectl_shim(shims)
-    return project, shims
+    return project, add_shims(shims)
+
+
+@pytest.fixture
+def rendered(stack_copy, shims):
+    """A copy of the session's rendered and validated stack, and the shims."""
+    return stack_copy, add_shims(shims)
+
+
+@pytest.fixture(scope="module")
+def brought_up(stack, tmp_path_factory):
+    """The session's stack, copied and brought up once (`doit up` against the shims)."""
+    base = tmp_path_factory.mktemp("up")
+    project = base / "project"
+    shutil.copytree(stack, project, symlinks=True)
+    shims = add_shims(Shims(base / "shims"))
+    r = up(project, shims)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return base
+
+
+@pytest.fixture
+def upped(brought_up, tmp_path):
+    """A private copy of a project that `doit up` brought up, and of its shims (the state of
+    the cluster they model), with an empty call log."""
+    shutil.copytree(brought_up, tmp_path / "up", symlinks=True)
+    shims = Shims(tmp_path / "up" / "shims")
+    shims.clear()
+    return tmp_path / "up" / "project", shims
 
 
 def up(project, shims, *args):
@@ -45,8 +83,8 @@ MUTATING = ("k3d cluster create", "k3d cluster start", "docker buildx build", "d
             "docker push", "docker tag", " apply ", "rollout status", "create namespace")
 
 
-def test_up_runs_the_chain_in_order_then_does_nothing(stack):
-    project, shims = stack
+def test_up_runs_the_chain_in_order_then_does_nothing(fresh):
+    project, shims = fresh
     r = up(project, shims)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = [line(rec) for rec in shims.records()]
@@ -90,9 +128,8 @@ def test_up_runs_the_chain_in_order_then_does_nothing(stack):
     assert any("get configmap raibid-deploy-applied" in c for c in calls)
 
 
-def test_a_cluster_deleted_behind_doits_back_is_created_and_redeployed(stack):
-    project, shims = stack
-    assert up(project, shims).returncode == 0
+def test_a_cluster_deleted_behind_doits_back_is_created_and_redeployed(upped):
+    project, shims = upped
     # `k3d cluster delete` by hand: no cluster, an empty registry, nothing deployed
     subprocess.run([str(shims.bin / "k3d"), "cluster", "delete", "raibid-ci"], check=True, capture_output=True)
     shims.clear()
@@ -105,9 +142,8 @@ def test_a_cluster_deleted_behind_doits_back_is_created_and_redeployed(stack):
     assert shims.state()["rollouts"][-1] == "deployment/raibid-server"
 
 
-def test_a_stopped_cluster_is_started_and_nothing_else_reruns(stack):
-    project, shims = stack
-    assert up(project, shims).returncode == 0
+def test_a_stopped_cluster_is_started_and_nothing_else_reruns(upped):
+    project, shims = upped
     state = shims.state()
     state["k3d"]["clusters"]["raibid-ci"]["running"] = False
     shims.set_state(**state)
@@ -122,8 +158,8 @@ def test_a_stopped_cluster_is_started_and_nothing_else_reruns(stack):
     assert [c for c in calls if "rollout status" in c]
 
 
-def test_a_failed_rollout_is_waited_for_again_next_time(stack):
-    project, shims = stack
+def test_a_failed_rollout_is_waited_for_again_next_time(rendered):
+    project, shims = rendered
     shims.set_state(rollout_fail=["raibid-server"])
     r = up(project, shims)
     assert r.returncode != 0
@@ -140,10 +176,8 @@ def test_a_failed_rollout_is_waited_for_again_next_time(stack):
     assert "1 executed" in r.stdout                                # ... and only up
 
 
-def test_down_then_up_deploys_again(stack):
-    project, shims = stack
-    assert up(project, shims).returncode == 0
-    shims.clear()
+def test_down_then_up_deploys_again(upped):
+    project, shims = upped
     r = up(project, shims, "down")
     assert r.returncode == 0, r.stdout + r.stderr
     assert shims.state()["configmaps"] == {}
@@ -155,8 +189,8 @@ def test_down_then_up_deploys_again(stack):
     assert first(calls, "kubectl --context k3d-raibid-ci apply --server-side") < first(calls, "rollout status")
 
 
-def test_up_without_docker_stops_first_with_one_message(stack):
-    project, shims = stack
+def test_up_without_docker_stops_first_with_one_message(fresh):
+    project, shims = fresh
     (shims.bin / "docker").unlink()
     env = env_for(project, {"RAIBID_SRC": str(RAIBID_SRC)}, path_first=[shims.bin])
     env["PATH"] = str(shims.bin)  # k3d and kubectl shims only; tk/helm come from .tools/bin
@@ -169,8 +203,8 @@ def test_up_without_docker_stops_first_with_one_message(stack):
     assert not (project / "build").exists()
 
 
-def test_up_names_every_missing_tool_at_once(stack):
-    project, shims = stack
+def test_up_names_every_missing_tool_at_once(fresh):
+    project, shims = fresh
     for name in ("docker", "k3d"):
         (shims.bin / name).unlink()
     env = env_for(project, {"RAIBID_SRC": str(RAIBID_SRC)}, path_first=[shims.bin])
@@ -182,10 +216,9 @@ def test_up_names_every_missing_tool_at_once(stack):
     assert shims.records() == []
 
 
-def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(stack):
+def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(upped):
     """README's `reset-local`: `doit cluster:delete up`."""
-    project, shims = stack
-    assert up(project, shims).returncode == 0
+    project, shims = upped
     shims.clear()
     r = up(project, shims, "cluster:delete", "up")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -197,11 +230,10 @@ def test_reset_local_deletes_the_cluster_and_brings_everything_up_anew(stack):
         < first(calls, "kubectl --context k3d-raibid-ci apply --server-side") < first(calls, "rollout status")
 
 
-def test_after_tilt_took_over_doit_up_deploys_again(stack):
+def test_after_tilt_took_over_doit_up_deploys_again(upped):
     """Tilt replaces the images `doit up` deployed: the Tiltfile runs `doit tilt:takeover`,
     after which the deploy record is gone and `doit up` applies its own images again."""
-    project, shims = stack
-    assert up(project, shims).returncode == 0
+    project, shims = upped
     shims.clear()
     r = up(project, shims, "tilt:takeover")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -215,9 +247,8 @@ def test_after_tilt_took_over_doit_up_deploys_again(stack):
     assert not [c for c in calls if "buildx build" in c or "docker push" in c]
 
 
-def test_a_deploy_made_outside_up_is_waited_for_by_the_next_up(stack):
-    project, shims = stack
-    assert up(project, shims).returncode == 0
+def test_a_deploy_made_outside_up_is_waited_for_by_the_next_up(upped):
+    project, shims = upped
     # a jsonnet change deployed with `doit apply:local` on its own
     lib = project / "tanka" / "environments" / "local" / "main.jsonnet"
     lib.write_text(lib.read_text().replace("server: { replicas: 1 }", "server: { replicas: 2 }"))
@@ -239,8 +270,8 @@ def handle(argv, state, rec):
 '''
 
 
-def test_up_with_a_docker_client_but_no_engine_stops_first(stack):
-    project, shims = stack
+def test_up_with_a_docker_client_but_no_engine_stops_first(fresh):
+    project, shims = fresh
     shims.add("docker", NO_ENGINE)
     r = up(project, shims)
     assert r.returncode != 0
@@ -250,8 +281,8 @@ def test_up_with_a_docker_client_but_no_engine_stops_first(stack):
     assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
 
 
-def test_a_missing_tool_and_a_dead_engine_are_named_in_the_same_message(stack):
-    project, shims = stack
+def test_a_missing_tool_and_a_dead_engine_are_named_in_the_same_message(fresh):
+    project, shims = fresh
     shims.add("docker", NO_ENGINE)
     (shims.bin / "k3d").unlink()
     r = up(project, shims)
@@ -264,8 +295,8 @@ def test_a_missing_tool_and_a_dead_engine_are_named_in_the_same_message(stack):
     assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
 
 
-def test_up_without_the_raibid_ci_source_stops_before_creating_anything(stack):
-    project, shims = stack
+def test_up_without_the_raibid_ci_source_stops_before_creating_anything(fresh):
+    project, shims = fresh
     env = env_for(project, {"RAIBID_SRC": str(project / "no-such-raibid-ci")}, path_first=[shims.bin])
     r = run_doit(project, "up", env=env)
     assert r.returncode != 0
