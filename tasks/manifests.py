@@ -130,7 +130,7 @@ def file_docs(f: Path) -> list:
         if json.loads(kept) == docs:
             from . import atomic
 
-            atomic.write_text(entry, kept)
+            atomic.write_text(entry, kept, durable=False)
             _prune(entry.parent, DOCS_CACHE_FILES)
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
@@ -141,11 +141,23 @@ def file_docs(f: Path) -> list:
 DOCS_CACHE_FILES = 4000
 
 
+#: how many files each cache directory holds, as counted by :func:`_prune` in this process
+_COUNTS: dict[Path, int] = {}
+
+
 def _prune(directory: Path, most: int) -> None:
-    """Remove the least recently used files of ``directory`` beyond ``most`` (down to 3/4)."""
+    """Remove the least recently used files of ``directory`` beyond ``most`` (down to 3/4).
+    Called after each new entry: the directory is listed once per process and then counted,
+    and listed again only when it holds too many."""
+    count = _COUNTS.get(directory)
+    _COUNTS[directory] = count = (count + 1) if count is not None else sum(1 for _ in os.scandir(directory))
+    if count <= most:
+        return
     entries = list(os.scandir(directory))
+    _COUNTS[directory] = len(entries)
     if len(entries) <= most:
         return
+    _COUNTS[directory] = most * 3 // 4
     entries.sort(key=lambda e: e.stat().st_mtime_ns)
     for e in entries[: len(entries) - most * 3 // 4]:
         try:
