@@ -127,6 +127,7 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
 def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
+    reset(cp)  # whatever ran before (another environment's objects would be refused changes)
     run_doit(project, "apply:local", env=env, check=True)
     ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
     images = project / "build" / "images"
