@@ -331,7 +331,9 @@ def task_later():
 
 
 def test_ctrl_c_says_what_was_interrupted_without_a_traceback(mini):
-    """A subprocess: the signal to the process group is the point."""
+    """A subprocess: the signal to the process group is the point. The child starts with
+    SIGINT at its default, as a user's terminal has it: a shell that starts pytest in the
+    background without job control makes it ignored, and an ignored SIGINT is inherited."""
     import signal
     import subprocess
     import sys
@@ -346,7 +348,8 @@ def task_slow():
 ''')
     proc = subprocess.Popen([sys.executable, "-m", "doit", "run", "a", "slow"], cwd=mini,
                             env=mini_env(mini), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not (mini / "started.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
