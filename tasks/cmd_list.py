@@ -1,11 +1,18 @@
 """``doit list``: doit's list, in the plan's critical-path order (``--sort plan``)."""
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import TYPE_CHECKING, Callable
+
 from doit.cmd_list import List as _DoitList
 from doit.cmd_list import opt_sort as _doit_opt_sort
 
 from . import paths
 from .cmd_base import PipeSafe
+
+if TYPE_CHECKING:  # annotations only: a cached order needs no plan model
+    from .plan import Plan
 
 opt_sort = {
     **_doit_opt_sort,
@@ -24,8 +31,6 @@ class List(PipeSafe, _DoitList):
                  list_deps=False, template=None, sort="plan", pos_args=None):
         if sort == "plan":
             import sys
-
-            from .graph import task_order
 
             def load():
                 from .plan import current
@@ -54,3 +59,46 @@ class List(PipeSafe, _DoitList):
                                     key=lambda t: (rank.get(t.name, big), first[t.name]))
             sort = "definition"
         return super()._execute(subtasks, quiet, status, private, list_deps, template, sort, pos_args)
+
+
+def plan_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def task_order(plan: "Plan | Callable[[], Plan]", plan_text: str, cache_file) -> list[str]:
+    """The plan's tasks in critical-path order, cached by plan.yaml's content.
+
+    ``doit list`` calls this on every run, so the plan is loaded (``plan`` may be a function
+    that loads it: it is called only then) and analysed (:mod:`tasks.graph`, imported only
+    then) only when plan.yaml changed; the cache is a plain JSON file under build/, written
+    only for a plan that loaded.
+    """
+    from pathlib import Path
+
+    from . import atomic
+
+    digest = plan_digest(plan_text)
+    cache_file = Path(cache_file)
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached.get("digest") == digest:
+            return list(cached["tasks"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    from .graph import analyse
+
+    if callable(plan):
+        plan = plan()
+    analysis = analyse(plan)
+    seen: dict[str, None] = {}
+    for item_id in analysis.order():
+        for t in plan.by_id[item_id].tasks:
+            seen.setdefault(t)
+    for t in plan.tasks():
+        seen.setdefault(t)
+    order = list(seen)
+    try:
+        atomic.write_text(cache_file, json.dumps({"digest": digest, "tasks": order}))
+    except OSError:
+        pass
+    return order

@@ -104,12 +104,13 @@ def _doc_files() -> list[str]:
 
 # --------------------------------------------------------------------------- docs:check
 
-_FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.M | re.S)
-_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-_DOIT_CALL = re.compile(r"(?:^|[\s`(;&|$])doit(?=$|[\s`;&|)])((?:[ \t]+[^\s`|;&)#]+)*)")
+# patterns, compiled by re on first use (re's own cache): a doit start that checks no docs compiles none
+_FENCE = r"(?ms)^```([\w+-]*)[^\n]*\n(.*?)^```"
+_LINK = r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)"
+_DOIT_CALL = r"(?:^|[\s`(;&|$])doit(?=$|[\s`;&|)])((?:[ \t]+[^\s`|;&)#]+)*)"
 
 
-_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_CODE_SPAN = r"`([^`\n]+)`"
 
 
 def doit_citations(text: str, in_code_block: bool = False) -> list[list[str]]:
@@ -118,10 +119,10 @@ def doit_citations(text: str, in_code_block: bool = False) -> list[list[str]]:
     if in_code_block:  # a shell line: what follows `#` is a comment, not a command
         spans = [re.split(r"(?:^|\s)#", text, maxsplit=1)[0]]
     else:
-        spans = _CODE_SPAN.findall(text)
+        spans = re.findall(_CODE_SPAN, text)
     calls = []
     for span in spans:
-        for m in _DOIT_CALL.finditer(span):
+        for m in re.finditer(_DOIT_CALL, span):
             calls.append(m.group(1).split())
     return calls
 
@@ -150,12 +151,24 @@ def _shell_ok(code: str, lang: str) -> str:
     return proc.stderr.strip()
 
 
+def task_names() -> list[str]:
+    """Every task name (subtasks included, private ones not), as `doit list --all` shows them:
+    the tasks this doit run loaded (tasks.loader), else those a `doit list` in the root lists
+    (doit run with another loader). Raises RuntimeError when they cannot be listed."""
+    from .loader import loaded_task_names
+
+    names = loaded_task_names()
+    if names is None:
+        return _doit("list", "--all", "--quiet", "--sort", "name").split()
+    return [n for n in names if not n.startswith("_")]
+
+
 def check_docs():
     from doit.exceptions import TaskFailed
 
     root = paths.root()
     try:
-        listed = _doit("list", "--all", "--quiet", "--sort", "name").split()
+        listed = task_names()
     except RuntimeError as e:  # the task list itself cannot be read: say so, as the check's failure
         return TaskFailed(f"docs:check could not list the tasks: {e}")
     known = set(listed) | {n.split(":", 1)[0] for n in listed}
@@ -175,13 +188,13 @@ def check_docs():
                     if name not in known:
                         problems.append(f"{rel}:{n}: `doit {' '.join(args)}` cites task {name!r}, "
                                         "which does not exist (see `doit list --all`)")
-            for target in _LINK.findall(line):
+            for target in re.findall(_LINK, line):
                 if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
                     continue
                 file_part = target.split("#", 1)[0]
                 if file_part and not (path.parent / file_part).exists():
                     problems.append(f"{rel}:{n}: link to {target!r} does not resolve")
-        for m in _FENCE.finditer(text):
+        for m in re.finditer(_FENCE, text):
             lang = m.group(1).lower()
             if lang in _SHELL_LANGS:
                 err = _shell_ok(m.group(2), lang)

@@ -8,12 +8,10 @@ first need listed (and the first item in plan.yaml) wins. networkx draws the pic
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: `doit list` reads a cached order without the plan model
+if TYPE_CHECKING:  # annotations only
     from .plan import Plan
 
 @dataclass(frozen=True)
@@ -158,46 +156,3 @@ def analyse(plan: Plan) -> Analysis:
         for m in plan.milestones
     )
     return Analysis(path, length, passes.waves(), slots, forecasts)
-
-
-# --------------------------------------------------------------------------- cached order
-
-
-def plan_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def task_order(plan: "Plan | Callable[[], Plan]", plan_text: str, cache_file) -> list[str]:
-    """The plan's tasks in critical-path order, cached by plan.yaml's content.
-
-    ``doit list`` calls this on every run, so the plan is loaded (``plan`` may be a function
-    that loads it: it is called only then) and analysed only when plan.yaml changed; the
-    cache is a plain JSON file under build/, written only for a plan that loaded.
-    """
-    from pathlib import Path
-
-    from . import atomic
-
-    digest = plan_digest(plan_text)
-    cache_file = Path(cache_file)
-    try:
-        cached = json.loads(cache_file.read_text())
-        if cached.get("digest") == digest:
-            return list(cached["tasks"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    if callable(plan):
-        plan = plan()
-    analysis = analyse(plan)
-    seen: dict[str, None] = {}
-    for item_id in analysis.order():
-        for t in plan.by_id[item_id].tasks:
-            seen.setdefault(t)
-    for t in plan.tasks():
-        seen.setdefault(t)
-    order = list(seen)
-    try:
-        atomic.write_text(cache_file, json.dumps({"digest": digest, "tasks": order}))
-    except OSError:
-        pass
-    return order

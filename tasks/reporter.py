@@ -17,7 +17,8 @@ import time
 
 from doit.reporter import ConsoleReporter
 
-_OS_ERROR = re.compile(r"^(\w+): \[Errno \d+\] (.+?): '(.*?)'(?: -> '(.*?)')?\s*$")
+#: an OSError's last traceback line (compiled by re when a task fails)
+_OS_ERROR = r"^(\w+): \[Errno \d+\] (.+?): '(.*?)'(?: -> '(.*?)')?\s*$"
 
 
 def os_error_failure(task, fail):
@@ -31,7 +32,7 @@ def os_error_failure(task, fail):
 
     if not isinstance(fail, TaskError) or not fail.traceback:
         return fail
-    m = _OS_ERROR.match(fail.traceback[-1].strip().splitlines()[-1])
+    m = re.match(_OS_ERROR, fail.traceback[-1].strip().splitlines()[-1])
     kind = getattr(builtins, m.group(1), None) if m else None
     if not (isinstance(kind, type) and issubclass(kind, OSError)):
         return fail

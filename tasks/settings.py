@@ -31,8 +31,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import paths
 from .problems import InputError, Problem
@@ -52,9 +52,9 @@ class SettingsError(InputError):
     """deploy.json is not valid; ``str()`` lists every problem with its line."""
 
 
-@dataclass(frozen=True)
-class Environment:
-    """One Tanka environment's deploy properties (``deploy.json`` ``environments.<name>``)."""
+class Environment(NamedTuple):
+    """One Tanka environment's deploy properties (``deploy.json`` ``environments.<name>``).
+    NamedTuples, not frozen dataclasses: those cost every doit start milliseconds to create."""
 
     name: str
     kind: str
@@ -69,15 +69,14 @@ class Environment:
         return self.kind == "local"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     project: str
     namespace: str
     cluster: str
     registry: str
     registry_port: int
     kubernetes_version: str
-    envs: dict = field(default_factory=dict)  # name -> Environment, in deploy.json's order
+    envs: dict  # name -> Environment, in deploy.json's order
 
     @property
     def environments(self) -> tuple[str, ...]:
@@ -250,10 +249,10 @@ def _environments(c: "_Checker", m, namespace: str, cluster: str, on_disk: list[
         c.add(("environments", locals_[1], "kind"), f"environments {', '.join(map(repr, locals_))} are all local: "
               "one environment deploys to the project's k3d cluster", 'make the others "remote", with their "context"')
     if on_disk is not None:
-        import difflib
-
         for name in m:
             if isinstance(name, str) and _DNS_LABEL.match(name) and name not in on_disk:
+                import difflib
+
                 close = difflib.get_close_matches(name, on_disk, n=1)
                 c.add(("environments", name), f"environment {name!r} has no Tanka environment "
                       f"(tanka/environments/{name}/main.jsonnet does not exist)",
@@ -314,14 +313,14 @@ class _Checker:
         self.problems.append(Problem(self.line(path), message, f"write {fix}" if fix.startswith(('"', "{")) else fix))
 
     def keys(self, m: dict, where: tuple, required: tuple, allowed: tuple) -> None:
-        import difflib
-
         what = ".".join(where) or "the top level"
         for k in required:
             if k not in m:
                 self.add(where, f"{what}: {k!r} is missing", f"add {k!r} (see README.md, \"Settings\")")
         for k in m:
             if k not in allowed:
+                import difflib
+
                 close = difflib.get_close_matches(k, allowed, n=1)
                 self.add(where + (k,), f"{what}: unknown key {k!r}",
                          f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}")

@@ -12,15 +12,15 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import paths
 
 
-@dataclass(frozen=True)
-class Tool:
-    """An external command-line tool."""
+class Tool(NamedTuple):
+    """An external command-line tool. (A NamedTuple, not a dataclass: a frozen dataclass costs
+    every doit start several milliseconds to create.)"""
 
     name: str
     version: str                       # the pinned (or minimum) version
@@ -120,7 +120,7 @@ TOOLS: dict[str, Tool] = {
     )
 }
 
-_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+_VERSION_RE = r"v?(\d+)\.(\d+)(?:\.(\d+))?"  # compiled by re on first use
 
 
 def activate() -> None:
@@ -249,7 +249,7 @@ def found_version(tool: Tool) -> str | None:
         proc = subprocess.run([exe, *tool.version_args], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-    m = _VERSION_RE.search(proc.stdout + proc.stderr)
+    m = re.search(_VERSION_RE, proc.stdout + proc.stderr)
     return m.group(0) if m else "unknown"
 
 
@@ -266,7 +266,7 @@ def live_problem(tool: Tool) -> str:
 
 
 def _key(version: str) -> tuple[int, ...]:
-    m = _VERSION_RE.search(version or "")
+    m = re.search(_VERSION_RE, version or "")
     return tuple(int(x or 0) for x in m.groups()) if m else ()
 
 
@@ -282,12 +282,11 @@ def go_tool_dir(tool: Tool) -> Path:
     return paths.root() / "tools" / tool.name
 
 
-@dataclass(frozen=True)
-class InstallResult:
+class InstallResult(NamedTuple):
     tool: str
     ok: bool
     detail: str = ""
-    argv: tuple[str, ...] = field(default_factory=tuple)
+    argv: tuple[str, ...] = ()
 
 
 def go_tools(names=None) -> list[Tool]:

@@ -331,7 +331,9 @@ def task_later():
 
 
 def test_ctrl_c_says_what_was_interrupted_without_a_traceback(mini):
-    """A subprocess: the signal to the process group is the point."""
+    """A subprocess: the signal to the process group is the point. The child starts with
+    SIGINT at its default, as a user's terminal has it: a shell that starts pytest in the
+    background without job control makes it ignored, and an ignored SIGINT is inherited."""
     import signal
     import subprocess
     import sys
@@ -346,7 +348,8 @@ def task_slow():
 ''')
     proc = subprocess.Popen([sys.executable, "-m", "doit", "run", "a", "slow"], cwd=mini,
                             env=mini_env(mini), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not (mini / "started.txt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -665,3 +668,150 @@ def task_many():
         proc.wait(timeout=120)
         assert first, args
         assert "Traceback" not in err and "BrokenPipeError" not in err, (args, err)
+
+
+# --------------------------------------------------------------------------- issue 9: the task loader
+
+def _tasks_of(project: Path, loader_cls=None, argv=("list",), read_source=True) -> tuple[object, list[tuple]]:
+    """The loader pyproject.toml configures for ``project`` (or ``loader_cls``) and what it
+    makes of its dodo.py, as ``doit ARGV`` loads it: each task as (name, doc, dependencies,
+    targets, group, number of actions), in load order. Without ``read_source`` reading a
+    creator's source (inspect.getsourcelines) fails."""
+    import inspect
+    import sys
+    import types
+
+    from doit.cmd_base import get_loader
+    from doit.doit_cmd import DoitMain
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        mp.setenv("PATH", os.environ["PATH"])        # dodo.py puts .tools/bin first
+        mp.setattr(sys, "path", list(sys.path))       # and doit puts the dodo's folder first
+        mp.delitem(sys.modules, "dodo", raising=False)
+        if not read_source:
+            mp.setattr(inspect, "getsourcelines", lambda obj: pytest.fail(f"the source of {obj} was read"))
+        main = DoitMain()
+        loader = get_loader(main.config, loader_cls and loader_cls(), main.get_cmds())
+        loader.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
+        cmd = types.SimpleNamespace(execute_tasks=argv[0] == "run")
+        tasks = loader.load_tasks(cmd, list(argv[1:]))
+        sys.modules.pop("dodo", None)
+    return loader, [(t.name, t.doc, sorted(t.file_dep), list(t.task_dep), list(t.targets), t.subtask_of,
+                     len(t.actions)) for t in tasks]
+
+
+def test_the_project_loader_makes_the_tasks_doit_makes_in_the_same_order():
+    """pyproject.toml's loader (ordering creators by their code objects, no tokenizing) loads
+    the real dodo.py exactly as doit's own DodoTaskLoader does."""
+    from doit.cmd_base import DodoTaskLoader
+
+    from tasks.loader import Loader
+
+    ours, got = _tasks_of(REPO, read_source=False)
+    assert type(ours) is Loader
+    _, want = _tasks_of(REPO, DodoTaskLoader)
+    assert len(got) > 50 and got == want
+
+
+ODD_CREATORS = '''
+
+import functools
+from doit import create_after, task_params
+
+
+def _logged(f):
+    @functools.wraps(f)
+    def wrapper(*a, **kw):
+        return f(*a, **kw)
+    return wrapper
+
+
+@_logged
+def task_wrapped():
+    """A creator under a decorator."""
+    return {"actions": ["true"]}
+
+
+def _group():
+    class Group:  # not in the namespace itself: doit would take the class for a creator too
+        def create_doit_tasks(self):
+            """Tasks of an object."""
+            yield {"basename": "grouped", "name": "one", "actions": ["true"]}
+
+    return Group()
+
+
+group = _group()
+
+
+def task_zzz_first_line_later():
+    """Defined last, named last."""
+    return {"actions": None}
+'''
+
+PARAM_CREATORS = '''
+
+@task_params([{"name": "who", "long": "who", "default": "world"}])
+def task_greet(who):
+    """Say hello."""
+    return {"actions": [f"echo hello {who}"], "verbosity": 2}
+
+
+@create_after(executed="a")
+def task_later_made():
+    """Made after a ran."""
+    return {"actions": ["true"]}
+'''
+
+
+def test_the_loader_orders_decorated_and_object_creators_as_doit_does(mini):
+    from doit.cmd_base import DodoTaskLoader
+
+    (mini / "dodo.py").write_text(MINI_DODO + ODD_CREATORS)
+    _, got = _tasks_of(mini, read_source=False)
+    _, want = _tasks_of(mini, DodoTaskLoader)
+    assert got == want
+    assert [t[0] for t in got] == ["a", "b", "flaky", "needs_tools", "wrapped", "grouped", "grouped:one",
+                                   "zzz_first_line_later"]
+
+
+def test_task_params_and_create_after_still_work_with_the_project_loader(mini):
+    """Such creators hand the load to doit's own loader: nothing doit supports is lost."""
+    from doit.cmd_base import DodoTaskLoader
+
+    (mini / "dodo.py").write_text(MINI_DODO + ODD_CREATORS + PARAM_CREATORS)
+    for argv in (("list",), ("run", "greet", "--who", "Ana")):
+        _, got = _tasks_of(mini, argv=argv)
+        _, want = _tasks_of(mini, DodoTaskLoader, argv=argv)
+        assert got == want
+    proc = run_doit(mini, "greet", "--who", "Ana", env=mini_env(mini), check=True)
+    assert "hello Ana" in proc.stdout
+    proc = run_doit(mini, "a", "later_made", env=mini_env(mini), check=True)
+    assert "ok later_made" in proc.stdout
+
+
+def test_a_task_named_like_a_command_is_refused_by_the_project_loader(mini):
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def task_list():
+    """Clashes with `doit list`."""
+    return {"actions": ["true"]}
+''')
+    proc = run_doit(mini, "a", env=mini_env(mini))
+    assert proc.returncode == 3
+    assert "Task can't be called 'list' because this is a command name" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_run_in_the_tests_loads_with_the_project_loader_like_a_real_run(mini):
+    """doit_here (the tests' in-process doit) uses the loader pyproject.toml configures: the
+    names the loader recorded are the tasks `doit list --all` shows."""
+    from tasks import loader
+
+    proc = run_doit(mini, "list", "--all", "--quiet", "--sort", "definition", env=mini_env(mini), check=True)
+    assert proc.stdout.split() == ["a", "b", "flaky", "needs_tools"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(mini)
+        mp.delenv("RAIBID_DEPLOY_ROOT", raising=False)
+        assert loader.loaded_task_names() == proc.stdout.split()

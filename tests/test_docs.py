@@ -23,6 +23,22 @@ def test_docs_check_passes_on_a_clean_copy(project):
     assert "docs ok" in proc.stdout
 
 
+def test_docs_check_knows_the_tasks_the_run_loaded_else_asks_doit_list(project):
+    """The task names docs:check accepts are what `doit list --all` lists: the tasks the run
+    itself loaded (no second doit process), or, when another loader ran, a `doit list`."""
+    from tasks import docs, loader
+
+    listed = run_doit(project, "list", "--all", "--quiet", "--sort", "name", check=True).stdout.split()
+    assert {"docs:check", "render", "ci"} <= set(listed)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        mp.delenv("RAIBID_DEPLOY_ROOT", raising=False)
+        assert sorted(docs.task_names()) == listed      # recorded by the in-process run above
+        mp.setattr(loader, "_loaded", None)              # as if doit ran with another loader
+        mp.setenv("PYTHONPATH", str(project))
+        assert docs.task_names() == listed
+
+
 @pytest.mark.parametrize("addition, expected", [
     ("Run `doit nosuch:task` to fail.\n", "cites task 'nosuch:task', which does not exist"),
     ("Run `doit nosuch:<env>` to fail.\n", "cites task 'nosuch', which does not exist"),

@@ -2,7 +2,8 @@
 import pytest
 
 from support import REPO
-from tasks.graph import analyse, critical_path, schedule, task_order, waves
+from tasks.cmd_list import task_order
+from tasks.graph import analyse, critical_path, schedule, waves
 from tasks.plan import load, loads
 
 
