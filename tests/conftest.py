@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tasks.settings import environments_on_disk
-from support import FIXTURES, REPO, Shims, copy_project, run_doit, tool_or_fail
+from support import FIXTURES, REPO, Shims, copy_built, copy_project, run_doit, tool_or_fail
 
 # tasks.tools looks for .tools/bin under the project root
 os.environ.setdefault("RAIBID_DEPLOY_ROOT", str(REPO))
@@ -42,9 +42,7 @@ def stack(tmp_path_factory, real_tools) -> Path:
 @pytest.fixture
 def stack_copy(stack, tmp_path) -> Path:
     """A private copy of the rendered project (build/ and .doit.db included)."""
-    dst = tmp_path / "project"
-    shutil.copytree(stack, dst, symlinks=True)
-    return dst
+    return copy_built(stack, tmp_path / "project")
 
 
 @pytest.fixture

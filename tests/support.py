@@ -71,6 +71,14 @@ def copy_project(dst: Path, repo: Path = REPO) -> Path:
     return dst
 
 
+def copy_built(src: Path, dst: Path) -> Path:
+    """Copy a project that doit has worked in (build/, .doit.db, the .tools link kept as a
+    link) to ``dst``: modification times are kept, so doit's record stays valid in the copy
+    (tasks/dbbackend.py stores paths relative to the project)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
 def yaml_docs(text: str) -> list:
     """The non-empty documents of a YAML stream, read safely with libyaml when PyYAML has it
     (renders are large: PyYAML's pure-Python reader takes several times as long)."""

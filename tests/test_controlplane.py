@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import copy_project, env_for, run_doit, tool_or_fail
+from support import copy_built, copy_project, env_for, run_doit, tool_or_fail
 from tanka_fixtures import install_charts
 
 from tasks import controlplane as cpmod
@@ -112,10 +112,8 @@ def test_validate_dry_runs_the_render_server_side(rendered, controlplane):
 
 
 def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendered, controlplane, tmp_path):
-    import shutil
-
     project = tmp_path / "project"
-    shutil.copytree(rendered, project, symlinks=True)
+    copy_built(rendered, project)
     # a ConfigMap key the API server's validation rejects; a JSON schema accepts any string key
     cm = project / "build/manifests/local/v1.ConfigMap-raibid-config.yaml"
     doc = yaml.safe_load(cm.read_text())
@@ -132,10 +130,8 @@ def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendere
 
 
 def test_validate_without_the_control_plane_says_what_it_skipped(rendered, tmp_path):
-    import shutil
-
     project = tmp_path / "project"
-    shutil.copytree(rendered, project, symlinks=True)
+    copy_built(rendered, project)
     # only tk, helm and jb installed: the control plane's binaries are missing
     tools = project / ".tools"
     tools.unlink()
@@ -158,10 +154,8 @@ def test_validate_without_the_control_plane_says_what_it_skipped(rendered, tmp_p
 def test_validate_without_a_running_control_plane_skips_the_dry_run_and_starts_none(rendered, tmp_path):
     """The tools are installed but no control plane runs: validate stays an offline check (no
     API server started per run) and says how to include the dry-run."""
-    import shutil
-
     project = tmp_path / "project"
-    shutil.copytree(rendered, project, symlinks=True)
+    copy_built(rendered, project)
     env = env_for(project)
     env.pop(cpmod.ENV_VAR, None)
     proc = run_doit(project, "validate:local", env=env)

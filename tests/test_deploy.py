@@ -7,14 +7,13 @@ Every kubectl and doit call names the control plane's kubeconfig (KUBECONFIG), n
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from autoscale import NS, rendered, reset
-from support import FIXTURES, env_for, run_doit
+from support import FIXTURES, copy_built, env_for, run_doit
 
 SHIMS = FIXTURES / "shims"
 
@@ -24,8 +23,7 @@ def project(tmp_path_factory, controlplane, stack) -> Path:
     """One project for the module: a copy of the session's ``stack`` (stand-in charts, every
     environment rendered and validated, the server-side dry-run against ``controlplane``
     included)."""
-    p = tmp_path_factory.mktemp("deploy") / "project"
-    shutil.copytree(stack, p, symlinks=True)
+    p = copy_built(stack, tmp_path_factory.mktemp("deploy") / "project")
     # validated again in the copy (doit's record names the files by path), here and not in
     # the first apply's or diff's task_dep: after a reset that would apply the CRDs again
     run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
@@ -171,12 +169,11 @@ def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, co
     assert down.returncode == 0, down.stdout + down.stderr
     assert record(cp) is None
     # the ScaledJob went before its CRD; the CRD and the namespace are being deleted
+    custom = ("ScaledJob", "GitRepository", "Kustomization", "TriggerAuthentication")  # their CRDs are gone
     objects = rendered(project, "local")
-    now = live_all(cp, [o for o in objects if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
-                                                                 "TriggerAuthentication")])
+    now = live_all(cp, [o for o in objects if o["kind"] not in custom])
     for o in objects:
-        got = now[key(o)] if o["kind"] not in ("ScaledJob", "GitRepository", "Kustomization",
-                                               "TriggerAuthentication") else None
+        got = now.get(key(o))
         assert got is None or got["metadata"].get("deletionTimestamp"), f"{o['kind']}/{o['metadata']['name']}"
     assert cp.kubectl("get", "nodes", "-o", "name", check=True).stdout.strip()  # the cluster keeps running
     # and the next apply deploys again once the namespace is gone

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import REPO, copy_project, env_for, run_doit, tracked_files, yaml_docs
+from support import REPO, copy_built, copy_project, env_for, run_doit, tracked_files, yaml_docs
 from tanka_fixtures import install_charts, kubectl_shim
 
 from tasks.settings import environments_on_disk
@@ -382,7 +382,7 @@ def test_a_copied_project_with_its_own_tools_keeps_its_renders(stack_copy, tmp_p
     with_tools(stack_copy, tk=f"exec '{real_tk}' \"$@\"\n")
     assert executed(run_doit(stack_copy, "render:local", check=True)) == ["render:local"]  # another tk
     copy = tmp_path / "copy"
-    shutil.copytree(stack_copy, copy, symlinks=True)
+    copy_built(stack_copy, copy)
     again = run_doit(copy, "render:local", check=True)
     assert executed(again) == [], again.stdout
 

@@ -8,12 +8,11 @@ of a project brought up once per module (``upped``: the session's rendered stack
 rendered stack (``rendered``); the preflight tests from a fresh checkout (``fresh``)."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
-from support import FIXTURES, Shims, env_for, run_doit, tool_or_fail
+from support import FIXTURES, Shims, copy_built, env_for, run_doit, tool_or_fail
 from tanka_fixtures import install_charts, kubectl_shim
 
 SHIMS = FIXTURES / "shims"
@@ -45,8 +44,7 @@ def rendered(stack_copy, shims):
 def brought_up(stack, tmp_path_factory):
     """The session's stack, copied and brought up once (`doit up` against the shims)."""
     base = tmp_path_factory.mktemp("up")
-    project = base / "project"
-    shutil.copytree(stack, project, symlinks=True)
+    project = copy_built(stack, base / "project")
     shims = add_shims(Shims(base / "shims"))
     r = up(project, shims)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -57,7 +55,7 @@ def brought_up(stack, tmp_path_factory):
 def upped(brought_up, tmp_path):
     """A private copy of a project that `doit up` brought up, and of its shims (the state of
     the cluster they model), with an empty call log."""
-    shutil.copytree(brought_up, tmp_path / "up", symlinks=True)
+    copy_built(brought_up, tmp_path / "up")
     shims = Shims(tmp_path / "up" / "shims")
     shims.clear()
     return tmp_path / "up" / "project", shims
