@@ -33,6 +33,16 @@ from . import atomic
 ROOT_MARK = "<root>/"
 #: doit's key holding the list of a task's file dependencies (dependency.py, save_success)
 DEPS_KEY = "deps:"
+_MISSING = object()
+
+
+def _plain(value):
+    """``value`` as JSON gives it back (tuples are lists), to compare a new value with a stored one."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class AtomicJsonDB(JsonDB):
@@ -101,10 +111,15 @@ class AtomicJsonDB(JsonDB):
         return value
 
     def set(self, task_id, dependency, value):
-        self._dirty = True
+        """Store ``value``; the file is written at the end only when a value changed (doit
+        saves every task it ran, a group task of a no-op run too, with the same values)."""
         if dependency == DEPS_KEY and isinstance(value, (list, tuple)):
             value = [self._stored(p) for p in value]
-        super().set(task_id, self._stored(dependency), value)
+        key = self._stored(dependency)
+        old = self._db.get(task_id, {}).get(key, _MISSING)
+        if old is _MISSING or _plain(old) != _plain(value):
+            self._dirty = True
+        super().set(task_id, key, value)
 
     def remove(self, task_id):
         if task_id in self._db:

@@ -84,3 +84,20 @@ def test_a_database_with_absolute_paths_still_works(mini, tmp_path):
     assert run(copy) == []
     db = json.loads((copy / ".doit.db").read_text())
     assert sorted(db["absolute"]["deps:"]) == ["<root>/in.txt", "<root>/sub/two.txt"]
+
+
+def test_a_run_that_changes_nothing_leaves_the_database_alone(mini):
+    """A group task (no actions) runs on every doit, and doit saves it with the same values:
+    the database is not rewritten for that (a no-op writes nothing, and fsyncs nothing)."""
+    (mini / "dodo.py").write_text(DODO + '\ndef task_all():\n    return {"actions": None, '
+                                  '"task_dep": ["absolute", "relative"]}\n')
+    assert run(mini) == ["absolute", "relative"]
+    db = mini / ".doit.db"
+    before = db.stat()
+    assert run(mini) == []
+    after = db.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    (mini / "in.txt").write_text("changed\n")  # a changed input is saved again
+    assert run(mini) == ["absolute", "relative"]
+    assert db.stat().st_mtime_ns != before.st_mtime_ns
+    assert json.loads(db.read_text())["relative"]["in.txt"]
