@@ -24,21 +24,20 @@ def pinned_charts() -> dict[str, str]:
     :class:`ChartfileError`, naming the file, when it cannot be read)."""
     from .statcache import load_yaml
 
-    f = paths.rel(chartfile())
     try:
         data = load_yaml(chartfile()) or {}
     except OSError as e:
-        raise ChartfileError(f"{f} cannot be read: {e.strerror or e}") from None
+        raise ChartfileError(f"{paths.rel(chartfile())} cannot be read: {e.strerror or e}") from None
     except ValueError as e:  # not YAML
-        raise ChartfileError(f"{f} cannot be read: {e}") from None
+        raise ChartfileError(f"{paths.rel(chartfile())} cannot be read: {e}") from None
     requires = data.get("requires") if isinstance(data, dict) else None
     if not isinstance(requires, list):
-        raise ChartfileError(f"{f}: `requires` must be a list of charts (chart, version)")
+        raise ChartfileError(f"{paths.rel(chartfile())}: `requires` must be a list of charts (chart, version)")
     pins = {}
     for n, r in enumerate(requires, 1):
         if not (isinstance(r, dict) and isinstance(r.get("chart"), str) and "/" in r["chart"]
                 and r.get("version") is not None):
-            raise ChartfileError(f"{f}: requires entry {n} needs `chart: <repo>/<name>` and `version`")
+            raise ChartfileError(f"{paths.rel(chartfile())}: requires entry {n} needs `chart: <repo>/<name>` and `version`")
         pins[r.get("directory") or r["chart"].split("/", 1)[1]] = str(r["version"])
     return pins
 

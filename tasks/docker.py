@@ -19,7 +19,7 @@ import shlex
 import stat
 import subprocess
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 from . import atomic, core, paths, tools
@@ -285,8 +285,7 @@ def _file_sha(path: Path) -> str:
         return "-"
 
 
-@dataclass(frozen=True)
-class ImageInputs:
+class ImageInputs(NamedTuple):
     """Everything a build of one image depends on, and the tag derived from it."""
 
     name: str

@@ -2,11 +2,12 @@
 (and column, for a character) and the fix. All are reported at once, never as a traceback."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
+    """One problem: its line (0: the whole file), what is wrong and how to fix it."""
+
     line: int
     message: str
     fix: str = ""

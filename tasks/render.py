@@ -127,17 +127,16 @@ class RenderUptodate:
         if charts_now != charts_then:
             added, removed = sorted(charts_now - charts_then), sorted(charts_then - charts_now)
             return (f"chart file {added[0]} was added" if added else f"chart file {removed[0]} was removed")
-        root = paths.root()
         for rel, (mtime_ns, size, sha) in files.items():
-            f = root / rel
+            f = base + rel  # a string, no Path: every doit start checks each file of each render
             try:
-                st = f.stat()
+                st = os.stat(f)
             except OSError:
                 return f"{rel} is missing"
             if (st.st_mtime_ns, st.st_size) == (mtime_ns, size):
                 continue
             try:
-                if st.st_size != size or hashlib.sha256(f.read_bytes()).hexdigest() != sha:
+                if st.st_size != size or hashlib.sha256(Path(f).read_bytes()).hexdigest() != sha:
                     return f"{rel} changed"
             except OSError:
                 return f"{rel} cannot be read"

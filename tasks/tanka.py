@@ -40,14 +40,34 @@ def digest_file(env: str) -> Path:
 
 
 def files_under(*dirs: Path, suffixes: tuple[str, ...] = ()) -> list[str]:
-    out = []
+    """Every file under ``dirs`` (with one of ``suffixes``, when given), sorted by name in each
+    directory, a directory's files before its subdirectories (os.walk's order). Hidden
+    directories are skipped; symbolic links to directories are not followed. Up-to-date
+    checks call this on every run: one ``scandir`` per directory, no Path objects."""
+    out: list[str] = []
+
+    def walk(d: str) -> None:
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        subdirs = []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                continue
+            if not is_dir:
+                if not suffixes or e.name.endswith(suffixes):
+                    out.append(e.path)
+            elif not e.name.startswith(".") and not e.is_symlink():
+                subdirs.append(e.path)
+        for s in subdirs:
+            walk(s)
+
     for d in dirs:
-        if not d.is_dir():
-            continue
-        for base, subdirs, files in os.walk(d):
-            subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
-            out.extend(str(Path(base) / f) for f in sorted(files)
-                       if not suffixes or f.endswith(suffixes))
+        walk(str(d))
     return out
 
 

@@ -34,3 +34,20 @@ def test_a_new_library_test_suite_runs_with_no_other_edit(project, monkeypatch):
     suite.write_text(SUITE % "2")
     proc = run_doit(project, "libtest:foo")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_files_under_lists_a_tree_in_walk_order_without_hidden_or_linked_directories(tmp_path):
+    from tasks.tanka import files_under
+
+    for rel in ("b.libsonnet", "a.jsonnet", "z/inner.jsonnet", "c/deeper/x.jsonnet", "c/y.txt",
+                ".git/skip.jsonnet", "c/.hidden/skip.jsonnet", ".visible-file.jsonnet"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}\n")
+    (tmp_path / "link").symlink_to(tmp_path / "z", target_is_directory=True)
+    (tmp_path / "file-link.jsonnet").symlink_to(tmp_path / "a.jsonnet")
+    got = [p[len(str(tmp_path)) + 1:] for p in files_under(tmp_path, tmp_path / "missing")]
+    assert got == [".visible-file.jsonnet", "a.jsonnet", "b.libsonnet", "file-link.jsonnet",
+                   "c/y.txt", "c/deeper/x.jsonnet", "z/inner.jsonnet"]
+    only = [p[len(str(tmp_path)) + 1:] for p in files_under(tmp_path / "c", suffixes=(".jsonnet",))]
+    assert only == ["c/deeper/x.jsonnet"]
+    assert files_under(tmp_path / "a.jsonnet") == []  # a file is not a directory to list
