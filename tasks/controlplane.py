@@ -63,10 +63,24 @@ def kwok_stages() -> Path:
     return paths.root() / "tools" / "kwok" / "stages.yaml"
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports. Every socket stays bound until all have their
+    port: a port asked for, closed and asked for again can come back, and two components
+    given one port fail (the second cannot listen) while a health check of that port is
+    answered by the first."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.socket())
+            socks[-1].bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _start_time(pid: int) -> str | None:
@@ -220,14 +234,23 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return ctx
 
+    def require_alive(self, name: str | None = None) -> None:
+        """Raise :class:`ControlPlaneError` naming a process (``name``, or any recorded one)
+        that has exited, with the end of its log."""
+        for p in self.processes():
+            if (name is None or p["name"] == name) and not self.alive(p["name"]):
+                n = p["name"]
+                raise ControlPlaneError(f"{n} exited while starting; its log "
+                                        f"({self.dir / 'logs' / (n + '.log')}) ends:\n{self.log_tail(n)}")
+        if name is not None and not any(p["name"] == name for p in self.processes()):
+            raise ControlPlaneError(f"{name} was not started")
+
     def wait_http(self, name: str, url: str, timeout: float, context: ssl.SSLContext | None = None) -> None:
         """Poll ``url`` until it answers 200; fail with the process's log if it died or timed out."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            if not self.alive(name):
-                raise ControlPlaneError(f"{name} exited while starting; its log "
-                                        f"({self.dir / 'logs' / (name + '.log')}) ends:\n{self.log_tail(name)}")
+            self.require_alive(name)
             last = _answer(url, context, 2)
             if not last:
                 return
@@ -334,7 +357,8 @@ def start(directory: Path | None = None, contexts=(DEFAULT_CONTEXT,), fake_node:
     for sub in ("etcd", "kubecache"):  # a fresh, empty cluster
         shutil.rmtree(cp.dir / sub, ignore_errors=True)
     started = time.monotonic()
-    ports = {n: free_port() for n in ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler")}
+    names = ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler")
+    ports = dict(zip(names, free_ports(len(names))))
     # the kubectl it starts with serves it for its life, whatever a later PATH holds
     cp._save({"processes": [], "ports": ports, "contexts": contexts,
               "kubectl": tools.which("kubectl") or "kubectl"})
@@ -344,6 +368,7 @@ def start(directory: Path | None = None, contexts=(DEFAULT_CONTEXT,), fake_node:
         _start_components(cp, ports, timeout)
         if fake_node:
             add_fake_node(cp, timeout)
+        cp.require_alive()  # each component still runs (one that could not listen exits at once)
     except BaseException:
         cp.stop()
         raise
@@ -461,7 +486,7 @@ def start_keda(cp: ControlPlane, namespace: str, timeout: float = 90) -> None:
     for src, dst in (("ca.crt", "ca.crt"), ("server.crt", "tls.crt"), ("server.key", "tls.key")):
         (certs / dst).write_bytes((cp.pki / src).read_bytes())
         (certs / dst).chmod(0o600)
-    health, metrics, grpc = free_port(), free_port(), free_port()
+    health, metrics, grpc = free_ports(3)
     cp.spawn("keda-operator", [
         tools.which("keda-operator"), "--leader-elect=false", f"--metrics-bind-address=127.0.0.1:{metrics}",
         f"--health-probe-bind-address=127.0.0.1:{health}", f"--metrics-service-bind-address=127.0.0.1:{grpc}",

@@ -140,6 +140,7 @@ class _Located(Exception):
 
 #: no plan needs more than a handful of levels; deeper input is an attack or an accident
 MAX_DEPTH = 100
+NESTING_FIX = "a plan needs a few levels: check the brackets and `-` on this line"
 _NO_KEY = object()
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -237,8 +238,7 @@ def _build(text: str) -> Any:
                 add(value, line)
             elif kind is ev.MappingStartEvent or kind is ev.SequenceStartEvent:
                 if len(stack) >= MAX_DEPTH:
-                    raise _Located(e.start_mark, f"nested more than {MAX_DEPTH} levels deep",
-                                   "a plan needs a few levels: check the brackets and `-` on this line")
+                    raise _Located(e.start_mark, f"nested more than {MAX_DEPTH} levels deep", NESTING_FIX)
                 is_map = kind is ev.MappingStartEvent
                 if e.tag not in (None, "!", "tag:yaml.org,2002:map" if is_map else "tag:yaml.org,2002:seq"):
                     raise _Located(e.start_mark, f"the tag {e.tag} is not supported in a plan",
@@ -319,6 +319,9 @@ def _parse(text: str, source: str) -> Any:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 0)
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
+        if "nesting depth" in what:  # PyYAML >= 6.0.4's scanner limit, met before the parser's depth check
+            raise PlanError(source, [Problem(line, f"nested more than {MAX_DEPTH} levels deep", NESTING_FIX,
+                                             col)]) from None
         raise PlanError(source, [Problem(line, f"YAML syntax error: {what}",
                                          "check indentation, colons and quotes on this line", col)]) from None
     except yaml.reader.ReaderError as e:

@@ -163,3 +163,21 @@ def test_validate_without_a_running_control_plane_skips_the_dry_run_and_starts_n
     assert proc.returncode == 0, out
     assert "server-side dry-run skipped: no control plane is running (`doit controlplane:start`" in out
     assert not any(p.name.startswith("controlplane") for p in (project / "build").iterdir())
+
+
+def test_components_get_distinct_ports_and_a_component_that_exited_is_named(tmp_path):
+    """Ports are chosen all at once (a CI run once gave the API server's port to the
+    controller manager too: it could not listen, and its health check was answered by the
+    API server); a component that exits while the control plane starts is named with its log."""
+    from tasks.controlplane import ControlPlane, ControlPlaneError, free_ports
+
+    ports = free_ports(200)
+    assert len(set(ports)) == 200
+    cp = ControlPlane(tmp_path / "cp")
+    cp.spawn("quitter", ["sh", "-c", "echo cannot listen; exit 1"])
+    deadline = time.monotonic() + 10
+    while cp.alive("quitter") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(ControlPlaneError, match=r"quitter exited while starting(.|\n)*cannot listen"):
+        cp.require_alive()
+    cp.stop()
