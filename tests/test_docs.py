@@ -103,10 +103,14 @@ def test_workflow_runs_the_same_steps_as_ci_run(project):
 
     wf = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     steps = " ".join(s.get("run", "") for s in wf["jobs"]["test"]["steps"])
-    for cmd in ("pip install -e '.[test]'", "doit tools", "doit doctor", "doit", "pytest"):
+    # `doit tools all`: the control plane too, which the tests need with RAIBID_REQUIRE_TOOLS=1
+    for cmd in ("pip install -e '.[test]'", "doit tools all", "doit doctor", "doit", "pytest"):
         assert cmd in steps
+    assert "RAIBID_REQUIRE_TOOLS" in wf["jobs"]["test"]["env"]
+    apt = next(s["run"] for s in wf["jobs"]["test"]["steps"] if "apt-get install" in s.get("run", ""))
+    assert "etcd-server" in apt and "redis-server" in apt
     ci_run = (project / ".ci" / "run").read_text()
-    for cmd in ("pip install -q --disable-pip-version-check -e '.[test]'", "doit tools", "doit doctor",
+    for cmd in ("pip install -q --disable-pip-version-check -e '.[test]'", "doit tools all", "doit doctor",
                 "pytest"):
         assert cmd in ci_run
     assert wf["jobs"]["tanka"]["if"] == "needs.changes.outputs.tanka == 'true'"
