@@ -83,16 +83,24 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), None when gone."""
+def _start_time(pid: int, zombie: bool = False) -> str | None:
+    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), None when gone, or a
+    zombie (an exited child not yet collected), unless ``zombie``: what :meth:`ControlPlane.spawn`
+    records, so a process that exits at once (a port it cannot listen on) is recorded by its
+    start time and then seen as exited, never as alive."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie child is gone for our purposes
+    if fields[0] == "Z" and not zombie:  # a zombie child is gone for our purposes
         return None
     return fields[19]
+
+
+def _running(p: dict) -> bool:
+    """The recorded process ``p`` still runs (same pid and start time, not a zombie)."""
+    return p.get("start") is not None and _start_time(p["pid"]) == p["start"]
 
 
 def rss_kib(pid: int) -> int:
@@ -171,7 +179,7 @@ class ControlPlane:
 
     def alive(self, name: str | None = None) -> bool:
         procs = [p for p in self.processes() if name is None or p["name"] == name]
-        return bool(procs) and all(_start_time(p["pid"]) == p["start"] for p in procs)
+        return bool(procs) and all(_running(p) for p in procs)
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> int:
         """Start ``argv`` in a session of its own (so a Ctrl-C of doit leaves it alone),
@@ -186,7 +194,7 @@ class ControlPlane:
                                     env=penv, cwd=self.dir, start_new_session=True)
         state = self.state()
         state.setdefault("processes", []).append(
-            {"name": name, "pid": proc.pid, "start": _start_time(proc.pid), "argv0": argv[0]})
+            {"name": name, "pid": proc.pid, "start": _start_time(proc.pid, zombie=True), "argv0": argv[0]})
         self._save(state)
         return proc.pid
 
@@ -198,8 +206,7 @@ class ControlPlane:
         return "\n".join(text.splitlines()[-lines:])
 
     def rss_mib(self) -> dict[str, float]:
-        return {p["name"]: rss_kib(p["pid"]) / 1024 for p in self.processes()
-                if _start_time(p["pid"]) == p["start"]}
+        return {p["name"]: rss_kib(p["pid"]) / 1024 for p in self.processes() if _running(p)}
 
     def stop(self, names=None, timeout: float = 15) -> list[str]:
         """Stop the recorded processes (all, or those in ``names``), newest first: SIGTERM,
@@ -209,19 +216,21 @@ class ControlPlane:
         chosen = [p for p in procs if names is None or p["name"] in names]
         stopped = []
         for p in reversed(chosen):
-            if _start_time(p["pid"]) == p["start"]:
-                try:
-                    os.kill(p["pid"], signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                deadline = time.monotonic() + timeout
-                while _start_time(p["pid"]) == p["start"] and time.monotonic() < deadline:
-                    _reap(p["pid"])
-                    time.sleep(0.1)
-                if _start_time(p["pid"]) == p["start"]:
-                    os.kill(p["pid"], signal.SIGKILL)
-                    _reap(p["pid"], block=True)
-                stopped.append(p["name"])
+            if not _running(p):
+                _reap(p["pid"])  # it exited: collect it if it is our child
+                continue
+            try:
+                os.kill(p["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while _running(p) and time.monotonic() < deadline:
+                _reap(p["pid"])
+                time.sleep(0.1)
+            if _running(p):
+                os.kill(p["pid"], signal.SIGKILL)
+                _reap(p["pid"], block=True)
+            stopped.append(p["name"])
         state["processes"] = [p for p in procs if p not in chosen]
         self._save(state)
         return stopped

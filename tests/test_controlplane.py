@@ -180,4 +180,17 @@ def test_components_get_distinct_ports_and_a_component_that_exited_is_named(tmp_
         time.sleep(0.05)
     with pytest.raises(ControlPlaneError, match=r"quitter exited while starting(.|\n)*cannot listen"):
         cp.require_alive()
+    pid = cp.processes()[0]["pid"]
+    cp.stop()
+    assert not Path(f"/proc/{pid}").exists()  # collected, no zombie left
+
+    # a process that exits at once is usually gone (a zombie, or collected) before spawn()
+    # records it: it is not taken for a running one
+    for n in range(5):
+        cp.spawn(f"instant{n}", ["true"])
+        pid = cp.processes()[-1]["pid"]
+        deadline = time.monotonic() + 10
+        while cpmod._start_time(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not cp.alive(f"instant{n}")
     cp.stop()
