@@ -454,6 +454,30 @@ exec '{real_tk}' "$@"
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # stale temps swept
 
 
+def test_a_render_never_sweeps_what_a_render_of_another_environment_is_writing(stack_copy, monkeypatch):
+    """Renders run at once (a parallel run, two doit processes): each sweeps only the
+    leftovers of its own environment, so another's output is never cut short while tk
+    writes it (which would leave a half-written render that is trusted)."""
+    from tasks import render, tools
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
+    monkeypatch.chdir(stack_copy)
+    tools.activate()
+    base = stack_copy / "build/manifests"
+    writing = base / ".staging.k2j4x9_q.tmp"  # render:staging's output while tk writes it
+    writing.mkdir()
+    (writing / "v1.Namespace-raibid-system.yaml").write_text("kind: Namespace\n")
+    for name in (".staging.sha256.a1b2c3d4.tmp", ".local.x.a1b2c3d4.tmp"):
+        (base / name).write_text("partial\n")
+    stale = base / ".local.deadbeef.tmp"  # a killed render:local's
+    stale.mkdir()
+    assert render.render("local") is None
+    assert (writing / "v1.Namespace-raibid-system.yaml").is_file()
+    assert (base / ".staging.sha256.a1b2c3d4.tmp").is_file() and (base / ".local.x.a1b2c3d4.tmp").is_file()
+    assert not stale.exists()
+
+
 @pytest.mark.parametrize("writes_done", [0, 1])
 def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again(
         stack_copy, monkeypatch, writes_done):
