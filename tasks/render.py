@@ -219,6 +219,18 @@ def output_refused(env: str) -> str | None:
     return None
 
 
+#: Go's garbage collector for `tk export` and the helm it runs (unless GOGC is set): a short
+#: run whose heap only grows; collecting at 5x the live heap instead of 2x takes a fifth
+#: of its CPU time (1.28 -> 1.02 s for the local environment of the stand-in charts)
+EXPORT_GOGC = "400"
+
+
+def export_env() -> dict:
+    """The environment of `tk export`: this process's, with :data:`EXPORT_GOGC` when the
+    user set no GOGC of their own."""
+    return {"GOGC": EXPORT_GOGC, **os.environ}
+
+
 class _ExportFailed(Exception):
     """Aborts :func:`atomic.replace_dir` inside :func:`render` (the previous output stays)."""
 
@@ -276,7 +288,7 @@ def _render_locked(env: str) -> TaskFailed | None:
                 ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
                  "--log-level", "warn"],
                 cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                preexec_fn=atomic.child_setup(umask=0o077))
+                env=export_env(), preexec_fn=atomic.child_setup(umask=0o077))
             if proc.returncode != 0:
                 raise _ExportFailed(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
             digest = dir_digest(tmp)
