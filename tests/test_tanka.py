@@ -504,6 +504,33 @@ def test_a_render_never_sweeps_what_a_render_of_another_environment_is_writing(s
     assert not stale.exists()
 
 
+def test_two_renders_of_one_environment_take_turns(stack_copy, monkeypatch):
+    """A second render of an environment (another doit process) waits for the first: it
+    would otherwise sweep the first one's output as stale while tk writes it."""
+    import threading
+
+    from tasks import atomic, render, tools
+    from tasks.tanka import env_dir
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
+    monkeypatch.chdir(stack_copy)
+    tools.activate()
+    base = stack_copy / "build/manifests"
+    writing = base / ".local.k2j4x9_q.tmp"  # the first render's output while tk writes it
+    result = []
+    with atomic.locked(env_dir("local")):   # the first render holds its environment
+        writing.mkdir()
+        second = threading.Thread(target=lambda: result.append(render.render("local")), daemon=True)
+        second.start()
+        second.join(timeout=2)
+        assert second.is_alive() and writing.is_dir()   # waiting, and nothing swept
+        assert not [p for p in base.iterdir() if p.name.startswith(".local.") and p != writing]
+        writing.rmdir()   # the first render is done with it
+    second.join(timeout=120)
+    assert result == [None]
+
+
 @pytest.mark.parametrize("writes_done", [0, 1])
 def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again(
         stack_copy, monkeypatch, writes_done):
