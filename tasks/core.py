@@ -4,6 +4,8 @@ from __future__ import annotations
 #: Offline checks the default task runs. Each workstream module registers its own
 #: with :func:`offline_check` when it is imported by dodo.py.
 CI_CHECKS: list[str] = []
+#: the most worker processes of a parallel default run
+MAX_WORKERS = 4
 
 
 def offline_check(*names: str) -> None:
@@ -11,6 +13,32 @@ def offline_check(*names: str) -> None:
     for n in names:
         if n not in CI_CHECKS:
             CI_CHECKS.append(n)
+
+
+def parallel_default(params, pos_args) -> None:
+    """Make the default run (``doit`` with no task named: the offline checks, none of them
+    interactive) a parallel one, one worker process per core (at most :data:`MAX_WORKERS`),
+    by setting ``num_process`` and ``par_type`` in doit's run ``params``.
+
+    Left as they are: a run of named tasks (``dev`` runs ``tilt up``, which reads the
+    terminal: a worker process's stdin is /dev/null), ``-n``/``-P`` given on the command
+    line or a ``num_process`` in the configuration, a command without these options, a
+    single core, and a platform whose worker processes are not forked (they would have to
+    pickle every task). Called by the task loader (tasks/loader.py) once the run's
+    options and task names are known."""
+    if pos_args or "num_process" not in params or params.get("num_process"):
+        return
+    if {"num_process", "par_type"} & set(getattr(params, "_non_default_keys", ())):
+        return
+    import multiprocessing
+    import os
+
+    if multiprocessing.get_start_method() != "fork":  # doit's workers use the default method
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1:
+        params["num_process"] = min(cores, MAX_WORKERS)
+        params["par_type"] = "process"
 
 
 def skip_action(message: str):

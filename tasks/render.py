@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +24,7 @@ from doit.exceptions import TaskFailed
 from . import atomic, core, paths, tools
 from .charts import chart_files
 from .kube import is_local
-from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir
+from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir, tk_env
 
 #: parameters of `tk export`; changing them re-renders
 EXPORT_FORMAT = "{{.apiVersion}}.{{.kind}}-{{or .metadata.name .metadata.generateName}}"
@@ -155,7 +157,7 @@ def tk_imports(env: str) -> list[str] | TaskFailed:
     gets a throwaway one, so the command works anywhere.
     """
     main = env_dir(env) / "main.jsonnet"
-    env_vars = dict(os.environ)
+    env_vars = tk_env()
     with tempfile.TemporaryDirectory(prefix="tk-imports-") as tmp:
         try:
             probe = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths.tanka(),
@@ -229,8 +231,37 @@ def render(env: str) -> TaskFailed | None:
     refused = output_refused(env)
     if refused:
         return TaskFailed(refused)
+    # one render of an environment at a time (another doit process, a parallel run): its
+    # leftovers are swept under the lock, so only a dead render's are, and never another
+    # environment's temporary output while that render writes it
+    with atomic.locked(env_dir(env)):
+        _sweep_own_temps(env)
+        return _render_locked(env)
+
+
+def _own_temps(env: str) -> list[Path]:
+    """What a killed render:<env> leaves in build/manifests/: the temporary output directory
+    (``.<env>.XXXXXXXX.tmp``), the previous output being replaced (``.<env>.old.<pid>``) and
+    the temporary digest and depfile (``.<env>.sha256.XXXXXXXX.tmp``...), nothing of another
+    environment (``.<env>.x.XXXXXXXX.tmp`` is environment ``<env>.x``'s)."""
+    base = manifests_dir(env).parent
+    if not base.is_dir():
+        return []
+    names = "|".join(re.escape(p.name[len(env) + 1:]) + r"\." for p in (digest_file(env), depfile(env)))
+    own = re.compile(rf"\.{re.escape(env)}\.(?:(?:{names})?\w{{8}}\.tmp|old\.\d+)")
+    return [p for p in base.iterdir() if own.fullmatch(p.name)]
+
+
+def _sweep_own_temps(env: str) -> None:
+    for p in _own_temps(env):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _render_locked(env: str) -> TaskFailed | None:
     out = manifests_dir(env)
-    atomic.sweep_stale_temps(out.parent)
     # the inputs are recorded as they are before the export: a file edited while tk runs
     # makes the next run render again
     imports = tk_imports(env)
@@ -244,7 +275,7 @@ def render(env: str) -> TaskFailed | None:
                 ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
                  "--log-level", "warn"],
                 cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                preexec_fn=atomic.child_setup(umask=0o077))
+                env=tk_env(), preexec_fn=atomic.child_setup(umask=0o077))
             if proc.returncode != 0:
                 raise _ExportFailed(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
             digest = dir_digest(tmp)

@@ -53,7 +53,7 @@ class RichReporter(ConsoleReporter):
         self.failed: list[str] = []
         self.not_checked: list[str] = []     # ran, but only to say why it was skipped
         self._skipped: list[str] = []
-        self.running: str | None = None   # the task whose actions are under way
+        self.running: dict[str, None] = {}   # the tasks whose actions are under way, in start order
         self.t0 = time.perf_counter()
         _quiet_interrupts()
 
@@ -86,7 +86,8 @@ class RichReporter(ConsoleReporter):
 
     def execute_task(self, task):
         self.started[task.name] = time.perf_counter()
-        self.running = task.name if task.actions else None
+        if task.actions:  # a parallel run (doit -n N) has several under way
+            self.running[task.name] = None
         if task.actions and self._visible(task):
             self._flush_skipped()
             self.say((">", "bold cyan"), f" {task.title()}")
@@ -94,7 +95,7 @@ class RichReporter(ConsoleReporter):
                 self.say((f"  because {why}", "dim"))
 
     def add_success(self, task):
-        self.running = None
+        self.running.pop(task.name, None)
         if task.name in self.started and task.actions:
             took = time.perf_counter() - self.started[task.name]
             self.executed.append((task.name, took))
@@ -106,7 +107,7 @@ class RichReporter(ConsoleReporter):
                 self.say(word, f" {task.name} ", (f"{took:.2f}s", "dim"))
 
     def add_failure(self, task, fail):
-        self.running = None
+        self.running.pop(task.name, None)
         self._flush_skipped()
         self.failed.append(task.name)
         fail = os_error_failure(task, fail)
@@ -139,10 +140,11 @@ class RichReporter(ConsoleReporter):
             self.say(("Execution aborted.", "bold red"))
             self.write("\n".join(self.runtime_errors) + "\n")
         wall = time.perf_counter() - self.t0
-        if self.running:  # complete_run without the task's end: the run was interrupted
+        if self.running:  # complete_run without a task's end: the run was interrupted
             self._flush_skipped()
-            self.say(("interrupted", "bold red"), f" during {self.running}: its outputs were not "
-                     f"updated, and it runs again next time ({wall:.2f}s)")
+            names, one = ", ".join(self.running), len(self.running) == 1
+            self.say(("interrupted", "bold red"), f" during {names}: {'its' if one else 'their'} outputs "
+                     f"were not updated, and {'it runs' if one else 'they run'} again next time ({wall:.2f}s)")
             return
         ran = len(self.executed)
         if ran or self.failed:

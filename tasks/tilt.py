@@ -69,11 +69,19 @@ def tiltfile_result(env: str, context: str | None = None, kube_context: str | No
                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
+#: a document marker of a YAML stream, and a CustomResourceDefinition's top-level kind
+_DOC_MARKER = re.compile(r"^---[ \t]*$", re.M)
+_CRD_KIND = re.compile(r"^kind:[ \t]*['\"]?CustomResourceDefinition['\"]?[ \t]*$", re.M)
+
+
 def _objects(text: str) -> list[dict]:
-    """The objects of a YAML stream (the CRDs are large: manifests' libyaml loader)."""
+    """The objects of a YAML stream, but CustomResourceDefinitions: none of the checks looks
+    at a CRD (not a workload, no pod, no image), and they are most of the text (skipped
+    unparsed, by their top-level ``kind``; the rest through manifests' libyaml loader)."""
     from .manifests import yaml_docs
 
-    return [o for o in yaml_docs(text or "") if o]
+    return [o for doc in _DOC_MARKER.split(text or "") if not _CRD_KIND.search(doc)
+            for o in yaml_docs(doc) if o]
 
 
 def problems(result: dict, context: str) -> list[str]:
@@ -82,9 +90,10 @@ def problems(result: dict, context: str) -> list[str]:
 
     probs: list[str] = []
     manifests = {m["Name"]: m for m in result.get("Manifests") or []}
+    # each resource's objects, parsed once (the CRDs make most of the text)
+    objects_of = {name: _objects((m.get("DeployTarget") or {}).get("yaml")) for name, m in manifests.items()}
     # every workload is a resource of its own, labelled (never lost in "uncategorized")
-    loose = manifests.get("uncategorized", {}).get("DeployTarget") or {}
-    for o in _objects(loose.get("yaml")):
+    for o in objects_of.get("uncategorized", []):
         if o.get("kind") in WORKLOAD_KINDS | {"ScaledJob"}:
             probs.append(f"{o['kind']} {o['metadata']['name']} is in no resource (k8s_resource/k8s_kind)")
     for name, m in manifests.items():
@@ -97,7 +106,7 @@ def problems(result: dict, context: str) -> list[str]:
     seen: dict[int, str] = {}
     for name, m in manifests.items():
         dt = m.get("DeployTarget") or {}
-        declared = {p.get("containerPort") for o in _objects(dt.get("yaml"))
+        declared = {p.get("containerPort") for o in objects_of[name]
                     for c in (pod_spec(o) or {}).get("containers") or [] for p in c.get("ports") or []}
         for f in (dt.get("portForwardTemplateSpec") or {}).get("forwards") or []:
             port = f.get("localPort")
@@ -113,7 +122,7 @@ def problems(result: dict, context: str) -> list[str]:
     # the container runs Tilt's restart wrapper, ends by touching the file it watches
     for name, m in manifests.items():
         dt = m.get("DeployTarget") or {}
-        kinds = {o.get("kind") for o in _objects(dt.get("yaml"))}
+        kinds = {o.get("kind") for o in objects_of[name]}
         if "ScaledJob" in kinds:
             paths_ = [loc.get("path") for loc in dt.get("imageLocators") or []
                       if "scaledjob" in ((loc.get("objectSelector") or {}).get("kindRegexp") or "").lower()]

@@ -454,6 +454,83 @@ exec '{real_tk}' "$@"
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # stale temps swept
 
 
+@pytest.mark.parametrize("user_gogc", [None, "50"])
+def test_tk_collects_garbage_less_often_unless_the_user_says_otherwise(stack_copy, user_gogc):
+    """tk (its export, its library tests, and the helm it runs) gets a lazier Go garbage
+    collector (less CPU, the same output); a GOGC the user set is theirs."""
+    from tasks.tanka import TK_GOGC
+
+    log = stack_copy / "tk-gogc"
+    real_tk = REPO / ".tools/bin/tk"
+    if not real_tk.exists():
+        real_tk = Path(shutil.which("tk"))
+    with_tools(stack_copy, tk=f"""echo "$1 ${{GOGC:-unset}}" >> '{log}'
+exec '{real_tk}' "$@"
+""")
+    before = (stack_copy / "build/manifests/local.sha256").read_text()
+    lib = stack_copy / "tanka/lib/raibid/server.libsonnet"
+    lib.write_text(lib.read_text() + "\n")
+    env = env_for(stack_copy)
+    env.pop("GOGC", None)
+    run_doit(stack_copy, "render:local", "libtest:server", check=True,
+             env=env if user_gogc is None else {**env, "GOGC": user_gogc})
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert {"export", "eval"} <= {cmd for cmd, _ in calls}
+    assert {gogc for _, gogc in calls} == {user_gogc or TK_GOGC}
+    assert TK_GOGC != "100" and (stack_copy / "build/manifests/local.sha256").read_text() == before
+
+
+def test_a_render_never_sweeps_what_a_render_of_another_environment_is_writing(stack_copy, monkeypatch):
+    """Renders run at once (a parallel run, two doit processes): each sweeps only the
+    leftovers of its own environment, so another's output is never cut short while tk
+    writes it (which would leave a half-written render that is trusted)."""
+    from tasks import render, tools
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
+    monkeypatch.chdir(stack_copy)
+    tools.activate()
+    base = stack_copy / "build/manifests"
+    writing = base / ".staging.k2j4x9_q.tmp"  # render:staging's output while tk writes it
+    writing.mkdir()
+    (writing / "v1.Namespace-raibid-system.yaml").write_text("kind: Namespace\n")
+    for name in (".staging.sha256.a1b2c3d4.tmp", ".local.x.a1b2c3d4.tmp"):
+        (base / name).write_text("partial\n")
+    stale = base / ".local.deadbeef.tmp"  # a killed render:local's
+    stale.mkdir()
+    assert render.render("local") is None
+    assert (writing / "v1.Namespace-raibid-system.yaml").is_file()
+    assert (base / ".staging.sha256.a1b2c3d4.tmp").is_file() and (base / ".local.x.a1b2c3d4.tmp").is_file()
+    assert not stale.exists()
+
+
+def test_two_renders_of_one_environment_take_turns(stack_copy, monkeypatch):
+    """A second render of an environment (another doit process) waits for the first: it
+    would otherwise sweep the first one's output as stale while tk writes it."""
+    import threading
+
+    from tasks import atomic, render, tools
+    from tasks.tanka import env_dir
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
+    monkeypatch.chdir(stack_copy)
+    tools.activate()
+    base = stack_copy / "build/manifests"
+    writing = base / ".local.k2j4x9_q.tmp"  # the first render's output while tk writes it
+    result = []
+    with atomic.locked(env_dir("local")):   # the first render holds its environment
+        writing.mkdir()
+        second = threading.Thread(target=lambda: result.append(render.render("local")), daemon=True)
+        second.start()
+        second.join(timeout=2)
+        assert second.is_alive() and writing.is_dir()   # waiting, and nothing swept
+        assert not [p for p in base.iterdir() if p.name.startswith(".local.") and p != writing]
+        writing.rmdir()   # the first render is done with it
+    second.join(timeout=120)
+    assert result == [None]
+
+
 @pytest.mark.parametrize("writes_done", [0, 1])
 def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again(
         stack_copy, monkeypatch, writes_done):

@@ -187,6 +187,28 @@ def test_a_forward_to_a_port_no_container_declares_is_a_problem(result):
                for p in problems(broken, CONTEXT))
 
 
+def test_the_checks_see_every_object_but_the_crds_they_skip_unparsed(result):
+    """tilt:check skips CustomResourceDefinitions unparsed (most of the text, never checked):
+    every other object of every resource is seen, also one whose text mentions the kind."""
+    from tasks.manifests import yaml_docs
+    from tasks.tilt import _objects, problems
+
+    crds = 0
+    for m in result["Manifests"]:
+        text = (m.get("DeployTarget") or {}).get("yaml") or ""
+        docs = [o for o in yaml_docs(text) if o]
+        crds += sum(o["kind"] == "CustomResourceDefinition" for o in docs)
+        assert _objects(text) == [o for o in docs if o["kind"] != "CustomResourceDefinition"], m["Name"]
+    assert crds > 0   # the render's CRDs travel with their operators
+    sneaky = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "sneaky", "annotations": {"note": "kind: CustomResourceDefinition\n---\n"}},
+              "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    broken = json.loads(json.dumps(result))
+    loose = next(m for m in broken["Manifests"] if m["Name"] == "uncategorized")["DeployTarget"]
+    loose["yaml"] = loose["yaml"] + "\n---\n" + yaml.safe_dump(sneaky, default_style="|")
+    assert "Deployment sneaky is in no resource (k8s_resource/k8s_kind)" in problems(broken, CONTEXT)
+
+
 def test_raibid_src_and_no_live_reload(staged, tmp_path):
     other = tmp_path / "src"
     shutil.copytree(SRC, other, ignore=shutil.ignore_patterns("target"))
