@@ -28,17 +28,21 @@ def parallel_default(params, pos_args) -> None:
     options and task names are known."""
     if pos_args or "num_process" not in params or params.get("num_process"):
         return
-    if {"num_process", "par_type"} & set(getattr(params, "_non_default_keys", ())):
-        return
     import multiprocessing
     import os
 
     if multiprocessing.get_start_method() != "fork":  # doit's workers use the default method
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores > 1:
-        params["num_process"] = min(cores, MAX_WORKERS)
-        params["par_type"] = "process"
+    if cores < 2:
+        return
+    # doit's DefaultUpdate.update_defaults changes only what the command line did not set
+    before = (params["num_process"], params.get("par_type"))
+    params.update_defaults({"num_process": min(cores, MAX_WORKERS), "par_type": "process"})
+    if params.get("par_type") != "process" or params["num_process"] == before[0]:
+        # -n 0 or -P thread given (threads share sys.stdout: doit's actions swap it): as asked
+        params.set_default("num_process", before[0])
+        params.set_default("par_type", before[1])
 
 
 def skip_action(message: str):

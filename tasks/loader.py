@@ -67,8 +67,16 @@ class Loader(DodoTaskLoader):
     """doit's DodoTaskLoader (dodo.py, ``-f``, ``-d``, ``-k``), creators ordered by their code
     objects' first line instead of their tokenized source."""
 
+    def setup(self, opt_values):
+        super().setup(opt_values)
+        self._options = opt_values
+
     def load_tasks(self, cmd, pos_args):
         global _loaded
+        from .core import parallel_default
+
+        # the default run goes parallel: only here are its options and task names both known
+        parallel_default(getattr(self, "_options", None) or {}, pos_args)
         creators = _creators(self.namespace, self.cmd_names)
         if creators is None:
             tasks = super().load_tasks(cmd, pos_args)

@@ -815,3 +815,52 @@ def test_a_run_in_the_tests_loads_with_the_project_loader_like_a_real_run(mini):
         mp.chdir(mini)
         mp.delenv("RAIBID_DEPLOY_ROOT", raising=False)
         assert loader.loaded_task_names() == proc.stdout.split()
+
+
+PARALLEL_DODO = '''\
+import os, time
+
+DOIT_CONFIG = {"default_tasks": ["a", "b"]}
+
+
+def _meet(me, other):
+    open(me + ".started", "w").close()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not os.path.exists(other + ".started"):
+        time.sleep(0.01)
+    with open(me + ".result", "w") as fh:
+        fh.write("together" if os.path.exists(other + ".started") else "alone")
+
+
+def task_a():
+    return {"actions": [(_meet, ["a", "b"])]}
+
+
+def task_b():
+    return {"actions": [(_meet, ["b", "a"])]}
+'''
+
+
+def test_the_default_run_is_parallel_and_a_run_of_named_tasks_is_not(tmp_path):
+    """tasks/loader.py calls core.parallel_default: ``doit`` alone (the offline checks) runs
+    one worker process per core; ``doit a b`` (e.g. ``doit dev``: tilt up reads the
+    terminal) runs one task at a time."""
+    import subprocess
+    import sys
+
+    (tmp_path / "pyproject.toml").write_text('[tool.doit]\nloader = "dodo"\n\n'
+                                             '[tool.doit.plugins.loader]\ndodo = "tasks.loader:Loader"\n')
+    (tmp_path / "dodo.py").write_text(PARALLEL_DODO)
+    env = dict(env_for(tmp_path), PYTHONPATH=str(REPO))
+
+    def run(*args: str) -> str:
+        for f in tmp_path.glob("*.started"):
+            f.unlink()
+        proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return (tmp_path / "a.result").read_text()
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert run() == ("together" if cores > 1 else "alone")
+    assert run("a", "b") == "alone"
