@@ -16,17 +16,25 @@ def offline_check(*names: str) -> None:
 
 
 def parallel_default(params, pos_args) -> None:
-    """Make the default run (``doit`` with no task named: the offline checks, none of them
-    interactive) a parallel one, one worker process per core (at most :data:`MAX_WORKERS`),
-    by setting ``num_process`` and ``par_type`` in doit's run ``params``.
+    """Make the first default run of a checkout (``doit`` with no task named: the offline
+    checks, none of them interactive; no build state yet: every check runs) a parallel one,
+    one worker process per core (at most :data:`MAX_WORKERS`), by setting ``num_process``
+    and ``par_type`` in doit's run ``params``.
 
-    Left as they are: a run of named tasks (``dev`` runs ``tilt up``, which reads the
-    terminal: a worker process's stdin is /dev/null), ``-n``/``-P`` given on the command
-    line or a ``num_process`` in the configuration, a command without these options, a
-    single core, and a platform whose worker processes are not forked (they would have to
-    pickle every task). Called by the task loader (tasks/loader.py) once the run's
-    options and task names are known."""
+    Left as they are: a run with build state (``.doit.db``): it re-runs a few checks, or
+    none, and doit's parallel runner forks a worker even for the group tasks a no-op run
+    "executes", which costs a no-op more than the checks it would share; a run of named
+    tasks (``dev`` runs ``tilt up``, which reads the terminal: a worker process's stdin is
+    /dev/null); ``-n``/``-P`` given on the command line or a ``num_process`` in the
+    configuration; a command without these options; a single core; a platform whose worker
+    processes are not forked (they would have to pickle every task). Called by the task
+    loader (tasks/loader.py) once the run's options and task names are known."""
     if pos_args or "num_process" not in params or params.get("num_process"):
+        return
+    from pathlib import Path
+
+    db = Path(params.get("dep_file", ".doit.db")).absolute()  # as doit opens it: from the dodo.py's directory
+    if any(db.parent.glob(db.name + "*")):  # doit's dbm backends add a suffix to the name
         return
     import multiprocessing
     import os

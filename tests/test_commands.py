@@ -825,7 +825,7 @@ DOIT_CONFIG = {"default_tasks": ["a", "b"]}
 
 def _meet(me, other):
     open(me + ".started", "w").close()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 2
     while time.monotonic() < deadline and not os.path.exists(other + ".started"):
         time.sleep(0.01)
     with open(me + ".result", "w") as fh:
@@ -841,15 +841,18 @@ def task_b():
 '''
 
 
-def test_the_default_run_is_parallel_and_a_run_of_named_tasks_is_not(tmp_path):
-    """tasks/loader.py calls core.parallel_default: ``doit`` alone (the offline checks) runs
-    one worker process per core; ``doit a b`` (e.g. ``doit dev``: tilt up reads the
-    terminal) runs one task at a time."""
+def test_the_first_default_run_is_parallel_and_later_runs_and_named_tasks_are_not(tmp_path):
+    """tasks/loader.py calls core.parallel_default: the first ``doit`` of a checkout (no
+    build state: every check runs) runs one worker process per core; a later one (a few
+    checks, or none) and ``doit a b`` (e.g. ``doit dev``: tilt up reads the terminal) run
+    one task at a time."""
     import subprocess
     import sys
 
-    (tmp_path / "pyproject.toml").write_text('[tool.doit]\nloader = "dodo"\n\n'
-                                             '[tool.doit.plugins.loader]\ndodo = "tasks.loader:Loader"\n')
+    (tmp_path / "pyproject.toml").write_text(  # the project's loader and backend
+        '[tool.doit]\nloader = "dodo"\nbackend = "json-atomic"\n\n'
+        '[tool.doit.plugins.loader]\ndodo = "tasks.loader:Loader"\n\n'
+        '[tool.doit.plugins.backend]\njson-atomic = "tasks.dbbackend:AtomicJsonDB"\n')
     (tmp_path / "dodo.py").write_text(PARALLEL_DODO)
     env = dict(env_for(tmp_path), PYTHONPATH=str(REPO))
 
@@ -863,4 +866,8 @@ def test_the_default_run_is_parallel_and_a_run_of_named_tasks_is_not(tmp_path):
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert run() == ("together" if cores > 1 else "alone")
+    assert (tmp_path / ".doit.db").exists()
+    assert run() == "alone"           # build state: one at a time
     assert run("a", "b") == "alone"
+    (tmp_path / ".doit.db").unlink()
+    assert run("a", "b") == "alone"   # named tasks, even without build state

@@ -18,7 +18,8 @@ def _params(*argv: str) -> DefaultUpdate:
 
 
 @pytest.fixture
-def cores(monkeypatch):
+def cores(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # a checkout without build state (doit runs in the dodo.py's directory)
     def set_cores(n: int):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
     return set_cores
@@ -61,3 +62,16 @@ def test_no_parallel_run_on_one_core_or_without_fork(cores, monkeypatch):
     other = DefaultUpdate(verbosity=1)   # a command without -n (list, info)
     core.parallel_default(other, [])
     assert dict(other) == {"verbosity": 1}
+
+
+def test_a_run_with_build_state_is_left_alone(cores, tmp_path):
+    """Only the first run (every check runs) goes parallel: a later run re-runs a few
+    checks or none, and doit's parallel runner forks a worker even for a no-op's group tasks."""
+    cores(2)
+    for name in (".doit.db", ".doit.db.db"):   # json / dbm backends
+        (tmp_path / name).write_text("{}")
+        params = _params()
+        before = dict(params)
+        core.parallel_default(params, [])
+        assert dict(params) == before
+        (tmp_path / name).unlink()
