@@ -196,8 +196,9 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
                       wait: int = 120) -> tuple[bool, str]:
     """Server-side apply ``objects`` in two steps, so custom resources never race their CRDs:
     the CRDs and Namespaces first (always for real: a dry-run of a custom resource needs its
-    CRD established), wait until the CRDs are Established, then everything (with
-    ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's output)."""
+    CRD established), wait until the CRDs are Established, then everything else, each
+    object applied once (with ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's
+    output)."""
     base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={manager}"]
     out = []
 
@@ -217,9 +218,9 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     problem = wait_established(kubectl, crds, wait) if crds else None
     if problem:
         return False, "\n".join(filter(None, out + [problem]))
-    rest = [o for o in objects if not (dry_run and o.get("kind") in FIRST_KINDS)]
-    ok = run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
-             object_list(rest))
+    rest = [o for o in objects if o.get("kind") not in FIRST_KINDS]
+    ok = not rest or run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
+                         object_list(rest))
     return ok, "\n".join(filter(None, out))
 
 

@@ -186,7 +186,7 @@ def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlp
     """prod has ``confirm_apply`` in deploy.json: apply:prod refuses without --yes."""
     cp = controlplane
     env = doit_env(project, cp)
-    reset(cp)
+    reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
     refused = run_doit(project, "apply:prod", env=env)
     assert refused.returncode != 0
     assert "run `doit apply:prod --yes`" in refused.stdout + refused.stderr
@@ -201,7 +201,7 @@ def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlp
     """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
     (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
     cp = controlplane
-    reset(cp)
+    reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
     for i in range(2):
         pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],

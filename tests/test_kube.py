@@ -105,6 +105,9 @@ def test_server_side_apply_waits_for_new_crds_and_names_one_that_never_gets_esta
         assert ok, out
         got = cp.kubectl("-n", "default", "get", "widgets.kube-test.raibid.test", "w", "-o", "json", check=True)
         assert json.loads(got.stdout)["spec"] == {"n": 1}
+        # each object applied once: the CRD in the first step only
+        assert out.count("widgets.kube-test.raibid.test serverside-applied") == 1, out
+        assert out.count("widget.kube-test.raibid.test/w serverside-applied") == 1, out
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-test-after"}}
         ok, out = kube.server_side_apply(kubectl, [clash, cm], "default", wait=2)
         assert not ok
