@@ -109,9 +109,9 @@ def test_server_side_apply_waits_for_new_crds_and_names_one_that_never_gets_esta
         assert out.count("widgets.kube-test.raibid.test serverside-applied") == 1, out
         assert out.count("widget.kube-test.raibid.test/w serverside-applied") == 1, out
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-test-after"}}
-        ok, out = kube.server_side_apply(kubectl, [clash, cm], "default", wait=2)
+        ok, out = kube.server_side_apply(kubectl, [clash, cm], "default", wait=1)
         assert not ok
-        assert "not Established after 2s: customresourcedefinition/gadgets.kube-test.raibid.test" in out, out
+        assert "not Established after 1s: customresourcedefinition/gadgets.kube-test.raibid.test" in out, out
         assert "widgets" not in out.split("not Established", 1)[1]
         assert cp.kubectl("-n", "default", "get", "configmap", "kube-test-after", "--ignore-not-found",
                           check=True).stdout == ""
