@@ -156,18 +156,39 @@ def _ref(o: dict) -> str:
     return f"{o['kind']}/{o['metadata']['name']}"
 
 
-def established(kubectl: list[str]) -> set[str]:
+def established(kubectl: list[str]) -> set[str] | None:
     """The CRDs the server reports Established, asked with one list (a ``kubectl get`` or
     ``wait`` of many names sends one request each, throttled by kubectl to 5 a second after
-    the first 10); none when the server cannot be asked, so the caller waits for each."""
-    proc = subprocess.run(kubectl + ["get", "customresourcedefinitions", "-o", "jsonpath={range .items[*]}"
-                                     '{.metadata.name}={.status.conditions[?(@.type=="Established")].status}'
-                                     "{\"\\n\"}{end}"],
+    the first 10); None when the server cannot be asked. A go-template, not jsonpath: a
+    CRD just created has no conditions yet, which jsonpath's filter rejects as an error."""
+    template = '{{range .items}}{{.metadata.name}}{{range .status.conditions}} {{.type}}={{.status}}{{end}}{{"\\n"}}{{end}}'
+    proc = subprocess.run(kubectl + ["get", "customresourcedefinitions", "-o", f"go-template={template}"],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        return set()
-    return {name for name, _, status in (line.partition("=") for line in proc.stdout.splitlines())
-            if status == "True"}
+        return None
+    return {name for name, *conditions in (line.split() for line in proc.stdout.splitlines() if line.strip())
+            if "Established=True" in conditions}
+
+
+def wait_established(kubectl: list[str], names: list[str], timeout: float, poll: float = 0.1) -> str | None:
+    """Wait until every CRD of ``names`` is Established, asking with one list each
+    ``poll`` seconds (``kubectl wait`` asks for one CRD after the other: 2 s for 17 just
+    created); None, or why not (the server cannot be asked, or which are not Established
+    after ``timeout`` seconds)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = established(kubectl)
+        if ready is None:
+            return "cannot list the CustomResourceDefinitions (is the cluster running?)"
+        pending = [n for n in names if n not in ready]
+        if not pending:
+            return None
+        if time.monotonic() >= deadline:
+            return (f"not Established after {timeout:g}s: " + ", ".join(f"customresourcedefinition/{n}" for n in pending)
+                    + " (`kubectl describe` them: a name conflict or an invalid schema keeps a CRD from it)")
+        time.sleep(poll)
 
 
 def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, manager: str = FIELD_MANAGER,
@@ -175,8 +196,9 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
                       wait: int = 120) -> tuple[bool, str]:
     """Server-side apply ``objects`` in two steps, so custom resources never race their CRDs:
     the CRDs and Namespaces first (always for real: a dry-run of a custom resource needs its
-    CRD established), wait until the CRDs are Established, then everything (with
-    ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's output)."""
+    CRD established), wait until the CRDs are Established, then everything else, each
+    object applied once (with ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's
+    output)."""
     base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={manager}"]
     out = []
 
@@ -193,16 +215,12 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
         first_base = base if first_manager is None else base[:-1] + [f"--field-manager={first_manager}"]
         if not run(first_base + ["-f", "-"], object_list(first)):
             return False, "\n".join(filter(None, out))
-    # kubectl wait looks at one CRD after the other (2 s for 17 that are Established
-    # already): only for those that are not Established yet
-    ready = established(kubectl) if crds else set()
-    pending = [n for n in crds if n not in ready]
-    if pending and not run(["wait", "--for=condition=Established", f"--timeout={wait}s",
-                            *(f"customresourcedefinition/{n}" for n in pending)]):
-        return False, "\n".join(filter(None, out))
-    rest = [o for o in objects if not (dry_run and o.get("kind") in FIRST_KINDS)]
-    ok = run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
-             object_list(rest))
+    problem = wait_established(kubectl, crds, wait) if crds else None
+    if problem:
+        return False, "\n".join(filter(None, out + [problem]))
+    rest = [o for o in objects if o.get("kind") not in FIRST_KINDS]
+    ok = not rest or run(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
+                         object_list(rest))
     return ok, "\n".join(filter(None, out))
 
 

@@ -28,8 +28,12 @@ STREAM, GROUP = "raibid:jobs", "raibid-agents"
 JOB_SCHEMA = FIXTURES / "contract" / "job.schema.json"
 
 
-def reset(cp, namespace: str = NS) -> None:
+def reset(cp, namespace: str = NS, keep_crds: bool = False) -> None:
     """An empty cluster again: the stack's namespace and every CRD deleted, and gone.
+    ``keep_crds``: the CRDs stay (their custom resources in the namespace go with it), for
+    a test that needs no objects of an environment before it but not a cluster without
+    CRDs: deleting and creating them again costs seconds, and the API server rebuilds its
+    OpenAPI spec after each change of the CRD set.
 
     Custom resources lose their finalizers first: the controllers that would honour them
     (the KEDA operator of the autoscaling test, Flux) are not running any more, so the
@@ -54,6 +58,8 @@ def reset(cp, namespace: str = NS) -> None:
     cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", timeout=60, check=True)
     cp.kubectl("delete", "pods,persistentvolumeclaims", "-n", namespace, "--all", "--ignore-not-found",
                "--wait=true", "--timeout=120s", timeout=150, check=True)
+    if keep_crds:
+        crds = []
     if crds:  # one request (a delete of each is throttled by kubectl after the first 10)
         cp.kubectl("delete", "--raw", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", timeout=60,
                    check=True)

@@ -73,6 +73,18 @@ def ours(obj: dict) -> list[dict]:
     return [m for m in obj["metadata"].get("managedFields", []) if m["manager"] == "raibid-deploy"]
 
 
+def local_applied(project: Path, cp, env: dict) -> None:
+    """The cluster holds what ``apply:local`` deploys, from whatever state a test before left
+    (tests stay order-independent; in file order they reuse the state): when the applied
+    record says local, ``apply:local`` brings it up to date (nothing to do, or an update);
+    otherwise (another environment's objects, or a stack half gone) from an empty cluster."""
+    rec = record(cp)
+    if not (rec and rec["environment"] == "local"):
+        reset(cp)
+    run_doit(project, "apply:local", env=env, check=True)
+    assert record(cp)["environment"] == "local"
+
+
 def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
@@ -125,8 +137,7 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
 def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
-    reset(cp)  # whatever ran before (another environment's objects would be refused changes)
-    run_doit(project, "apply:local", env=env, check=True)
+    local_applied(project, cp, env)
     ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
     images = project / "build" / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -144,27 +155,10 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         (images / "server.cluster.json").unlink()
 
 
-def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlplane):
-    """prod has ``confirm_apply`` in deploy.json: apply:prod refuses without --yes."""
-    cp = controlplane
-    env = doit_env(project, cp)
-    reset(cp)
-    refused = run_doit(project, "apply:prod", env=env)
-    assert refused.returncode != 0
-    assert "run `doit apply:prod --yes`" in refused.stdout + refused.stderr
-    assert cp.kubectl("get", "namespace", NS, "--ignore-not-found", "-o", "name", check=True).stdout == ""
-    run_doit(project, "apply:prod", "--yes", env=env, check=True)
-    assert record(cp)["environment"] == "prod"
-    assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
-                     "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None
-
-
 def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
-    reset(cp)  # prod's objects before would make this a (refused) change of immutable fields
-    run_doit(project, "apply:local", env=env, check=True)
-    assert record(cp) is not None
+    local_applied(project, cp, env)
     down = run_doit(project, "down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
     assert record(cp) is None
@@ -176,17 +170,38 @@ def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, co
         got = now.get(key(o))
         assert got is None or got["metadata"].get("deletionTimestamp"), f"{o['kind']}/{o['metadata']['name']}"
     assert cp.kubectl("get", "nodes", "-o", "name", check=True).stdout.strip()  # the cluster keeps running
-    # and the next apply deploys again once the namespace is gone
-    cp.kubectl("wait", "--for=delete", f"namespace/{NS}", "--timeout=120s", timeout=150)
-    again = run_doit(project, "apply:local", env=env, check=True)
-    assert "apply:local" in executed(again) and record(cp) is not None
+    # once the namespace and the CRDs are gone nothing of the stack is left (the empty
+    # cluster test_apply_local applies to) and the next apply:local runs (not up to date)
+    left = [o for o in objects if o["kind"] not in custom]  # the CRDs and the namespace too
+    gone = {key(o): None for o in left}
+    deadline = time.monotonic() + 120
+    while (now := live_all(cp, left)) != gone and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert now == gone, [k for k, v in now.items() if v is not None]
+    status = run_doit(project, "list", "--status", "apply:local", env=env, check=True)
+    assert status.stdout.split()[:2] == ["R", "apply:local"], status.stdout
+
+
+def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlplane):
+    """prod has ``confirm_apply`` in deploy.json: apply:prod refuses without --yes."""
+    cp = controlplane
+    env = doit_env(project, cp)
+    reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
+    refused = run_doit(project, "apply:prod", env=env)
+    assert refused.returncode != 0
+    assert "run `doit apply:prod --yes`" in refused.stdout + refused.stderr
+    assert cp.kubectl("get", "namespace", NS, "--ignore-not-found", "-o", "name", check=True).stdout == ""
+    run_doit(project, "apply:prod", "--yes", env=env, check=True)
+    assert record(cp)["environment"] == "prod"
+    assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
+                     "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None
 
 
 def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
     """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
     (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
     cp = controlplane
-    reset(cp)
+    reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
     for i in range(2):
         pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],

@@ -77,3 +77,44 @@ def test_a_failed_export_is_one_message_and_keeps_the_previous_render(project):
     assert proc.returncode == 1 and "Traceback" not in out, out
     assert "`tk export` of tanka/environments/staging failed" in out, out
     assert sorted(p.name for p in out_dir.iterdir()) == sorted([RENDER_MARK, "v1.Namespace-old.yaml"])
+
+
+def _crd(plural: str, kind: str) -> dict:
+    group = "kube-test.raibid.test"
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": plural, "singular": plural[:-1], "kind": kind, "listKind": f"{kind}List"},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {"type": "object",
+                                                                  "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_server_side_apply_waits_for_new_crds_and_names_one_that_never_gets_established(controlplane):
+    """A custom resource applied with its new CRD lands once the CRD is Established; a CRD
+    the server never establishes (its kind is taken in its group) fails the apply after
+    ``wait`` seconds, naming it, and nothing after it is applied."""
+    from tasks import kube
+
+    cp = controlplane
+    kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"), exe=cp.kubectl_exe())
+    widgets, clash = _crd("widgets", "Widget"), _crd("gadgets", "Widget")
+    cr = {"apiVersion": "kube-test.raibid.test/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"n": 1}}
+    try:
+        ok, out = kube.server_side_apply(kubectl, [cr, widgets], "default")
+        assert ok, out
+        got = cp.kubectl("-n", "default", "get", "widgets.kube-test.raibid.test", "w", "-o", "json", check=True)
+        assert json.loads(got.stdout)["spec"] == {"n": 1}
+        # each object applied once: the CRD in the first step only
+        assert out.count("widgets.kube-test.raibid.test serverside-applied") == 1, out
+        assert out.count("widget.kube-test.raibid.test/w serverside-applied") == 1, out
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-test-after"}}
+        ok, out = kube.server_side_apply(kubectl, [clash, cm], "default", wait=1)
+        assert not ok
+        assert "not Established after 1s: customresourcedefinition/gadgets.kube-test.raibid.test" in out, out
+        assert "widgets" not in out.split("not Established", 1)[1]
+        assert cp.kubectl("-n", "default", "get", "configmap", "kube-test-after", "--ignore-not-found",
+                          check=True).stdout == ""
+    finally:
+        cp.kubectl("delete", "customresourcedefinition", widgets["metadata"]["name"], clash["metadata"]["name"],
+                   "--ignore-not-found", "--wait=false", check=True)
