@@ -21,11 +21,11 @@ SHIMS = FIXTURES / "shims"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, controlplane, stack) -> Path:
     """One project for the module: a copy of the session's ``stack`` (stand-in charts, every
-    environment rendered and validated, the server-side dry-run against ``controlplane``
-    included)."""
+    environment rendered and validated offline), local and prod validated again with the
+    server-side dry-run against ``controlplane``."""
     p = copy_built(stack, tmp_path_factory.mktemp("deploy") / "project")
-    # validated again in the copy (doit's record names the files by path), here and not in
-    # the first apply's or diff's task_dep: after a reset that would apply the CRDs again
+    # the dry-run, here and not in the first apply's or diff's task_dep: after a reset that
+    # would apply the CRDs again
     run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
     return p
 
