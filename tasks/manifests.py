@@ -192,6 +192,55 @@ def crd_files(directory: Path) -> list[Path]:
     return sorted(d.rglob("*.yaml")) if d.is_dir() else []
 
 
+#: the compiled index of a CRD directory (see :func:`crd_dir_index`); bump the version when
+#: what it keeps changes shape
+CRD_INDEX_FILE = "schemas.json"
+_CRD_INDEX_VERSION = "crd-index-1"
+
+
+def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
+    """:func:`_crd_index` of the CRDs in a CRD directory's YAML files (``build/crds``),
+    compiled once: kept as JSON in ``<directory>/schemas.json`` (``doit crds`` writes it with
+    the CRDs; validate writes it when it is missing), keyed by the digest of every file's
+    path and text. A changed, added or removed file changes the digest and the files are
+    parsed again; a damaged or half-written index is ignored and written again."""
+    import hashlib
+    import json
+
+    from . import atomic
+
+    d = Path(directory)
+    files = crd_files(d)
+    h = hashlib.sha256(_CRD_INDEX_VERSION.encode() + b"\0")
+    texts = {}
+    for f in files:
+        data = f.read_bytes()
+        texts[f] = data
+        h.update(str(f.relative_to(d)).encode() + b"\0" + hashlib.sha256(data).digest())
+    digest = h.hexdigest()
+    kept = d / CRD_INDEX_FILE
+    try:
+        got = json.loads(kept.read_text(encoding="utf-8"))
+        if got["digest"] == digest:
+            return {(a, k): schema for a, k, schema in got["schemas"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing, damaged or of other files: compiled again
+    crds = []
+    for f in files:
+        for doc in yaml_docs(texts[f].decode()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    index = _crd_index(crds)
+    try:
+        text = json.dumps({"digest": digest, "schemas": [[a, k, s] for (a, k), s in index.items()]},
+                          allow_nan=False)
+        if json.loads(text)["schemas"] == [[a, k, s] for (a, k), s in index.items()]:
+            atomic.write_text(kept, text, durable=False)
+    except (TypeError, ValueError, OSError):
+        pass  # not JSON-exact, or a read-only directory: compiled each time
+    return index
+
+
 # --------------------------------------------------------------------------- CRD schemas
 
 
@@ -659,12 +708,14 @@ def check_version(k8s_version: str) -> None:
 
 
 def validate_objects(objs: list[dict], env: str, k8s_version: str,
-                     extra_crds: Iterable[dict] = (), valid: set[str] | None = None) -> list[Violation]:
+                     extra_crds: Iterable[dict] = (), valid: set[str] | None = None,
+                     extra_index: dict | None = None) -> list[Violation]:
     """Every violation in ``objs`` (the CRDs among them are used for their resources);
-    ``valid``: see :func:`schema_violations`."""
+    ``extra_index``: :func:`_crd_index` of more CRDs (after ``extra_crds``, before those of
+    ``objs``); ``valid``: see :func:`schema_violations`."""
     check_version(k8s_version)
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
-    schemas = _crd_index(list(extra_crds) + in_render)
+    schemas = {**_crd_index(extra_crds), **(extra_index or {}), **_crd_index(in_render)}
     return sorted(set(schema_violations(objs, k8s_version, schemas, valid) + policy_violations(objs, env)
                       + url_secret_violations(objs) + pdb_violations(objs) + service_violations(objs)
                       + gitops_violations(objs)))
@@ -675,7 +726,7 @@ def validate_dir(directory: Path, env: str, k8s_version: str, crd_dir: Path) -> 
     objs = [o for _, o in load_dir(directory)]
     valid = _load_valid()
     before = len(valid)
-    found = validate_objects(objs, env, k8s_version, load_crds(crd_files(crd_dir)), valid)
+    found = validate_objects(objs, env, k8s_version, valid=valid, extra_index=crd_dir_index(crd_dir))
     if len(valid) != before:
         _store_valid(valid)
     return len(objs), found

@@ -264,3 +264,43 @@ def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
     kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
     assert len(kept) <= 8
     assert any(json.loads(k.read_text()) == [{"kind": "First"}] for k in kept)
+
+
+def _crd_text(kind: str, field: str) -> str:
+    return yaml.safe_dump({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                           "spec": {"group": "example.dev", "names": {"kind": kind}, "versions": [
+                               {"name": "v1", "served": True, "schema": {"openAPIV3Schema": {
+                                   "type": "object", "properties": {
+                                       "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "spec": {
+                                       "type": "object", "properties": {field: {"type": "string"}}}}}}}]}})
+
+
+def test_the_compiled_crd_index_notices_every_change_to_the_crd_files(tmp_path):
+    """build/crds/schemas.json is used only for exactly the files it was compiled from."""
+    from tasks import manifests
+
+    d = tmp_path / "crds"
+    (d / "m").mkdir(parents=True)
+    (d / "m" / "a.yaml").write_text(_crd_text("A", "size"))
+    key = ("example.dev/v1", "A")
+
+    def check(obj_field: str) -> list:
+        obj = {"apiVersion": "example.dev/v1", "kind": "A", "metadata": {"name": "a"}, "spec": {obj_field: "x"}}
+        return [v.rule for v in manifests.validate_objects([obj], "local", "1.33.0",
+                                                           extra_index=manifests.crd_dir_index(d))]
+
+    assert check("size") == [] and check("colour") == ["crd"]
+    kept = d / manifests.CRD_INDEX_FILE
+    assert [s[:2] for s in json.loads(kept.read_text())["schemas"]] == [list(key)]
+    (d / "m" / "a.yaml").write_text(_crd_text("A", "colour"))      # changed text: compiled again
+    assert check("colour") == [] and check("size") == ["crd"]
+    (d / "m" / "b.yaml").write_text(_crd_text("B", "x"))           # an added file
+    assert ("example.dev/v1", "B") in manifests.crd_dir_index(d)
+    (d / "m" / "b.yaml").unlink()                                   # and removed again
+    assert ("example.dev/v1", "B") not in manifests.crd_dir_index(d)
+    kept.write_text(kept.read_text()[:40])                          # half-written: ignored, rewritten
+    assert check("colour") == [] and check("size") == ["crd"]
+    assert json.loads(kept.read_text())["schemas"]
+    before = json.loads(kept.read_text())["digest"]
+    (d / "m" / "a.yaml").rename(d / "m" / "c.yaml")                 # same text, another file: noticed
+    assert key in manifests.crd_dir_index(d) and json.loads(kept.read_text())["digest"] != before
