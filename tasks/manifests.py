@@ -117,14 +117,27 @@ def file_docs(f: Path) -> list:
     build = paths.build()
     if not Path(f).resolve().is_relative_to(build):
         return list(yaml_docs(text))
-    entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + text.encode()).hexdigest()}.json"
+    # the same object in every environment's render differs only in Tanka's environment
+    # label: it is kept once, with a placeholder put back to this file's value
+    values = {m.group(2) for m in _ENV_LINE.finditer(text)}
+    value = values.pop() if len(values) == 1 and _ENV_PLACEHOLDER not in text else None
+    if value is None:
+        keyed, subs = text, 0
+    else:
+        keyed, subs = _ENV_LINE.subn(lambda m: m.group(1) + _ENV_PLACEHOLDER, text)
+    entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
     try:
         docs = json.loads(entry.read_text(encoding="utf-8"))
         os.utime(entry)  # used: kept longest
-        return docs
+        return _put_back(docs, value, subs) if subs else docs
     except (OSError, ValueError):
         pass  # not there yet, or damaged: parse, and keep it again
-    docs = list(yaml_docs(text))
+    docs = list(yaml_docs(keyed))
+    if subs:
+        try:
+            put = _put_back(copy.deepcopy(docs), value, subs)
+        except ValueError:  # the placeholder stood elsewhere than as the label's value
+            return list(yaml_docs(text))
     try:
         kept = json.dumps(docs, allow_nan=False)
         if json.loads(kept) == docs:
@@ -134,6 +147,34 @@ def file_docs(f: Path) -> list:
             _prune(entry.parent, DOCS_CACHE_FILES)
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
+    return put if subs else docs
+
+
+#: Tanka's environment label (:data:`_ENV_LABEL`) on a line of its own, a hex digest with a
+#: letter (so YAML reads it as a string, as it reads the placeholder)
+_ENV_LINE = re.compile(r"^( +tanka\.dev/environment: )(?=[0-9]*[a-f])([0-9a-f]{16,64})$", re.M)
+_ENV_PLACEHOLDER = "raibid-env-label-placeholder"
+
+
+def _put_back(docs: list, value: str, subs: int) -> list:
+    """``docs`` with each string equal to the placeholder replaced by ``value`` (in place);
+    ValueError unless there were exactly ``subs`` of them (one per label line replaced)."""
+    found = 0
+    stack: list = [docs]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            if isinstance(v, str):
+                if v == _ENV_PLACEHOLDER:
+                    node[k] = value
+                    found += 1
+            elif isinstance(v, (dict, list)):
+                stack.append(v)
+        if isinstance(node, dict) and _ENV_PLACEHOLDER in node:
+            raise ValueError("placeholder as a key")
+    if found != subs:
+        raise ValueError(f"{found} placeholders for {subs} labels")
     return docs
 
 
