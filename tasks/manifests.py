@@ -275,8 +275,8 @@ def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
     try:
         text = json.dumps({"digest": digest, "schemas": [[a, k, s] for (a, k), s in index.items()]},
                           allow_nan=False)
-        if json.loads(text)["schemas"] == [[a, k, s] for (a, k), s in index.items()]:
-            atomic.write_text(kept, text, durable=False)
+        if d.is_dir() and json.loads(text)["schemas"] == [[a, k, s] for (a, k), s in index.items()]:
+            atomic.write_text(kept, text, durable=False)  # never creates the directory
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only directory: compiled each time
     return index

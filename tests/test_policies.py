@@ -304,6 +304,7 @@ def test_the_compiled_crd_index_notices_every_change_to_the_crd_files(tmp_path):
     before = json.loads(kept.read_text())["digest"]
     (d / "m" / "a.yaml").rename(d / "m" / "c.yaml")                 # same text, another file: noticed
     assert key in manifests.crd_dir_index(d) and json.loads(kept.read_text())["digest"] != before
+    assert manifests.crd_dir_index(tmp_path / "none") == {} and not (tmp_path / "none").exists()
 
 
 def test_an_object_kept_once_for_every_environment_gets_its_own_label_and_text_back(tmp_path, monkeypatch):
