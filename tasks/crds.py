@@ -9,7 +9,8 @@ module against go.sum) and copies each module's CRDs into ``build/crds/<name>/``
 
 The output is replaced atomically and ``build/crds/crds.json`` (written inside it)
 records the digest of go.mod and go.sum it came from: a run interrupted half way leaves
-the previous complete set, and a changed pin makes the task run again.
+the previous complete set, and a changed pin makes the task run again. The CRDs'
+schemas, parsed, are kept with them (``schemas.json``, see ``manifests.crd_dir_index``).
 
 ``validate:*`` checks custom resources against these CRDs (and against those in the
 render); the tests give them to the stand-in charts.
@@ -135,6 +136,9 @@ def download(pin: Path, dest: Path) -> dict:
             index["modules"].append({"path": path, "version": wanted[path], "name": name,
                                      "files": [f"{name}/{s.name}" for s in sources]})
         (out / "crds.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+        from .manifests import crd_dir_index
+
+        crd_dir_index(out)  # their schemas compiled once, for every validate:<env>
     return index
 
 

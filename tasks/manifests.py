@@ -117,14 +117,27 @@ def file_docs(f: Path) -> list:
     build = paths.build()
     if not Path(f).resolve().is_relative_to(build):
         return list(yaml_docs(text))
-    entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + text.encode()).hexdigest()}.json"
+    # the same object in every environment's render differs only in Tanka's environment
+    # label: it is kept once, with a placeholder put back to this file's value
+    values = {m.group(2) for m in _ENV_LINE.finditer(text)}
+    value = values.pop() if len(values) == 1 and _ENV_PLACEHOLDER not in text else None
+    if value is None:
+        keyed, subs = text, 0
+    else:
+        keyed, subs = _ENV_LINE.subn(lambda m: m.group(1) + _ENV_PLACEHOLDER, text)
+    entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
     try:
         docs = json.loads(entry.read_text(encoding="utf-8"))
         os.utime(entry)  # used: kept longest
-        return docs
+        return _put_back(docs, value, subs) if subs else docs
     except (OSError, ValueError):
         pass  # not there yet, or damaged: parse, and keep it again
-    docs = list(yaml_docs(text))
+    docs = list(yaml_docs(keyed))
+    if subs:
+        try:
+            put = _put_back(copy.deepcopy(docs), value, subs)
+        except ValueError:  # the placeholder stood elsewhere than as the label's value
+            return list(yaml_docs(text))
     try:
         kept = json.dumps(docs, allow_nan=False)
         if json.loads(kept) == docs:
@@ -134,6 +147,34 @@ def file_docs(f: Path) -> list:
             _prune(entry.parent, DOCS_CACHE_FILES)
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
+    return put if subs else docs
+
+
+#: Tanka's environment label (:data:`_ENV_LABEL`) on a line of its own, a hex digest with a
+#: letter (so YAML reads it as a string, as it reads the placeholder)
+_ENV_LINE = re.compile(r"^( +tanka\.dev/environment: )(?=[0-9]*[a-f])([0-9a-f]{16,64})$", re.M)
+_ENV_PLACEHOLDER = "raibid-env-label-placeholder"
+
+
+def _put_back(docs: list, value: str, subs: int) -> list:
+    """``docs`` with each string equal to the placeholder replaced by ``value`` (in place);
+    ValueError unless there were exactly ``subs`` of them (one per label line replaced)."""
+    found = 0
+    stack: list = [docs]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            if isinstance(v, str):
+                if v == _ENV_PLACEHOLDER:
+                    node[k] = value
+                    found += 1
+            elif isinstance(v, (dict, list)):
+                stack.append(v)
+        if isinstance(node, dict) and _ENV_PLACEHOLDER in node:
+            raise ValueError("placeholder as a key")
+    if found != subs:
+        raise ValueError(f"{found} placeholders for {subs} labels")
     return docs
 
 
@@ -190,6 +231,55 @@ def crd_files(directory: Path) -> list[Path]:
     """The YAML files under a CRD directory (``build/crds``), sorted."""
     d = Path(directory)
     return sorted(d.rglob("*.yaml")) if d.is_dir() else []
+
+
+#: the compiled index of a CRD directory (see :func:`crd_dir_index`); bump the version when
+#: what it keeps changes shape
+CRD_INDEX_FILE = "schemas.json"
+_CRD_INDEX_VERSION = "crd-index-1"
+
+
+def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
+    """:func:`_crd_index` of the CRDs in a CRD directory's YAML files (``build/crds``),
+    compiled once: kept as JSON in ``<directory>/schemas.json`` (``doit crds`` writes it with
+    the CRDs; validate writes it when it is missing), keyed by the digest of every file's
+    path and text. A changed, added or removed file changes the digest and the files are
+    parsed again; a damaged or half-written index is ignored and written again."""
+    import hashlib
+    import json
+
+    from . import atomic
+
+    d = Path(directory)
+    files = crd_files(d)
+    h = hashlib.sha256(_CRD_INDEX_VERSION.encode() + b"\0")
+    texts = {}
+    for f in files:
+        data = f.read_bytes()
+        texts[f] = data
+        h.update(str(f.relative_to(d)).encode() + b"\0" + hashlib.sha256(data).digest())
+    digest = h.hexdigest()
+    kept = d / CRD_INDEX_FILE
+    try:
+        got = json.loads(kept.read_text(encoding="utf-8"))
+        if got["digest"] == digest:
+            return {(a, k): schema for a, k, schema in got["schemas"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing, damaged or of other files: compiled again
+    crds = []
+    for f in files:
+        for doc in yaml_docs(texts[f].decode()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    index = _crd_index(crds)
+    try:
+        text = json.dumps({"digest": digest, "schemas": [[a, k, s] for (a, k), s in index.items()]},
+                          allow_nan=False)
+        if d.is_dir() and json.loads(text)["schemas"] == [[a, k, s] for (a, k), s in index.items()]:
+            atomic.write_text(kept, text, durable=False)  # never creates the directory
+    except (TypeError, ValueError, OSError):
+        pass  # not JSON-exact, or a read-only directory: compiled each time
+    return index
 
 
 # --------------------------------------------------------------------------- CRD schemas
@@ -659,12 +749,14 @@ def check_version(k8s_version: str) -> None:
 
 
 def validate_objects(objs: list[dict], env: str, k8s_version: str,
-                     extra_crds: Iterable[dict] = (), valid: set[str] | None = None) -> list[Violation]:
+                     extra_crds: Iterable[dict] = (), valid: set[str] | None = None,
+                     extra_index: dict | None = None) -> list[Violation]:
     """Every violation in ``objs`` (the CRDs among them are used for their resources);
-    ``valid``: see :func:`schema_violations`."""
+    ``extra_index``: :func:`_crd_index` of more CRDs (after ``extra_crds``, before those of
+    ``objs``); ``valid``: see :func:`schema_violations`."""
     check_version(k8s_version)
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
-    schemas = _crd_index(list(extra_crds) + in_render)
+    schemas = {**_crd_index(extra_crds), **(extra_index or {}), **_crd_index(in_render)}
     return sorted(set(schema_violations(objs, k8s_version, schemas, valid) + policy_violations(objs, env)
                       + url_secret_violations(objs) + pdb_violations(objs) + service_violations(objs)
                       + gitops_violations(objs)))
@@ -675,7 +767,7 @@ def validate_dir(directory: Path, env: str, k8s_version: str, crd_dir: Path) -> 
     objs = [o for _, o in load_dir(directory)]
     valid = _load_valid()
     before = len(valid)
-    found = validate_objects(objs, env, k8s_version, load_crds(crd_files(crd_dir)), valid)
+    found = validate_objects(objs, env, k8s_version, valid=valid, extra_index=crd_dir_index(crd_dir))
     if len(valid) != before:
         _store_valid(valid)
     return len(objs), found

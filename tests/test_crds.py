@@ -40,6 +40,9 @@ def test_crds_are_fetched_from_the_pins_offline_and_only_again_when_a_pin_change
     assert {m["name"]: m["version"] for m in index["modules"]}["keda"] == "v2.20.2"
     kinds = {d["spec"]["names"]["kind"] for f in out.rglob("*.yaml") for d in yaml.safe_load_all(f.read_text())}
     assert {"ScaledJob", "TriggerAuthentication", "GitRepository", "Kustomization"} <= kinds
+    # their schemas compiled with them, for every validate:<env> (manifests.crd_dir_index)
+    compiled = json.loads((out / "schemas.json").read_text())
+    assert {k for _, k, _ in compiled["schemas"]} == kinds
     assert "crds" not in _executed(run_doit(project, "crds", env=_offline(project), check=True))
 
     # an incomplete output (a file lost) is not trusted

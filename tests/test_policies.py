@@ -264,3 +264,75 @@ def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
     kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
     assert len(kept) <= 8
     assert any(json.loads(k.read_text()) == [{"kind": "First"}] for k in kept)
+
+
+def _crd_text(kind: str, field: str) -> str:
+    return yaml.safe_dump({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                           "spec": {"group": "example.dev", "names": {"kind": kind}, "versions": [
+                               {"name": "v1", "served": True, "schema": {"openAPIV3Schema": {
+                                   "type": "object", "properties": {
+                                       "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "spec": {
+                                       "type": "object", "properties": {field: {"type": "string"}}}}}}}]}})
+
+
+def test_the_compiled_crd_index_notices_every_change_to_the_crd_files(tmp_path):
+    """build/crds/schemas.json is used only for exactly the files it was compiled from."""
+    from tasks import manifests
+
+    d = tmp_path / "crds"
+    (d / "m").mkdir(parents=True)
+    (d / "m" / "a.yaml").write_text(_crd_text("A", "size"))
+    key = ("example.dev/v1", "A")
+
+    def check(obj_field: str) -> list:
+        obj = {"apiVersion": "example.dev/v1", "kind": "A", "metadata": {"name": "a"}, "spec": {obj_field: "x"}}
+        return [v.rule for v in manifests.validate_objects([obj], "local", "1.33.0",
+                                                           extra_index=manifests.crd_dir_index(d))]
+
+    assert check("size") == [] and check("colour") == ["crd"]
+    kept = d / manifests.CRD_INDEX_FILE
+    assert [s[:2] for s in json.loads(kept.read_text())["schemas"]] == [list(key)]
+    (d / "m" / "a.yaml").write_text(_crd_text("A", "colour"))      # changed text: compiled again
+    assert check("colour") == [] and check("size") == ["crd"]
+    (d / "m" / "b.yaml").write_text(_crd_text("B", "x"))           # an added file
+    assert ("example.dev/v1", "B") in manifests.crd_dir_index(d)
+    (d / "m" / "b.yaml").unlink()                                   # and removed again
+    assert ("example.dev/v1", "B") not in manifests.crd_dir_index(d)
+    kept.write_text(kept.read_text()[:40])                          # half-written: ignored, rewritten
+    assert check("colour") == [] and check("size") == ["crd"]
+    assert json.loads(kept.read_text())["schemas"]
+    before = json.loads(kept.read_text())["digest"]
+    (d / "m" / "a.yaml").rename(d / "m" / "c.yaml")                 # same text, another file: noticed
+    assert key in manifests.crd_dir_index(d) and json.loads(kept.read_text())["digest"] != before
+    assert manifests.crd_dir_index(tmp_path / "none") == {} and not (tmp_path / "none").exists()
+
+
+def test_an_object_kept_once_for_every_environment_gets_its_own_label_and_text_back(tmp_path, monkeypatch):
+    """The parsed-YAML cache keys a render's file without Tanka's environment label: each
+    environment's file still reads as its own text, a change elsewhere is a new entry."""
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    d = tmp_path / "build" / "manifests"
+    text = "kind: Deployment\nmetadata:\n  labels:\n    tanka.dev/environment: {env}\n  name: {name}\n"
+    files = {}
+    for env, name in (("a1" * 24, "x"), ("b2" * 24, "x"), ("c3" * 24, "y")):
+        f = d / env[:2] / "obj.yaml"
+        f.parent.mkdir(parents=True)
+        f.write_text(text.format(env=env, name=name))
+        files[f] = env
+    for f, env in files.items():
+        docs = manifests.file_docs(f)
+        assert docs == list(yaml.safe_load_all(f.read_text()))
+        assert docs[0]["metadata"]["labels"]["tanka.dev/environment"] == env
+    assert len(list((tmp_path / "build" / ".cache" / "yaml").iterdir())) == 2   # x once, y once
+    # the placeholder standing elsewhere too: never taken for the label
+    odd = d / "odd.yaml"
+    odd.write_text(text.format(env="d4" * 24, name="z") + "data: {k: raibid-env-label-placeholder}\n")
+    assert manifests.file_docs(odd) == list(yaml.safe_load_all(odd.read_text()))
+    for label in ("12" * 24, "e5" * 24 + "\n    other: '" + "f6" * 24 + "'"):  # all digits (an int); two values
+        odd.write_text(text.format(env=label, name="z"))
+        assert manifests.file_docs(odd) == list(yaml.safe_load_all(odd.read_text()))
+    odd.write_text('kind: A\nmetadata:\n  labels:\n    tanka.dev/environment: ' + "a1" * 24 + '\n'
+                   'note: "raibid-env-label-\\x70laceholder"\n')        # made by an escape: parsed as it is
+    assert manifests.file_docs(odd) == list(yaml.safe_load_all(odd.read_text()))
