@@ -125,14 +125,15 @@ def _stop_when_gone(pid: int, directory: Path) -> None:
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
+def pytest_itemcollected(item):
     """Every test that uses the session control plane (directly or through another fixture)
     joins one pytest-xdist group: under ``--dist loadgroup`` (pyproject.toml's addopts) those
     tests share one worker, so one control plane serves them all, while the other workers
     run the rest. The other tests' ``validate:*`` runs stay offline (no dry-run), as a user's do
-    without ``doit controlplane:start``; the tests of the dry-run itself ask for it."""
-    group = pytest.mark.xdist_group("controlplane")
-    for item in items:
-        if "controlplane" in getattr(item, "fixturenames", ()):
-            item.add_marker(group)
+    without ``doit controlplane:start``; the tests of the dry-run itself ask for it.
+
+    Marked as each test is collected: xdist names a group's tests (``nodeid@group``) in its
+    own ``pytest_collection_modifyitems``, which ran before this project's (a tryfirst
+    conftest hook), so the group was never formed and a second control plane started."""
+    if "controlplane" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("controlplane"))

@@ -169,3 +169,41 @@ def test_a_killed_test_session_leaves_no_control_plane_running(tmp_path):
     while cp.alive("sleeper") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not cp.alive("sleeper"), f"pid {pid} still runs after the test session was killed"
+
+
+
+GROUPED = """\
+import os
+import pytest
+
+
+@pytest.fixture
+def controlplane():  # stands in for the session's: the grouping is by the fixture's name
+    return None
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_grouped(n, controlplane):
+    with open(f"ran-{n}", "w") as fh:
+        fh.write(os.environ.get("PYTEST_XDIST_WORKER", "none"))
+"""
+
+
+def test_the_control_plane_tests_share_one_worker(tmp_path):
+    """tests/conftest.py puts every test that uses ``controlplane`` into one xdist group; a
+    pytest and pytest-xdist that ignore the group (pytest 9.2 with xdist 3.8: pytest's node
+    ids changed under xdist) spread them over the workers, each of which then starts a
+    control plane of its own. This runs six such tests under ``-n 2`` with this project's
+    conftest as a plugin."""
+    import os
+    import sys
+
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup",
+                           "-p", "conftest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                           "-c", os.devnull, str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    workers = {(tmp_path / f"ran-{n}").read_text() for n in range(6)}
+    assert len(workers) == 1 and workers != {"none"}, workers
