@@ -120,14 +120,25 @@ def child_setup(umask: int | None = None):
     return setup
 
 
-def sweep_stale_temps(parent: Path) -> None:
-    """Remove temporary siblings left behind by a run that was killed (SIGKILL)."""
+def sweep_stale_temps(parent: Path, owners=None) -> None:
+    """Remove temporary siblings left behind by a run that was killed (SIGKILL): those of
+    the outputs named ``owners`` only (:func:`write_bytes`'s ``.<name>.XXXXXXXX.tmp``,
+    :func:`replace_dir`'s ``.<name>.XXXXXXXX.tmp`` and ``.<name>.old.<pid>``), so a writer
+    that holds the lock of its own outputs never sweeps what another writer is writing in
+    ``parent``; without ``owners``, every one in ``parent``."""
     parent = Path(parent)
     if not parent.is_dir():
         return
+    own = None
+    if owners is not None:
+        import re
+
+        names = "|".join(re.escape(n) for n in owners)
+        own = re.compile(rf"\.(?:{names})\.(?:\w{{8}}\.tmp|old\.\d+)")
     for entry in parent.iterdir():
-        if entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old." in entry.name):
-            if entry.is_dir():
+        if own.fullmatch(entry.name) if own else (
+                entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old." in entry.name)):
+            if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 with contextlib.suppress(FileNotFoundError):

@@ -19,6 +19,12 @@ class ChartfileError(ValueError):
     """chartfile.yaml cannot be read or does not say what to vendor."""
 
 
+def _chartfile_error(what: str) -> ChartfileError:
+    """chartfile.yaml's name (resolved only for a message: every doit start reads the pins)
+    followed by ``what``."""
+    return ChartfileError(f"{paths.rel(chartfile())}{what}")
+
+
 def pinned_charts() -> dict[str, str]:
     """``directory -> version`` from chartfile.yaml, in its order (raises
     :class:`ChartfileError`, naming the file, when it cannot be read)."""
@@ -27,17 +33,17 @@ def pinned_charts() -> dict[str, str]:
     try:
         data = load_yaml(chartfile()) or {}
     except OSError as e:
-        raise ChartfileError(f"{paths.rel(chartfile())} cannot be read: {e.strerror or e}") from None
+        raise _chartfile_error(f" cannot be read: {e.strerror or e}") from None
     except ValueError as e:  # not YAML
-        raise ChartfileError(f"{paths.rel(chartfile())} cannot be read: {e}") from None
+        raise _chartfile_error(f" cannot be read: {e}") from None
     requires = data.get("requires") if isinstance(data, dict) else None
     if not isinstance(requires, list):
-        raise ChartfileError(f"{paths.rel(chartfile())}: `requires` must be a list of charts (chart, version)")
+        raise _chartfile_error(": `requires` must be a list of charts (chart, version)")
     pins = {}
     for n, r in enumerate(requires, 1):
         if not (isinstance(r, dict) and isinstance(r.get("chart"), str) and "/" in r["chart"]
                 and r.get("version") is not None):
-            raise ChartfileError(f"{paths.rel(chartfile())}: requires entry {n} needs `chart: <repo>/<name>` and `version`")
+            raise _chartfile_error(f": requires entry {n} needs `chart: <repo>/<name>` and `version`")
         pins[r.get("directory") or r["chart"].split("/", 1)[1]] = str(r["version"])
     return pins
 

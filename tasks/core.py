@@ -34,7 +34,7 @@ def parallel_default(params, pos_args) -> None:
     from pathlib import Path
 
     db = Path(params.get("dep_file", ".doit.db")).absolute()  # as doit opens it: from the dodo.py's directory
-    if any(db.parent.glob(db.name + "*")):  # doit's dbm backends add a suffix to the name
+    if db.exists() or any(db.parent.glob(db.name + "*")):  # doit's dbm backends add a suffix
         return
     import multiprocessing
     import os

@@ -236,15 +236,16 @@ def crd_files(directory: Path) -> list[Path]:
 #: the compiled index of a CRD directory (see :func:`crd_dir_index`); bump the version when
 #: what it keeps changes shape
 CRD_INDEX_FILE = "schemas.json"
-_CRD_INDEX_VERSION = "crd-index-1"
+_CRD_INDEX_VERSION = "crd-index-2"
 
 
 def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
     """:func:`_crd_index` of the CRDs in a CRD directory's YAML files (``build/crds``),
     compiled once: kept as JSON in ``<directory>/schemas.json`` (``doit crds`` writes it with
-    the CRDs; validate writes it when it is missing), keyed by the digest of every file's
-    path and text. A changed, added or removed file changes the digest and the files are
-    parsed again; a damaged or half-written index is ignored and written again."""
+    the CRDs; validate writes it when it is missing), keyed by every file's path and stat
+    (inode, size, modification and change times: any write moves the change time, as
+    :mod:`tasks.statcache` relies on). A changed, added or removed file changes the key and
+    the files are parsed again; a damaged or half-written index is ignored and written again."""
     import hashlib
     import json
 
@@ -252,13 +253,11 @@ def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
 
     d = Path(directory)
     files = crd_files(d)
-    h = hashlib.sha256(_CRD_INDEX_VERSION.encode() + b"\0")
-    texts = {}
+    key = [_CRD_INDEX_VERSION]
     for f in files:
-        data = f.read_bytes()
-        texts[f] = data
-        h.update(str(f.relative_to(d)).encode() + b"\0" + hashlib.sha256(data).digest())
-    digest = h.hexdigest()
+        st = f.stat()
+        key.append([str(f.relative_to(d)), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
     kept = d / CRD_INDEX_FILE
     try:
         got = json.loads(kept.read_text(encoding="utf-8"))
@@ -266,17 +265,12 @@ def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
             return {(a, k): schema for a, k, schema in got["schemas"]}
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing, damaged or of other files: compiled again
-    crds = []
-    for f in files:
-        for doc in yaml_docs(texts[f].decode()):
-            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
-                crds.append(doc)
-    index = _crd_index(crds)
+    index = _crd_index(load_crds(files))
+    rows = [[a, k, s] for (a, k), s in index.items()]
     try:
-        text = json.dumps({"digest": digest, "schemas": [[a, k, s] for (a, k), s in index.items()]},
-                          allow_nan=False)
-        if d.is_dir() and json.loads(text)["schemas"] == [[a, k, s] for (a, k), s in index.items()]:
-            atomic.write_text(kept, text, durable=False)  # never creates the directory
+        text = json.dumps({"digest": digest, "schemas": rows}, allow_nan=False)
+        if d.is_dir() and json.loads(text)["schemas"] == rows:  # atomic.write_text would create d
+            atomic.write_text(kept, text, durable=False)
     except (TypeError, ValueError, OSError):
         pass  # not JSON-exact, or a read-only directory: compiled each time
     return index

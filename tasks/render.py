@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -235,29 +233,9 @@ def render(env: str) -> TaskFailed | None:
     # leftovers are swept under the lock, so only a dead render's are, and never another
     # environment's temporary output while that render writes it
     with atomic.locked(env_dir(env)):
-        _sweep_own_temps(env)
+        atomic.sweep_stale_temps(manifests_dir(env).parent,
+                                 owners=[p.name for p in (manifests_dir(env), digest_file(env), depfile(env))])
         return _render_locked(env)
-
-
-def _own_temps(env: str) -> list[Path]:
-    """What a killed render:<env> leaves in build/manifests/: the temporary output directory
-    (``.<env>.XXXXXXXX.tmp``), the previous output being replaced (``.<env>.old.<pid>``) and
-    the temporary digest and depfile (``.<env>.sha256.XXXXXXXX.tmp``...), nothing of another
-    environment (``.<env>.x.XXXXXXXX.tmp`` is environment ``<env>.x``'s)."""
-    base = manifests_dir(env).parent
-    if not base.is_dir():
-        return []
-    names = "|".join(re.escape(p.name[len(env) + 1:]) + r"\." for p in (digest_file(env), depfile(env)))
-    own = re.compile(rf"\.{re.escape(env)}\.(?:(?:{names})?\w{{8}}\.tmp|old\.\d+)")
-    return [p for p in base.iterdir() if own.fullmatch(p.name)]
-
-
-def _sweep_own_temps(env: str) -> None:
-    for p in _own_temps(env):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
 
 
 def _render_locked(env: str) -> TaskFailed | None:

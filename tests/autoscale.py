@@ -58,12 +58,11 @@ def reset(cp, namespace: str = NS, keep_crds: bool = False) -> None:
     cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", timeout=60, check=True)
     cp.kubectl("delete", "pods,persistentvolumeclaims", "-n", namespace, "--all", "--ignore-not-found",
                "--wait=true", "--timeout=120s", timeout=150, check=True)
-    if keep_crds:
-        crds = []
-    if crds:  # one request (a delete of each is throttled by kubectl after the first 10)
+    gone = [] if keep_crds else crds
+    if gone:  # one request (a delete of each is throttled by kubectl after the first 10)
         cp.kubectl("delete", "--raw", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", timeout=60,
                    check=True)
-    cp.kubectl("wait", "--for=delete", f"namespace/{namespace}", *(f"customresourcedefinition/{c}" for c in crds),
+    cp.kubectl("wait", "--for=delete", f"namespace/{namespace}", *(f"customresourcedefinition/{c}" for c in gone),
                "--timeout=120s", timeout=150, check=True)
 
 

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO, env_for
+
 
 DODO = '''\
 from tasks.reporter import RichReporter
@@ -45,8 +46,9 @@ def _project(tmp_path: Path, sleep: str) -> Path:
 
 
 def _env() -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "RAIBID_DEPLOY_ROOT"):
+    """A run with this checkout's tasks package, its output not forced into colour."""
+    env = env_for(REPO)
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
         env.pop(name, None)
     return env
 
