@@ -133,20 +133,25 @@ def file_docs(f: Path) -> list:
     except (OSError, ValueError):
         pass  # not there yet, or damaged: parse, and keep it again
     docs = list(yaml_docs(keyed))
-    if subs:
-        try:
-            put = _put_back(copy.deepcopy(docs), value, subs)
-        except ValueError:  # the placeholder stood elsewhere than as the label's value
-            return list(yaml_docs(text))
     try:
         kept = json.dumps(docs, allow_nan=False)
-        if json.loads(kept) == docs:
-            from . import atomic
+        copied = json.loads(kept)  # also the copy the placeholders are put back into
+        exact = copied == docs
+    except (TypeError, ValueError):
+        exact = False  # not JSON-exact: parsed each time
+    if subs:
+        try:
+            put = _put_back(copied if exact else copy.deepcopy(docs), value, subs)
+        except ValueError:  # the placeholder stood elsewhere than as the label's value
+            return list(yaml_docs(text))
+    if exact:
+        from . import atomic
 
+        try:
             atomic.write_text(entry, kept, durable=False)
             _prune(entry.parent, DOCS_CACHE_FILES)
-    except (TypeError, ValueError, OSError):
-        pass  # not JSON-exact, or a read-only build/: parsed each time
+        except OSError:
+            pass  # a read-only build/: parsed each time
     return put if subs else docs
 
 
@@ -323,7 +328,7 @@ def _crd_index(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
 
 
 def _crd_json_schema(schema: dict) -> dict:
-    js = to_json_schema(copy.deepcopy(schema))
+    js = to_json_schema(schema)  # a new tree: ``schema`` is left as it is
     # metadata is validated by the API server itself, not by the CRD schema
     js.setdefault("properties", {})["metadata"] = {"type": "object"}
     return js

@@ -372,6 +372,26 @@ def test_crd_conversion_handles_kubernetes_extensions():
     assert list(v.iter_errors({"unknown": 1}))
 
 
+def test_crd_conversion_leaves_the_crd_as_it_was():
+    """The same parsed CRD serves every environment and the pinned-CRD index: converting its
+    schema must not change it."""
+    import copy
+
+    from tasks.manifests import crd_schemas
+
+    crd = {"kind": "CustomResourceDefinition", "spec": {"group": "example.dev", "names": {"kind": "A"}, "versions": [
+        {"name": "v1", "served": True, "schema": {"openAPIV3Schema": {
+            "type": "object", "required": ["spec"],
+            "properties": {"spec": {"type": "object", "nullable": True, "properties": {
+                "port": {"x-kubernetes-int-or-string": True},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}}}]}}
+    before = copy.deepcopy(crd)
+    schemas = crd_schemas([crd])
+    assert crd == before
+    assert schemas[("example.dev/v1", "A")]["properties"]["metadata"] == {"type": "object"}
+    assert "metadata" not in crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+
+
 # --------------------------------------------------------------------------- incrementality
 
 
