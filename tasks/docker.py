@@ -412,7 +412,8 @@ def build_image(name: str):
     found = image_id(inp.tag)
     if not found:
         return TaskFailed(f"docker build reported success but the engine has no image {inp.tag}")
-    atomic.sweep_stale_temps(images_dir())
+    # only this image's leftovers: another image's build or push may be writing beside it
+    atomic.sweep_stale_temps(images_dir(), owners=[record_path(name).name])
     atomic.write_text(record_path(name), json.dumps({
         "name": name, "tag": inp.tag, "image_id": found, "digest": inp.digest, "platform": inp.platform,
     }, indent=2) + "\n")
@@ -472,6 +473,7 @@ def push_image(name: str):
         if proc.returncode != 0:
             hint = "  Is the k3d registry running? `doit cluster` starts it." if args[0] == "push" else ""
             return TaskFailed(f"`docker {' '.join(args)}` failed (exit {proc.returncode}).{hint}")
+    atomic.sweep_stale_temps(images_dir(), owners=[cluster_record_path(name).name])
     atomic.write_text(cluster_record_path(name), json.dumps({"name": name, "ref": pull_ref}, indent=2) + "\n")
     return None
 

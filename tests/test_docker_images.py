@@ -203,6 +203,22 @@ def test_a_failed_build_records_nothing(project, docker, src):
     assert len(builds(docker)) == 2
 
 
+def test_a_build_sweeps_only_its_own_leftovers(project, docker, src):
+    """A killed run's temporary files are removed by the next build of the same image; what
+    another image's build or push (a parallel run: ``doit -n 2``) is writing beside it stays."""
+    images = project / "build" / "images"
+    images.mkdir(parents=True)
+    own = [images / ".server.json.a1b2c3d4.tmp", images / ".server.cluster.json.a1b2c3d4.tmp"]
+    others = [images / ".agent.json.e5f6a7b8.tmp", images / ".agent.cluster.json.e5f6a7b8.tmp",
+              images / ".digest-cache.json.c9d0e1f2.tmp"]
+    for f in own + others:
+        f.write_text("{")
+    proc, out = doit(project, "push:server", e=env(project, docker, src))
+    assert proc.returncode == 0, out
+    assert [f.name for f in own if f.exists()] == []
+    assert [f.name for f in others if f.exists()] == [f.name for f in others]
+
+
 # --------------------------------------------------------------------------- push
 
 
