@@ -307,12 +307,6 @@ def to_json_schema(node: Any) -> Any:
     return node
 
 
-def crd_schemas(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
-    """``(apiVersion, kind) -> JSON schema`` for every served version of every CRD."""
-    index = _crd_index(crds)
-    return {key: _crd_json_schema(raw) for key, raw in index.items()}
-
-
 def _crd_index(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
     """``(apiVersion, kind) -> openAPIV3Schema`` (not converted) of every served version."""
     out = {}
@@ -328,7 +322,7 @@ def _crd_index(crds: Iterable[dict]) -> dict[tuple[str, str], dict]:
 
 
 def _crd_json_schema(schema: dict) -> dict:
-    js = to_json_schema(schema)  # a new tree: ``schema`` is left as it is
+    js = to_json_schema(schema)  # a new tree (and the schema itself is parsed afresh by _crd_validator)
     # metadata is validated by the API server itself, not by the CRD schema
     js.setdefault("properties", {})["metadata"] = {"type": "object"}
     return js
@@ -748,14 +742,13 @@ def check_version(k8s_version: str) -> None:
 
 
 def validate_objects(objs: list[dict], env: str, k8s_version: str,
-                     extra_crds: Iterable[dict] = (), valid: set[str] | None = None,
-                     extra_index: dict | None = None) -> list[Violation]:
+                     extra_index: dict | None = None, valid: set[str] | None = None) -> list[Violation]:
     """Every violation in ``objs`` (the CRDs among them are used for their resources);
-    ``extra_index``: :func:`_crd_index` of more CRDs (after ``extra_crds``, before those of
-    ``objs``); ``valid``: see :func:`schema_violations`."""
+    ``extra_index``: the schemas of more CRDs, as :func:`crd_dir_index` gives them (those of
+    ``objs`` win); ``valid``: see :func:`schema_violations`."""
     check_version(k8s_version)
     in_render = [o for o in objs if o.get("kind") == "CustomResourceDefinition"]
-    schemas = {**_crd_index(extra_crds), **(extra_index or {}), **_crd_index(in_render)}
+    schemas = {**(extra_index or {}), **_crd_index(in_render)}
     return sorted(set(schema_violations(objs, k8s_version, schemas, valid) + policy_violations(objs, env)
                       + url_secret_violations(objs) + pdb_violations(objs) + service_violations(objs)
                       + gitops_violations(objs)))
