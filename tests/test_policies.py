@@ -336,3 +336,7 @@ def test_an_object_kept_once_for_every_environment_gets_its_own_label_and_text_b
     odd.write_text('kind: A\nmetadata:\n  labels:\n    tanka.dev/environment: ' + "a1" * 24 + '\n'
                    'note: "raibid-env-label-\\x70laceholder"\n')        # made by an escape: parsed as it is
     assert manifests.file_docs(odd) == list(yaml.safe_load_all(odd.read_text()))
+    for elsewhere in ("script: |\n  tanka.dev/environment: " + "a1" * 24,       # inside a block scalar
+                      "items:\n- tanka.dev/environment: " + "a1" * 24):         # a list item's key
+        odd.write_text(text.format(env="a1" * 24, name="w") + elsewhere + "\n")
+        assert manifests.file_docs(odd) == list(yaml.safe_load_all(odd.read_text()))
