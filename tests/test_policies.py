@@ -173,6 +173,17 @@ def _service(**spec) -> dict:
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
      "rules": [{"verbs": "get"}]},                                        # a grouped apiVersion
     _service(),                                                           # valid
+    # deep in shared definitions: a container's resources, a probe, labels, a CRD's schema
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"a": 1}},
+     "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c"}]}}}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+     "spec": {"selector": {}, "template": {"spec": {"containers": [
+         {"name": "c", "resources": {"limits": {"cpu": []}}, "readinessProbe": {"httpGet": {"port": 80, "pth": "/"}}}]}}}},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "as.x.dev"},
+     "spec": {"group": "x.dev", "scope": "Namespaced", "names": {"kind": "A", "plural": "as"},
+              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                  "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                      "a": {"type": "object", "properties": {"b": {"type": "string", "maxLength": "x"}}}}}}}}}]}},
 ])
 def test_schema_check_reports_what_kubernetes_validate_reports(obj):
     """The schemas are read once per process, yet each object gets the error
