@@ -22,7 +22,7 @@ from doit.exceptions import TaskFailed
 from . import atomic, core, paths, tools
 from .charts import chart_files
 from .kube import is_local
-from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir, tk_env
+from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir
 
 #: parameters of `tk export`; changing them re-renders
 EXPORT_FORMAT = "{{.apiVersion}}.{{.kind}}-{{or .metadata.name .metadata.generateName}}"
@@ -155,7 +155,7 @@ def tk_imports(env: str) -> list[str] | TaskFailed:
     gets a throwaway one, so the command works anywhere.
     """
     main = env_dir(env) / "main.jsonnet"
-    env_vars = tk_env()
+    env_vars = tools.short_run_env()
     with tempfile.TemporaryDirectory(prefix="tk-imports-") as tmp:
         try:
             probe = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=paths.tanka(),
@@ -253,7 +253,7 @@ def _render_locked(env: str) -> TaskFailed | None:
                 ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
                  "--log-level", "warn"],
                 cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                env=tk_env(), preexec_fn=atomic.child_setup(umask=0o077))
+                env=tools.short_run_env(), preexec_fn=atomic.child_setup(umask=0o077))
             if proc.returncode != 0:
                 raise _ExportFailed(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
             digest = dir_digest(tmp)

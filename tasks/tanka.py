@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from . import atomic, paths
+from . import atomic, paths, tools
 
 
 def chartfile() -> Path:
@@ -78,21 +78,8 @@ def jsonnet_sources() -> list[str]:
                        suffixes=(".jsonnet", ".libsonnet"))
 
 
-#: Go's garbage collector for tk and the helm it runs, unless the user set GOGC: a short run
-#: whose heap only grows; collecting at 5x the live heap instead of 2x takes a fifth of its
-#: CPU time (`tk export` of the local environment of the stand-in charts: 1.26 -> 1.03 s;
-#: GOGC=off was 0.93 s, but with a heap bounded by nothing)
-TK_GOGC = "400"
-
-
-def tk_env() -> dict:
-    """The environment ``tk`` runs in: this process's, with :data:`TK_GOGC` when the user
-    set no GOGC of their own."""
-    return {"GOGC": TK_GOGC, **os.environ}
-
-
 def tk(*args: str, **kw) -> subprocess.CompletedProcess:
     """Run ``tk`` in the Tanka project directory, capturing output."""
     return subprocess.run(["tk", *args], cwd=paths.tanka(), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, preexec_fn=atomic.child_setup(),
-                          **{"env": tk_env(), **kw})
+                          **{"env": tools.short_run_env(), **kw})

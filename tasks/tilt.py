@@ -59,9 +59,9 @@ def tiltfile_result(env: str, context: str | None = None, kube_context: str | No
 
     tilt = tools.which("tilt") or "tilt"
     with tempfile.TemporaryDirectory(prefix="tilt-check-") as tmp:
-        run_env = {**os.environ, "KUBECONFIG": str(_kubeconfig(Path(tmp) / "kubeconfig",
-                                                               kube_context or core.settings().kube_context)),
-                   "RAIBID_SRC": str(paths.raibid_src()), **(extra_env or {})}
+        run_env = tools.short_run_env({
+            "KUBECONFIG": str(_kubeconfig(Path(tmp) / "kubeconfig", kube_context or core.settings().kube_context)),
+            "RAIBID_SRC": str(paths.raibid_src()), **(extra_env or {})})
         argv = [tilt, "alpha", "tiltfile-result", "-v", "--file", str(tiltfile())]
         if context:
             argv += ["--context", context]

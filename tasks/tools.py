@@ -131,6 +131,22 @@ def activate() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in parts if p != bin_dir])
 
 
+#: Go's garbage collector for a short run of a Go-built tool, unless the user set GOGC: a run
+#: whose heap only grows; collecting at 5x the live heap instead of 2x takes a fifth of its
+#: CPU time (`tk export` of the local environment of the stand-in charts: 1.26 -> 1.03 s;
+#: GOGC=off was 0.93 s, but with a heap bounded by nothing; Tilt's Tiltfile load of the
+#: local environment: 0.86 -> 0.67 s)
+SHORT_RUN_GOGC = "400"
+
+
+def short_run_env(extra: dict | None = None) -> dict:
+    """The environment of a short run of a Go-built tool (``tk`` and the ``helm`` it runs,
+    ``tilt alpha tiltfile-result``): this process's plus ``extra``, with GOGC
+    :data:`SHORT_RUN_GOGC` unless the user set one. Never for a long-running one (``tilt up``,
+    the control plane): its heap would grow to 5x what it holds."""
+    return {"GOGC": SHORT_RUN_GOGC, **os.environ, **(extra or {})}
+
+
 def which(name: str) -> str | None:
     """The executable for ``name``: ``.tools/bin`` first, then PATH (only PATH, without
     .tools/bin, for the user's ``own`` tools)."""
