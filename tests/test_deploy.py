@@ -26,6 +26,35 @@ def project(tmp_path_factory, stack) -> Path:
     return copy_built(stack, tmp_path_factory.mktemp("deploy") / "project")
 
 
+#: the hostPath volumes that stand in for k3d's local-path storage (the claims of the local stack)
+VOLUMES = [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
+            "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
+           for i in range(2)]
+
+
+def volumes(cp) -> None:
+    """:data:`VOLUMES` exist and each is bound or Available: one whose claim was deleted (a
+    reset, ``down``) is Released, and made Available again by dropping its claimRef. A claim
+    is bound when it is created, if a volume is Available then; a claim that found none waits
+    for the PV controller's next resync (15 s)."""
+    from tasks.kube import object_list
+
+    cp.kubectl("apply", "-f", "-", input=object_list(VOLUMES), check=True)
+    for v in live_all(cp, VOLUMES).values():
+        if v["status"].get("phase") == "Released":
+            cp.kubectl("patch", "persistentvolume", v["metadata"]["name"], "--type=json",
+                       "-p", '[{"op": "remove", "path": "/spec/claimRef"}]', check=True)
+
+
+def empty(cp) -> None:
+    """An empty cluster (:func:`autoscale.reset`) with :func:`volumes` for the claims of the
+    local stack applied next (bound as they are created: a ``doit up`` after it finds the
+    StatefulSet ready, instead of waiting for the resync that binds a waiting claim)."""
+    reset(cp)
+    volumes(cp)
+
+
 def doit_env(project: Path, cp, path_first=None) -> dict:
     """The environment of a doit run against ``cp``: its kubeconfig, as a user's own cluster
     would be named, and no ``$RAIBID_CONTROLPLANE``, as a user deploying has none running:
@@ -86,7 +115,7 @@ def local_applied(project: Path, cp, env: dict) -> None:
     otherwise (another environment's objects, or a stack half gone) from an empty cluster."""
     rec = record(cp)
     if not (rec and rec["environment"] == "local"):
-        reset(cp)
+        empty(cp)
     run_doit(project, "apply:local", env=env, check=True)
     assert record(cp)["environment"] == "local"
 
@@ -94,7 +123,7 @@ def local_applied(project: Path, cp, env: dict) -> None:
 def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
-    reset(cp)
+    empty(cp)
     objects = rendered(project, "local")
     assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "ScaledJob", "GitRepository"}
 
@@ -151,7 +180,9 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
     ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
     images = project / "build" / "images"
     images.mkdir(parents=True, exist_ok=True)
-    (images / "server.cluster.json").write_text(json.dumps({"name": "server", "ref": ref}))
+    pushed = images / "server.cluster.json"
+    before = pushed.read_text() if pushed.exists() else None  # a doit up before this test pushed one
+    pushed.write_text(json.dumps({"name": "server", "ref": ref}))
     try:
         diff = run_doit(project, "diff:local", env=env, check=True)
         assert ref in diff.stdout and "differs" in diff.stdout
@@ -160,9 +191,43 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
                            "metadata": {"name": "raibid-server", "namespace": NS}})
         assert [c["image"] for c in server["spec"]["template"]["spec"]["containers"]] == [ref]
-        assert json.loads(record(cp)["images"]) == {"server": ref}
+        # the record holds every pushed image's ref (the agent's too, if a doit up pushed it)
+        refs = {f.name.split(".")[0]: json.loads(f.read_text())["ref"] for f in images.glob("*.cluster.json")}
+        assert refs["server"] == ref and json.loads(record(cp)["images"]) == refs
     finally:
-        (images / "server.cluster.json").unlink()
+        if before is None:
+            pushed.unlink()
+        else:
+            pushed.write_text(before)
+
+
+def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
+    """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
+    (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
+    cp = controlplane
+    rec = record(cp)
+    if not (rec and rec["environment"] == "local"):  # the local stack (another image, say) can stay
+        reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
+    volumes(cp)  # after a reset; or the claims of the stack kept are bound to them
+    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
+    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
+    # the k3d shim's cluster exists and runs, so `doit cluster` only checks it
+    shims.set_state(k3d={"clusters": {"raibid-ci": {"running": True}}})
+    env = doit_env(project, cp, path_first=[shims.bin])
+    env["RAIBID_SRC"] = str(FIXTURES / "raibid-ci")
+    up = run_doit(project, "up", env=env, timeout=900)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    assert "apply:local" in executed(up) and "raibid-ci is up" in up.stdout
+    rec = record(cp)
+    assert rec is not None and rec["environment"] == "local"
+    # the pushed images are what runs
+    pushed = json.loads((project / "build" / "images" / "server.cluster.json").read_text())["ref"]
+    server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "raibid-server", "namespace": NS}})
+    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == pushed
+    assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
+    second = run_doit(project, "up", env=env, timeout=900)
+    assert second.returncode == 0 and "apply:local" not in executed(second)
 
 
 def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, controlplane):
@@ -208,37 +273,6 @@ def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlp
     assert record(cp)["environment"] == "prod"
     assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
                      "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None
-
-
-def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
-    """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
-    (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
-    cp = controlplane
-    reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
-    for i in range(2):
-        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
-              "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
-                       "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
-        cp.kubectl("apply", "-f", "-", input=json.dumps(pv), check=True)
-    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
-    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
-    # the k3d shim's cluster exists and runs, so `doit cluster` only checks it
-    shims.set_state(k3d={"clusters": {"raibid-ci": {"running": True}}})
-    env = doit_env(project, cp, path_first=[shims.bin])
-    env["RAIBID_SRC"] = str(FIXTURES / "raibid-ci")
-    up = run_doit(project, "up", env=env, timeout=900)
-    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-    assert "apply:local" in executed(up) and "raibid-ci is up" in up.stdout
-    rec = record(cp)
-    assert rec is not None and rec["environment"] == "local"
-    # the pushed images are what runs
-    pushed = json.loads((project / "build" / "images" / "server.cluster.json").read_text())["ref"]
-    server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
-                       "metadata": {"name": "raibid-server", "namespace": NS}})
-    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == pushed
-    assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
-    second = run_doit(project, "up", env=env, timeout=900)
-    assert second.returncode == 0 and "apply:local" not in executed(second)
 
 
 def test_served_kinds_knows_every_served_version_of_a_group_and_nothing_unserved(controlplane):
