@@ -28,12 +28,14 @@ STREAM, GROUP = "raibid:jobs", "raibid-agents"
 JOB_SCHEMA = FIXTURES / "contract" / "job.schema.json"
 
 
-def reset(cp, namespace: str = NS, keep_crds: bool = False) -> None:
+def reset(cp, namespace: str = NS, keep_crds: bool = False, wait: bool = True) -> None:
     """An empty cluster again: the stack's namespace and every CRD deleted, and gone.
     ``keep_crds``: the CRDs stay (their custom resources in the namespace go with it), for
     a test that needs no objects of an environment before it but not a cluster without
     CRDs: deleting and creating them again costs seconds, and the API server rebuilds its
-    OpenAPI spec after each change of the CRD set.
+    OpenAPI spec after each change of the CRD set. ``wait=False``: everything is deleted,
+    but what is still going is not waited for (a test done with the cluster leaves the
+    namespace's last seconds to pass while other tests run; the next reset waits).
 
     Custom resources lose their finalizers first: the controllers that would honour them
     (the KEDA operator of the autoscaling test, Flux) are not running any more, so the
@@ -56,14 +58,23 @@ def reset(cp, namespace: str = NS, keep_crds: bool = False) -> None:
                 cp.kubectl("patch", ref, "-n", namespace, "--type=merge",
                            "-p", '{"metadata":{"finalizers":null}}', timeout=60, check=True)
     cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", timeout=60, check=True)
-    cp.kubectl("delete", "pods,persistentvolumeclaims", "-n", namespace, "--all", "--ignore-not-found",
-               "--wait=true", "--timeout=120s", timeout=150, check=True)
+    delete_pods_and_claims(cp, namespace)
     gone = [] if keep_crds else crds
     if gone:  # one request (a delete of each is throttled by kubectl after the first 10)
         cp.kubectl("delete", "--raw", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", timeout=60,
                    check=True)
-    cp.kubectl("wait", "--for=delete", f"namespace/{namespace}", *(f"customresourcedefinition/{c}" for c in gone),
-               "--timeout=120s", timeout=150, check=True)
+    if wait:
+        cp.kubectl("wait", "--for=delete", f"namespace/{namespace}",
+                   *(f"customresourcedefinition/{c}" for c in gone), "--timeout=120s", timeout=150, check=True)
+
+
+def delete_pods_and_claims(cp, namespace: str = NS) -> None:
+    """Delete the Pods and PersistentVolumeClaims of a Terminating namespace and wait until
+    they are gone, so the namespace controller's first look (5 s after the deletion) finds
+    nothing to wait for (see :func:`reset`). Neither is an object anyone applied: the
+    namespace's deletion would remove them too, only later."""
+    cp.kubectl("delete", "pods,persistentvolumeclaims", "-n", namespace, "--all", "--ignore-not-found",
+               "--wait=true", "--timeout=120s", timeout=150, check=True)
 
 
 def rendered(project: Path, env: str) -> list[dict]:

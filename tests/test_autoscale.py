@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from autoscale import Autoscale
-from support import copy_project, run_doit, tool_or_fail
-from tanka_fixtures import install_charts
+from autoscale import Autoscale, reset
+from support import tool_or_fail
 
 PUSHED = 12
 #: KEDA's pollingInterval in the test instead of the render's: the waits below are counted in polls
@@ -18,18 +17,18 @@ POLL_SECONDS = 1
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory, controlplane):
+def scenario(controlplane, stack):
+    """The scenario on the staging render of the session's ``stack`` (only read)."""
     for name in ("redis-server", "keda-operator"):
         tool_or_fail(name)
-    project = copy_project(tmp_path_factory.mktemp("autoscale") / "project")
-    install_charts(project)
-    run_doit(project, "render:staging", check=True)
-    s = Autoscale(controlplane, project, polling_interval=POLL_SECONDS)
+    s = Autoscale(controlplane, stack, polling_interval=POLL_SECONDS)
     try:
         s.setup()
         yield s
     finally:
         s.teardown()
+        # the namespace's deletion (5 s at least) passes while the next tests run
+        reset(controlplane, keep_crds=True, wait=False)
 
 
 def test_keda_creates_agent_jobs_for_queued_work_within_its_bounds_then_scales_to_zero(scenario):

@@ -12,27 +12,62 @@ from pathlib import Path
 
 import pytest
 
-from autoscale import NS, rendered, reset
+from autoscale import NS, delete_pods_and_claims, rendered, reset
 from support import FIXTURES, copy_built, env_for, run_doit
 
 SHIMS = FIXTURES / "shims"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, controlplane, stack) -> Path:
+def project(tmp_path_factory, stack) -> Path:
     """One project for the module: a copy of the session's ``stack`` (stand-in charts, every
-    environment rendered and validated offline), local and prod validated again with the
-    server-side dry-run against ``controlplane``."""
-    p = copy_built(stack, tmp_path_factory.mktemp("deploy") / "project")
-    # the dry-run, here and not in the first apply's or diff's task_dep: after a reset that
-    # would apply the CRDs again
-    run_doit(p, "validate:local", "validate:prod", env=doit_env(p, controlplane), check=True)
-    return p
+    environment rendered and validated offline; the copy keeps doit's record, so the
+    ``validate:<env>`` each apply and diff depends on is up to date in it)."""
+    return copy_built(stack, tmp_path_factory.mktemp("deploy") / "project")
+
+
+#: the hostPath volumes that stand in for k3d's local-path storage (the claims of the local stack)
+VOLUMES = [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
+            "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
+           for i in range(2)]
+
+
+def volumes(cp) -> None:
+    """:data:`VOLUMES` exist and each is bound or Available: one whose claim was deleted (a
+    reset, ``down``) is Released, and made Available again by dropping its claimRef. A claim
+    is bound when it is created, if a volume is Available then; a claim that found none waits
+    for the PV controller's next resync (15 s)."""
+    from tasks.kube import object_list
+
+    cp.kubectl("apply", "-f", "-", input=object_list(VOLUMES), check=True)
+    for v in live_all(cp, VOLUMES).values():
+        if v["status"].get("phase") == "Released":
+            cp.kubectl("patch", "persistentvolume", v["metadata"]["name"], "--type=json",
+                       "-p", '[{"op": "remove", "path": "/spec/claimRef"}]', check=True)
+
+
+def empty(cp) -> None:
+    """An empty cluster (:func:`autoscale.reset`) with :func:`volumes` for the claims of the
+    local stack applied next (bound as they are created: a ``doit up`` after it finds the
+    StatefulSet ready, instead of waiting for the resync that binds a waiting claim)."""
+    reset(cp)
+    volumes(cp)
 
 
 def doit_env(project: Path, cp, path_first=None) -> dict:
-    return env_for(project, {"KUBECONFIG": str(cp.kubeconfig), "KUBECACHEDIR": str(cp.dir / "kubecache")},
-                   path_first=path_first)
+    """The environment of a doit run against ``cp``: its kubeconfig, as a user's own cluster
+    would be named, and no ``$RAIBID_CONTROLPLANE``, as a user deploying has none running:
+    the validate each apply and diff depends on stays offline, as ``stack`` ran it (with it,
+    validate's up-to-date key changes and every environment is dry-run again, seconds each;
+    the server-side dry-run has tests of its own in test_controlplane, and the applies here
+    are checked by the same API server for real)."""
+    from tasks import controlplane as cpmod
+
+    env = env_for(project, {"KUBECONFIG": str(cp.kubeconfig), "KUBECACHEDIR": str(cp.dir / "kubecache")},
+                  path_first=path_first)
+    env.pop(cpmod.ENV_VAR, None)
+    return env
 
 
 def executed(proc) -> list[str]:
@@ -80,7 +115,7 @@ def local_applied(project: Path, cp, env: dict) -> None:
     otherwise (another environment's objects, or a stack half gone) from an empty cluster."""
     rec = record(cp)
     if not (rec and rec["environment"] == "local"):
-        reset(cp)
+        empty(cp)
     run_doit(project, "apply:local", env=env, check=True)
     assert record(cp)["environment"] == "local"
 
@@ -88,7 +123,7 @@ def local_applied(project: Path, cp, env: dict) -> None:
 def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
-    reset(cp)
+    empty(cp)
     objects = rendered(project, "local")
     assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "ScaledJob", "GitRepository"}
 
@@ -105,6 +140,7 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     assert first.returncode == 0, first.stdout + first.stderr
     assert "apply:local" in executed(first)
     now = live_all(cp, objects)
+    applied_at = time.monotonic()
     for o in objects:  # every rendered object is on the server, applied server-side by us
         got = now[key(o)]
         assert got is not None, f"{o['kind']}/{o['metadata']['name']} was not applied"
@@ -120,10 +156,13 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     skipped = run_doit(project, "apply:local", env=env, check=True)
     assert "apply:local" not in executed(skipped)
 
-    # forced again (record deleted): the same objects applied again change nothing
-    state = {k: (got["metadata"].get("generation"), ours(got)) for k, got in live_all(cp, objects).items()}
-    time.sleep(1.1)  # managedFields times have one-second resolution
+    # forced again (record deleted): the same objects applied again change nothing, compared
+    # with the objects as the first apply left them (the diffs and the skipped apply between
+    # must not have changed them either)
+    state = {key(o): (now[key(o)]["metadata"].get("generation"), ours(now[key(o)])) for o in objects}
     cp.kubectl("-n", NS, "delete", "configmap", "raibid-deploy-applied", check=True)
+    # managedFields times have one-second resolution (the diffs above took longer than that)
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - applied_at)))
     again = run_doit(project, "apply:local", env=env, check=True)
     assert "apply:local" in executed(again)
     assert record(cp)["digest"] == rec["digest"]
@@ -141,7 +180,9 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
     ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
     images = project / "build" / "images"
     images.mkdir(parents=True, exist_ok=True)
-    (images / "server.cluster.json").write_text(json.dumps({"name": "server", "ref": ref}))
+    pushed = images / "server.cluster.json"
+    before = pushed.read_text() if pushed.exists() else None  # a doit up before this test pushed one
+    pushed.write_text(json.dumps({"name": "server", "ref": ref}))
     try:
         diff = run_doit(project, "diff:local", env=env, check=True)
         assert ref in diff.stdout and "differs" in diff.stdout
@@ -150,9 +191,43 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
                            "metadata": {"name": "raibid-server", "namespace": NS}})
         assert [c["image"] for c in server["spec"]["template"]["spec"]["containers"]] == [ref]
-        assert json.loads(record(cp)["images"]) == {"server": ref}
+        # the record holds every pushed image's ref (the agent's too, if a doit up pushed it)
+        refs = {f.name.split(".")[0]: json.loads(f.read_text())["ref"] for f in images.glob("*.cluster.json")}
+        assert refs["server"] == ref and json.loads(record(cp)["images"]) == refs
     finally:
-        (images / "server.cluster.json").unlink()
+        if before is None:
+            pushed.unlink()
+        else:
+            pushed.write_text(before)
+
+
+def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
+    """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
+    (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
+    cp = controlplane
+    rec = record(cp)
+    if not (rec and rec["environment"] == "local"):  # the local stack (another image, say) can stay
+        reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
+    volumes(cp)  # after a reset; or the claims of the stack kept are bound to them
+    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
+    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
+    # the k3d shim's cluster exists and runs, so `doit cluster` only checks it
+    shims.set_state(k3d={"clusters": {"raibid-ci": {"running": True}}})
+    env = doit_env(project, cp, path_first=[shims.bin])
+    env["RAIBID_SRC"] = str(FIXTURES / "raibid-ci")
+    up = run_doit(project, "up", env=env, timeout=900)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    assert "apply:local" in executed(up) and "raibid-ci is up" in up.stdout
+    rec = record(cp)
+    assert rec is not None and rec["environment"] == "local"
+    # the pushed images are what runs
+    pushed = json.loads((project / "build" / "images" / "server.cluster.json").read_text())["ref"]
+    server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "raibid-server", "namespace": NS}})
+    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == pushed
+    assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
+    second = run_doit(project, "up", env=env, timeout=900)
+    assert second.returncode == 0 and "apply:local" not in executed(second)
 
 
 def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, controlplane):
@@ -171,7 +246,10 @@ def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, co
         assert got is None or got["metadata"].get("deletionTimestamp"), f"{o['kind']}/{o['metadata']['name']}"
     assert cp.kubectl("get", "nodes", "-o", "name", check=True).stdout.strip()  # the cluster keeps running
     # once the namespace and the CRDs are gone nothing of the stack is left (the empty
-    # cluster test_apply_local applies to) and the next apply:local runs (not up to date)
+    # cluster test_apply_local applies to) and the next apply:local runs (not up to date);
+    # the Pods and claims the namespace still holds (no rendered object) are deleted here,
+    # or the namespace controller waits for their grace period
+    delete_pods_and_claims(cp)
     left = [o for o in objects if o["kind"] not in custom]  # the CRDs and the namespace too
     gone = {key(o): None for o in left}
     deadline = time.monotonic() + 120
@@ -195,37 +273,6 @@ def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlp
     assert record(cp)["environment"] == "prod"
     assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
                      "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None
-
-
-def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
-    """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
-    (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
-    cp = controlplane
-    reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
-    for i in range(2):
-        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"raibid-test-pv-{i}"},
-              "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
-                       "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/raibid-pv-{i}"}}}
-        cp.kubectl("apply", "-f", "-", input=json.dumps(pv), check=True)
-    shims.add("docker", (SHIMS / "docker_handler.py").read_text())
-    shims.add("k3d", (SHIMS / "k3d_handler.py").read_text())
-    # the k3d shim's cluster exists and runs, so `doit cluster` only checks it
-    shims.set_state(k3d={"clusters": {"raibid-ci": {"running": True}}})
-    env = doit_env(project, cp, path_first=[shims.bin])
-    env["RAIBID_SRC"] = str(FIXTURES / "raibid-ci")
-    up = run_doit(project, "up", env=env, timeout=900)
-    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
-    assert "apply:local" in executed(up) and "raibid-ci is up" in up.stdout
-    rec = record(cp)
-    assert rec is not None and rec["environment"] == "local"
-    # the pushed images are what runs
-    pushed = json.loads((project / "build" / "images" / "server.cluster.json").read_text())["ref"]
-    server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
-                       "metadata": {"name": "raibid-server", "namespace": NS}})
-    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == pushed
-    assert server["status"].get("readyReplicas") == server["spec"]["replicas"]
-    second = run_doit(project, "up", env=env, timeout=900)
-    assert second.returncode == 0 and "apply:local" not in executed(second)
 
 
 def test_served_kinds_knows_every_served_version_of_a_group_and_nothing_unserved(controlplane):
