@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 
 from doit.exceptions import TaskFailed
 
@@ -22,7 +21,7 @@ from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
                    diff_objects, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import rendered_objects
-from .tanka import digest_file, env_dir, manifests_dir
+from .tanka import digest_file, env_dir, manifests_dir, tk
 
 
 def image_overrides() -> dict[str, str]:
@@ -89,8 +88,7 @@ def deploy_objects(env: str) -> list[dict] | TaskFailed:
 
     if not image_overrides():
         return rendered_objects(manifests_dir(env))
-    proc = subprocess.run(["tk", "show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args()],
-                          cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    proc = tk("show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args())
     if proc.returncode != 0:
         return TaskFailed(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
     return [d for d in yaml_docs(proc.stdout) if isinstance(d, dict) and d.get("kind")]
