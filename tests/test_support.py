@@ -199,8 +199,10 @@ def test_the_control_plane_tests_share_one_worker(tmp_path):
     import sys
 
     (tmp_path / "test_grouped.py").write_text(GROUPED)
+    # without hypothesis's plugin: each of the three processes would import it (~1 s of CPU)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup",
-                           "-p", "conftest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                           "-p", "conftest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                           "--rootdir", str(tmp_path),
                            "-c", os.devnull, str(tmp_path)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])})
