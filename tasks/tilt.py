@@ -227,11 +227,11 @@ def task_tilt_check():
         }
     envs = tilt_environments()
     # what a load reads: the Tiltfile, deploy.json, each environment's main.jsonnet and render
-    # (its digest, written by render:<env>), the Dockerfiles it names, and this checker
-    from . import settings
+    # (its digest, written by render:<env>), every Dockerfile (it builds an image of each),
+    # and this checker
+    from . import docker, settings
 
-    deps = [tiltfile(), settings.file(), Path(__file__), paths.docker() / "server.Dockerfile",
-            paths.docker() / "agent.Dockerfile"]
+    deps = [tiltfile(), settings.file(), Path(__file__), *(docker.dockerfile(n) for n in docker.images())]
     deps += [paths.tanka() / "environments" / e / "main.jsonnet" for e in core.environments()]
     deps += [digest_file(e) for e in envs]
     return tools.needs({

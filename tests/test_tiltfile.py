@@ -421,6 +421,21 @@ def test_a_project_venv_is_ignored():
 # ---------------------------------------------------------------- `doit tilt:check`, on the real render
 
 
+def test_tilt_check_runs_again_when_any_dockerfile_changes(stack_copy):
+    """The Tiltfile builds an image of every docker/*.Dockerfile: a new one (or a change
+    of any) makes the check run again, as a change of the Tiltfile does."""
+    env = env_for(stack_copy, {"RAIBID_SRC": str(SRC)})
+    run_doit(stack_copy, "tilt:check", env=env, check=True)
+
+    def status() -> str:
+        return run_doit(stack_copy, "list", "--status", "tilt:check", env=env, check=True).stdout.split()[0]
+
+    assert status() == "U"
+    docker = stack_copy / "docker"
+    (docker / "foo.Dockerfile").write_text((docker / "agent.Dockerfile").read_text())
+    assert status() == "R"
+
+
 def test_tilt_check_task_loads_the_render_with_the_real_tilt(project):
     """render:local (real tk + helm, stand-in charts), then every environment through Tilt."""
     from tanka_fixtures import install_charts
