@@ -15,6 +15,13 @@ def offline_check(*names: str) -> None:
             CI_CHECKS.append(n)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the platform tells it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def parallel_default(params, pos_args) -> None:
     """Make the first default run of a checkout (``doit`` with no task named: the offline
     checks, none of them interactive; no build state yet: every check runs) a parallel one,
@@ -37,11 +44,10 @@ def parallel_default(params, pos_args) -> None:
     if db.exists() or any(db.parent.glob(db.name + "*")):  # doit's dbm backends add a suffix
         return
     import multiprocessing
-    import os
 
     if multiprocessing.get_start_method() != "fork":  # doit's workers use the default method
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if cores < 2:
         return
     # doit's DefaultUpdate.update_defaults changes only what the command line did not set

@@ -135,26 +135,40 @@ def file_docs(f: Path) -> list:
     except (OSError, ValueError):
         pass  # not there yet, or damaged: parse, and keep it again
     docs = list(yaml_docs(keyed))
-    try:
-        kept = json.dumps(docs, allow_nan=False)
-        copied = json.loads(kept)  # also the copy the placeholders are put back into
-        exact = copied == docs
-    except (TypeError, ValueError):
-        exact = False  # not JSON-exact: parsed each time
+    exact = _json_exact(docs)  # None: not JSON-exact (timestamps, ...), parsed each time
     if subs:
-        try:
-            put = _put_back(copied if exact else copy.deepcopy(docs), value, subs)
+        try:  # into a copy: the JSON read back, else a deep one
+            put = _put_back(exact[1] if exact else copy.deepcopy(docs), value, subs)
         except ValueError:  # the placeholder stood elsewhere than as the label's value
             return list(yaml_docs(text))
-    if exact:
-        from . import atomic
-
-        try:
-            atomic.write_text(entry, kept, durable=False)
-            _prune(entry.parent, DOCS_CACHE_FILES)
-        except OSError:
-            pass  # a read-only build/: parsed each time
+    if exact and _keep(entry, exact[0]):
+        _prune(entry.parent, DOCS_CACHE_FILES)
     return put if subs else docs
+
+
+def _json_exact(value) -> tuple[str, Any] | None:
+    """``value`` as JSON text and the value read back from it, when JSON holds it exactly
+    (no timestamps, non-string keys, NaN); None otherwise."""
+    import json
+
+    try:
+        text = json.dumps(value, allow_nan=False)
+        back = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return (text, back) if back == value else None
+
+
+def _keep(path: Path, text: str) -> bool:
+    """Write a cache file of build/ (replaced whole, not synced); False when it cannot be
+    (a read-only build/: what it would keep is computed each time)."""
+    from . import atomic
+
+    try:
+        atomic.write_text(path, text, durable=False)
+    except OSError:
+        return False
+    return True
 
 
 #: Tanka's environment label (:data:`_ENV_LABEL`) with a hex digest with a letter as its
@@ -274,8 +288,6 @@ def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
     import hashlib
     import json
 
-    from . import atomic
-
     d = Path(directory)
     files = crd_files(d)
     key = [_CRD_INDEX_VERSION]
@@ -291,13 +303,9 @@ def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing, damaged or of other files: compiled again
     index = _crd_index(load_crds(files))
-    rows = [[a, k, s] for (a, k), s in index.items()]
-    try:
-        text = json.dumps({"digest": digest, "schemas": rows}, allow_nan=False)
-        if d.is_dir() and json.loads(text)["schemas"] == rows:  # atomic.write_text would create d
-            atomic.write_text(kept, text, durable=False)
-    except (TypeError, ValueError, OSError):
-        pass  # not JSON-exact, or a read-only directory: compiled each time
+    exact = _json_exact({"digest": digest, "schemas": [[a, k, s] for (a, k), s in index.items()]})
+    if exact and d.is_dir():  # (writing would create a missing d)
+        _keep(kept, exact[0])
     return index
 
 
@@ -868,9 +876,4 @@ def _load_valid() -> set[str]:
 def _store_valid(valid: set[str]) -> None:
     import json
 
-    from . import atomic
-
-    try:
-        atomic.write_text(_valid_file(), json.dumps(sorted(valid)[-VALID_MEMO_SIZE:]))
-    except OSError:
-        pass  # a read-only build/: everything is checked each time
+    _keep(_valid_file(), json.dumps(sorted(valid)[-VALID_MEMO_SIZE:]))  # False: all checked each time

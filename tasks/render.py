@@ -22,7 +22,7 @@ from doit.exceptions import TaskFailed
 from . import atomic, core, paths, tools
 from .charts import chart_files
 from .kube import is_local
-from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir
+from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir, tk
 
 #: parameters of `tk export`; changing them re-renders
 EXPORT_FORMAT = "{{.apiVersion}}.{{.kind}}-{{or .metadata.name .metadata.generateName}}"
@@ -165,9 +165,7 @@ def tk_imports(env: str) -> list[str] | TaskFailed:
         if probe.returncode != 0:
             subprocess.run(["git", "init", "-q", "--bare", tmp], check=True, capture_output=True)
             env_vars.update(GIT_DIR=tmp, GIT_WORK_TREE=str(paths.tanka()))
-        proc = subprocess.run(["tk", "tool", "imports", str(main)], cwd=paths.tanka(),
-                              capture_output=True, text=True, env=env_vars, stdin=subprocess.DEVNULL,
-                              preexec_fn=atomic.child_setup())
+        proc = tk("tool", "imports", str(main), env=env_vars)
     if proc.returncode != 0:
         return TaskFailed(f"`tk tool imports {paths.rel(main)}` failed:\n{proc.stderr.strip()}")
     rel_to_tanka = json.loads(proc.stdout)
@@ -249,11 +247,8 @@ def _render_locked(env: str) -> TaskFailed | None:
     tool_ids = tool_identity()
     try:
         with atomic.replace_dir(out, mode=0o700) as tmp:
-            proc = subprocess.run(
-                ["tk", "export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT,
-                 "--log-level", "warn"],
-                cwd=paths.tanka(), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                env=tools.short_run_env(), preexec_fn=atomic.child_setup(umask=0o077))
+            proc = tk("export", str(tmp), str(env_dir(env)), "--format", EXPORT_FORMAT, "--log-level", "warn",
+                      preexec_fn=atomic.child_setup(umask=0o077))
             if proc.returncode != 0:
                 raise _ExportFailed(f"`tk export` of {paths.rel(env_dir(env))} failed:\n{proc.stderr.strip()}")
             digest = dir_digest(tmp)

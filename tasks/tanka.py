@@ -79,7 +79,9 @@ def jsonnet_sources() -> list[str]:
 
 
 def tk(*args: str, **kw) -> subprocess.CompletedProcess:
-    """Run ``tk`` in the Tanka project directory, capturing output."""
-    return subprocess.run(["tk", *args], cwd=paths.tanka(), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, preexec_fn=atomic.child_setup(),
-                          **{"env": tools.short_run_env(), **kw})
+    """Run ``tk`` in the Tanka project directory, capturing output, in the environment of a
+    short Go run (:func:`tasks.tools.short_run_env`), ended with doit; ``kw`` (``env``,
+    ``preexec_fn``, ...) replaces any of these."""
+    return subprocess.run(["tk", *args], **{
+        "cwd": paths.tanka(), "capture_output": True, "text": True, "stdin": subprocess.DEVNULL,
+        "preexec_fn": atomic.child_setup(), "env": tools.short_run_env(), **kw})

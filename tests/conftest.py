@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tasks.settings import environments_on_disk
-from support import FIXTURES, REPO, Shims, copy_built, copy_project, run_doit, tool_or_fail
+from support import FIXTURES, REPO, Shims, copy_built, copy_project, env_for, run_doit, tool_or_fail
 
 # tasks.tools looks for .tools/bin under the project root
 os.environ.setdefault("RAIBID_DEPLOY_ROOT", str(REPO))
@@ -40,12 +40,9 @@ def stack(tmp_path_factory, real_tools) -> Path:
     # offline, whichever worker builds it: the session control plane (if this worker has
     # started it) would add a server-side dry-run of each environment; the tests of the
     # dry-run and of the deploy path validate their copies against it themselves
-    running = os.environ.pop(cpmod.ENV_VAR, None)
-    try:
-        run_doit(project, *(f"validate:{e}" for e in ENVS), check=True)
-    finally:
-        if running is not None:
-            os.environ[cpmod.ENV_VAR] = running
+    env = env_for(project)
+    env.pop(cpmod.ENV_VAR, None)
+    run_doit(project, *(f"validate:{e}" for e in ENVS), env=env, check=True)
     return project
 
 

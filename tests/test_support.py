@@ -171,7 +171,6 @@ def test_a_killed_test_session_leaves_no_control_plane_running(tmp_path):
     assert not cp.alive("sleeper"), f"pid {pid} still runs after the test session was killed"
 
 
-
 GROUPED = """\
 import os
 import pytest

@@ -75,6 +75,17 @@ def with_tools(project: Path, **scripts: str) -> Path:
     return bin_dir
 
 
+def _work_in(project: Path, monkeypatch) -> None:
+    """The task modules of this process work in ``project``: its root, its directory, its
+    .tools/bin first on PATH (all restored after the test)."""
+    from tasks import tools
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    monkeypatch.chdir(project)
+    tools.activate()
+
+
 # --------------------------------------------------------------------------- project shape
 
 
@@ -373,7 +384,6 @@ def test_crd_conversion_handles_kubernetes_extensions():
     assert list(v.iter_errors({"unknown": 1}))
 
 
-
 # --------------------------------------------------------------------------- incrementality
 
 
@@ -487,12 +497,9 @@ def test_a_render_never_sweeps_what_a_render_of_another_environment_is_writing(s
     """Renders run at once (a parallel run, two doit processes): each sweeps only the
     leftovers of its own environment, so another's output is never cut short while tk
     writes it (which would leave a half-written render that is trusted)."""
-    from tasks import render, tools
+    from tasks import render
 
-    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
-    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
-    monkeypatch.chdir(stack_copy)
-    tools.activate()
+    _work_in(stack_copy, monkeypatch)
     base = stack_copy / "build/manifests"
     writing = base / ".staging.k2j4x9_q.tmp"  # render:staging's output while tk writes it
     writing.mkdir()
@@ -512,13 +519,10 @@ def test_two_renders_of_one_environment_take_turns(stack_copy, monkeypatch):
     would otherwise sweep the first one's output as stale while tk writes it."""
     import threading
 
-    from tasks import atomic, render, tools
+    from tasks import atomic, render
     from tasks.tanka import env_dir
 
-    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
-    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
-    monkeypatch.chdir(stack_copy)
-    tools.activate()
+    _work_in(stack_copy, monkeypatch)
     base = stack_copy / "build/manifests"
     writing = base / ".local.k2j4x9_q.tmp"  # the first render's output while tk writes it
     result = []
@@ -540,12 +544,9 @@ def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again
     """Ctrl-C after the new manifests are in place, while the digest and the depfile are
     being written: the next run must not trust the render (validate and apply key on the
     digest, so a depfile newer than the digest would leave new manifests unvalidated)."""
-    from tasks import atomic, render, tools
+    from tasks import atomic, render
 
-    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(stack_copy))
-    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after tools.activate()
-    monkeypatch.chdir(stack_copy)
-    tools.activate()
+    _work_in(stack_copy, monkeypatch)
     lib = stack_copy / "tanka/lib/raibid/server.libsonnet"
     lib.write_text(lib.read_text().replace("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 32"))
 
@@ -803,13 +804,10 @@ def test_sigkill_of_doit_ends_its_tk_export(stack_copy):
 
 
 def test_render_refuses_an_output_directory_outside_build_manifests(tmp_path, monkeypatch, real_tools):
-    from tasks import local_secrets, render, tools
+    from tasks import local_secrets, render
 
     project = _fresh(tmp_path / "project")
-    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
-    monkeypatch.setenv("PATH", os.environ["PATH"])
-    monkeypatch.chdir(project)
-    tools.activate()
+    _work_in(project, monkeypatch)
     local_secrets.generate_local_secrets()
     env_dir = project / "tanka/environments/local"
     before = {p.name: p.read_bytes() for p in env_dir.iterdir()}
