@@ -38,6 +38,8 @@ ENV_VAR = "RAIBID_CONTROLPLANE"
 FAKE_NODE = "kwok-node-0"
 #: field manager of the objects the dry-run itself creates for real (CRDs, namespaces)
 VALIDATE_MANAGER = "raibid-deploy-validate"
+#: how server_dry_run's note starts when there was no dry-run
+DRY_RUN_SKIPPED = "server-side dry-run skipped"
 
 
 def _answer(url: str, context, timeout: float) -> str:
@@ -611,11 +613,11 @@ def server_dry_run(env: str, directory: Path) -> tuple[str | None, str]:
     the summary line)."""
     if not tools_present():
         gone = ", ".join(t.name for t in tools.missing(t for t in TOOLS if t != "kwok"))
-        return None, (f"server-side dry-run skipped: the control plane is not installed ({gone}; "
+        return None, (f"{DRY_RUN_SKIPPED}: the control plane is not installed ({gone}; "
                       "`doit tools control-plane`, see `doit doctor`)")
     running = running_dir()
     if running is None:
-        return None, ("server-side dry-run skipped: no control plane is running (`doit controlplane:start` "
+        return None, (f"{DRY_RUN_SKIPPED}: no control plane is running (`doit controlplane:start` "
                       "starts one on loopback; every validate then dry-runs against it)")
     namespace = kube.namespace_of(env)
     objects, namespace = dry_run_namespaces(rendered_objects(Path(directory)), namespace, env)

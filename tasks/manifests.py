@@ -375,23 +375,14 @@ class SchemaBroken(ValueError):
     """A schema file of kubernetes-validate cannot be parsed."""
 
 
-@functools.lru_cache(maxsize=None)
 def _kube_schema_dir(k8s_version: str) -> Path:
-    """kubernetes-validate's strict schemas of ``k8s_version``'s minor version (as its own
-    ``validate`` picks them: the newest release not newer than that minor)."""
-    from .settings import kubernetes_schemas
+    """kubernetes-validate's strict schemas of ``k8s_version`` (settings.kubernetes_schema_dir)."""
+    from .settings import kubernetes_schema_dir
 
-    mm = re.match(r"v?(\d+)\.(\d+)", k8s_version)
-    want = (int(mm.group(1)), int(mm.group(2)))
-    best, root = None, kubernetes_schemas() or Path()
-    for d in root.iterdir() if root.is_dir() else ():
-        m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name)
-        if m and (int(m.group(1)), int(m.group(2))) <= want:
-            v = tuple(int(x) for x in m.groups())
-            best = max(best or v, v)
-    if best is None:
+    found = kubernetes_schema_dir(k8s_version)
+    if found is None:
         raise SchemaMissing(f"no schemas for Kubernetes {k8s_version}")
-    return root / f"v{best[0]}.{best[1]}.{best[2]}-local-strict"
+    return found
 
 
 def _read_schema(path: Path) -> dict:

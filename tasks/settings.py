@@ -279,6 +279,35 @@ def kubernetes_schemas() -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def kubernetes_schema_dir(k8s_version: str) -> Path | None:
+    """kubernetes-validate's strict schemas of ``k8s_version``'s minor version, as its own
+    ``validate`` picks them (the newest release not newer than that minor); None when the
+    package or such a release is not there."""
+    mm = re.match(r"v?(\d+)\.(\d+)", k8s_version)
+    root = kubernetes_schemas()
+    if not mm or root is None:
+        return None
+    want, best = (int(mm.group(1)), int(mm.group(2))), None
+    for d in root.iterdir():
+        m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name)
+        if m and (int(m.group(1)), int(m.group(2))) <= want:
+            best = max(best or (0, 0, 0), tuple(int(x) for x in m.groups()))
+    return None if best is None else root / f"v{best[0]}.{best[1]}.{best[2]}-local-strict"
+
+
+def kubernetes_schema_stamp(k8s_version: str) -> str:
+    """What validate's outcome takes from kubernetes-validate: the schema release it checks
+    ``k8s_version`` against and its shared definitions' size and modification time (an
+    upgrade or reinstall of the package changes it), or ``none``."""
+    d = kubernetes_schema_dir(k8s_version)
+    try:
+        st = (d / "_definitions.json").stat() if d else None
+    except OSError:
+        st = None
+    return f"{d.name}:{st.st_size}:{st.st_mtime_ns}" if d and st else "none"
+
+
 @functools.lru_cache(maxsize=1)
 def supported_kubernetes_versions() -> tuple[str, ...]:
     """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate has."""

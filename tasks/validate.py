@@ -2,8 +2,8 @@
 schemas and the policies (tasks/manifests.py), then by the API server's dry-run when the
 control plane is installed (tasks/controlplane.py).
 
-``validate:<env>`` runs when the render's digest, the pinned CRDs (``doit crds``) or the
-checks changed.
+``validate:<env>`` runs when the render's digest, the pinned CRDs (``doit crds``), the
+checks or kubernetes-validate's schemas changed.
 """
 from __future__ import annotations
 
@@ -35,8 +35,18 @@ def _validate_action(env: str, k8s_version: str):
         return TaskFailed(problem)
     import sys
 
-    print(f"validate:{env}: {note}", file=sys.stderr)  # shown even when the task's output is not
+    # shown even when the task's output is not; why it was skipped reads the same for every
+    # environment, so a run says it once
+    if not note.startswith(controlplane.DRY_RUN_SKIPPED):
+        print(f"validate:{env}: {note}", file=sys.stderr)
+    elif note not in SAID:
+        SAID.add(note)
+        print(f"validate: {note}", file=sys.stderr)
     return None
+
+
+#: the skipped dry-run notes this process has printed
+SAID: set[str] = set()
 
 
 def task_validate():
@@ -46,12 +56,14 @@ def task_validate():
     from pathlib import Path
 
     from . import controlplane, crds, gitops
+    from .settings import kubernetes_schema_stamp
 
     checks = str(Path(__file__).with_name("manifests.py"))  # named without importing it
     # asked once per load (not per environment): whether validate dry-runs server-side
     dry_run = controlplane.tools_present() and controlplane.running_dir(probe=False) is not None
     settings = core.settings()
     version = settings.kubernetes_version
+    schemas = kubernetes_schema_stamp(version)  # an upgraded kubernetes-validate checks anew
     for env in settings.environments:
         yield {
             "name": env,
@@ -59,7 +71,7 @@ def task_validate():
             "actions": [(_validate_action, [env, version])],
             # the pinned CRDs (build/crds/crds.json, target of `doit crds`)
             "file_dep": [str(digest_file(env)), checks, gitops.__file__, str(crds.index_file())],
-            "uptodate": [config_changed({"kubernetes_version": version, "strict": True,
+            "uptodate": [config_changed({"kubernetes_version": version, "strict": True, "schemas": schemas,
                                          "image_policy": settings.env(env).image_policy,
                                          "server_dry_run": dry_run})],
             "verbosity": 1,

@@ -153,13 +153,14 @@ def _same_tasks(project: Path, env: dict) -> bool:
 
 def reset_task_state() -> None:
     """Forget what the task modules keep per process (a run in another project copy must not
-    see it): the plan read by tasks.plan.current() and the image inputs of docker's
-    up-to-date check. CI_CHECKS (filled when the modules are imported) and the lru_caches of
+    see it): the plan read by tasks.plan.current(), the image inputs of docker's
+    up-to-date check and the notes validate has said once. CI_CHECKS (filled when the modules are imported) and the lru_caches of
     pure functions hold no project state."""
-    from tasks import docker, plan
+    from tasks import docker, plan, validate
 
     plan._CACHE.clear()
     docker._checked.clear()
+    validate.SAID.clear()
 
 
 @contextlib.contextmanager

@@ -364,6 +364,35 @@ def test_validate_task_fails_on_a_bad_render(stack_copy):
     assert "validate:local" in out
 
 
+def test_validate_runs_again_when_kubernetes_validates_schemas_change(stack_copy, tmp_path, monkeypatch):
+    """An upgrade or reinstall of kubernetes-validate (stood for by a copy of its schemas
+    whose shared definitions differ) checks the render again; the same schemas do not."""
+    from tasks import settings
+
+    real = settings.kubernetes_schemas()
+    chosen = settings.kubernetes_schema_dir(settings.load(stack_copy / settings.FILE).kubernetes_version)
+    upgraded = tmp_path / "kubernetes-json-schema"
+    upgraded.mkdir()
+    for d in real.iterdir():
+        if d != chosen:
+            (upgraded / d.name).symlink_to(d)
+    (upgraded / chosen.name).mkdir()
+    for f in chosen.iterdir():
+        (upgraded / chosen.name / f.name).symlink_to(f)
+    defs = upgraded / chosen.name / "_definitions.json"
+    defs.unlink()
+    defs.write_text(json.dumps(json.loads((chosen / "_definitions.json").read_text()), indent=1))
+
+    assert executed(run_doit(stack_copy, "validate:local", check=True)) == []
+    monkeypatch.setattr(settings, "kubernetes_schemas", lambda: upgraded)
+    settings.kubernetes_schema_dir.cache_clear()
+    try:
+        assert executed(run_doit(stack_copy, "validate:local", check=True)) == ["validate:local"]
+        assert executed(run_doit(stack_copy, "validate:local", check=True)) == []
+    finally:
+        settings.kubernetes_schema_dir.cache_clear()
+
+
 def test_crd_conversion_handles_kubernetes_extensions():
     from tasks.manifests import to_json_schema
 
