@@ -3,8 +3,9 @@ pushed image refs) and deploying it.
 
 ``apply:<env>`` asks the cluster: it is up to date only while the ConfigMap
 ``raibid-deploy-applied`` in the namespace holds the digest of the rendered manifests
-and the image references, so a recreated cluster is deployed again. It applies what
-``tk show`` gives (the render plus the pushed image refs) server-side, with the field
+and the image references, so a recreated cluster is deployed again. It applies the
+render (for the environment of kind ``local``, once ``push:<name>`` pushed images to the
+k3d registry, ``tk show`` of it with their refs) server-side, with the field
 manager ``raibid-deploy``: no last-applied annotation (a large CRD does not fit in
 one), CRDs and Namespaces first and Established before the objects that need them, and
 a second apply of the same objects changes nothing. ``diff:<env>`` asks the server the
@@ -19,14 +20,19 @@ from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
-                   diff_objects, kubectl_argv, namespace_of, record_applied, server_side_apply)
+                   diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import rendered_objects
 from .tanka import digest_file, env_dir, manifests_dir, tk
 
 
-def image_overrides() -> dict[str, str]:
-    """Image refs the push tasks wrote, whichever images there are
-    (build/images/<name>.cluster.json: {"name", "ref"})."""
+def image_overrides(env: str) -> dict[str, str]:
+    """The image refs ``env`` deploys instead of its render's: for the environment of kind
+    ``local`` (deploy.json: its images are built and pushed to the k3d registry) the refs
+    the push tasks wrote, whichever images there are (build/images/<name>.cluster.json:
+    {"name", "ref"}); none for a remote one, which deploys the images its render names (its
+    cluster cannot pull from this machine's registry)."""
+    if not is_local(env):
+        return {}
     suffix = docker.cluster_record_path("").name
     out = {}
     for f in sorted(docker.images_dir().glob(f"*{suffix}")):
@@ -40,17 +46,13 @@ def image_overrides() -> dict[str, str]:
     return out
 
 
-def tla_args() -> list[str]:
-    return ["--tla-code", "images=" + json.dumps(image_overrides(), sort_keys=True)]
-
-
 def deploy_digest(env: str) -> str:
     """What apply:<env> deploys: the rendered manifests' digest and the image refs."""
     try:
         rendered = digest_file(env).read_text().strip()
     except OSError:
         rendered = "not-rendered"
-    payload = json.dumps({"env": env, "manifests": rendered, "images": image_overrides()},
+    payload = json.dumps({"env": env, "manifests": rendered, "images": image_overrides(env)},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -81,14 +83,16 @@ def confirm_action(env: str):
 
 def deploy_objects(env: str) -> list[dict] | TaskFailed:
     """What apply:<env> deploys: the render (build/manifests/<env>/, which apply's
-    validate dependency keeps current) or, when images were pushed, ``tk show`` of the
-    environment with their refs (the same objects, with Tanka's labels and namespaces);
-    a TaskFailed saying why when ``tk show`` fails."""
+    validate dependency keeps current) or, when it has :func:`image_overrides`, ``tk show``
+    of the environment with those refs (the same objects, with Tanka's labels and
+    namespaces); a TaskFailed saying why when ``tk show`` fails."""
     from .manifests import yaml_docs  # libyaml: PyYAML's pure-Python reader took ~3 s here
 
-    if not image_overrides():
+    images = image_overrides(env)
+    if not images:
         return rendered_objects(manifests_dir(env))
-    proc = tk("show", str(env_dir(env)), "--dangerous-allow-redirect", *tla_args())
+    proc = tk("show", str(env_dir(env)), "--dangerous-allow-redirect",
+              "--tla-code", "images=" + json.dumps(images, sort_keys=True))
     if proc.returncode != 0:
         return TaskFailed(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
     return [d for d in yaml_docs(proc.stdout) if isinstance(d, dict) and d.get("kind")]
@@ -105,7 +109,7 @@ def _apply_action(env: str):
         return TaskFailed(f"apply:{env}: the server-side apply failed (see above); nothing was recorded, "
                           f"so the next `doit apply:{env}` applies again. `doit diff:{env}` shows what would change.")
     digest = deploy_digest(env)
-    problem = record_applied(env, digest, image_overrides())
+    problem = record_applied(env, digest, image_overrides(env))
     if problem is not None:
         return TaskFailed(f"applied, but recording {APPLIED_CONFIGMAP} failed (the next apply will run "
                           f"again):\n{problem}")

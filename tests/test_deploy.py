@@ -6,6 +6,7 @@ Every kubectl and doit call names the control plane's kubeconfig (KUBECONFIG), n
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -120,6 +121,24 @@ def local_applied(project: Path, cp, env: dict) -> None:
     assert record(cp)["environment"] == "local"
 
 
+@contextlib.contextmanager
+def pushed_image(project: Path, name: str, ref: str):
+    """``build/images/<name>.cluster.json`` says ``ref`` was pushed to the k3d registry, as
+    ``push:<name>`` writes it; what was there before (a ``doit up`` pushes) is put back."""
+    images = project / "build" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    pushed = images / f"{name}.cluster.json"
+    before = pushed.read_text() if pushed.exists() else None
+    pushed.write_text(json.dumps({"name": name, "ref": ref}))
+    try:
+        yield
+    finally:
+        if before is None:
+            pushed.unlink()
+        else:
+            pushed.write_text(before)
+
+
 def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(project, controlplane):
     cp = controlplane
     env = doit_env(project, cp)
@@ -179,11 +198,7 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
     local_applied(project, cp, env)
     ref = "k3d-raibid-registry.localhost:5111/raibid-server:abc123"
     images = project / "build" / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    pushed = images / "server.cluster.json"
-    before = pushed.read_text() if pushed.exists() else None  # a doit up before this test pushed one
-    pushed.write_text(json.dumps({"name": "server", "ref": ref}))
-    try:
+    with pushed_image(project, "server", ref):
         diff = run_doit(project, "diff:local", env=env, check=True)
         assert ref in diff.stdout and "differs" in diff.stdout
         applied = run_doit(project, "apply:local", env=env, check=True)
@@ -194,11 +209,6 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         # the record holds every pushed image's ref (the agent's too, if a doit up pushed it)
         refs = {f.name.split(".")[0]: json.loads(f.read_text())["ref"] for f in images.glob("*.cluster.json")}
         assert refs["server"] == ref and json.loads(record(cp)["images"]) == refs
-    finally:
-        if before is None:
-            pushed.unlink()
-        else:
-            pushed.write_text(before)
 
 
 def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
@@ -261,18 +271,30 @@ def test_down_deletes_the_stack_and_its_record_and_keeps_the_cluster(project, co
 
 
 def test_apply_prod_is_refused_without_yes_and_applied_with_it(project, controlplane):
-    """prod has ``confirm_apply`` in deploy.json: apply:prod refuses without --yes."""
+    """prod has ``confirm_apply`` in deploy.json: apply:prod refuses without --yes. It is a
+    remote environment: it deploys the images its render names, never the refs pushed to
+    this machine's k3d registry for the local one (its cluster could not pull them), and a
+    push does not make it deploy again."""
     cp = controlplane
     env = doit_env(project, cp)
     reset(cp, keep_crds=True)  # no objects of another environment (their changes would be refused)
-    refused = run_doit(project, "apply:prod", env=env)
-    assert refused.returncode != 0
-    assert "run `doit apply:prod --yes`" in refused.stdout + refused.stderr
-    assert cp.kubectl("get", "namespace", NS, "--ignore-not-found", "-o", "name", check=True).stdout == ""
-    run_doit(project, "apply:prod", "--yes", env=env, check=True)
-    assert record(cp)["environment"] == "prod"
+    with pushed_image(project, "server", "k3d-raibid-registry.localhost:5111/raibid-server:abc123"):
+        refused = run_doit(project, "apply:prod", env=env)
+        assert refused.returncode != 0
+        assert "run `doit apply:prod --yes`" in refused.stdout + refused.stderr
+        assert cp.kubectl("get", "namespace", NS, "--ignore-not-found", "-o", "name", check=True).stdout == ""
+        run_doit(project, "apply:prod", "--yes", env=env, check=True)
+    rec = record(cp)
+    assert rec["environment"] == "prod" and json.loads(rec["images"]) == {}
     assert live(cp, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
                      "metadata": {"name": "raibid-agent", "namespace": NS}}) is not None
+    server = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "raibid-server", "namespace": NS}}
+    want = [c["image"] for c in next(o for o in rendered(project, "prod") if key(o) == key(server))
+            ["spec"]["template"]["spec"]["containers"]]
+    assert [c["image"] for c in live(cp, server)["spec"]["template"]["spec"]["containers"]] == want
+    with pushed_image(project, "server", "k3d-raibid-registry.localhost:5111/raibid-server:def456"):
+        again = run_doit(project, "apply:prod", "--yes", env=env, check=True)
+    assert "apply:prod" not in executed(again)
 
 
 def test_served_kinds_knows_every_served_version_of_a_group_and_nothing_unserved(controlplane):
