@@ -4,8 +4,9 @@ pushed image refs) and deploying it.
 ``apply:<env>`` asks the cluster: it is up to date only while the ConfigMap
 ``raibid-deploy-applied`` in the namespace holds the digest of the rendered manifests
 and the image references, so a recreated cluster is deployed again. It applies the
-render (for the environment of kind ``local``, once ``push:<name>`` pushed images to the
-k3d registry, ``tk show`` of it with their refs) server-side, with the field
+validated render (for the environment of kind ``local``, once ``push:<name>`` pushed
+images to the k3d registry, with their refs in place of its ``raibid-<name>`` images)
+server-side, with the field
 manager ``raibid-deploy``: no last-applied annotation (a large CRD does not fit in
 one), CRDs and Namespaces first and Established before the objects that need them, and
 a second apply of the same objects changes nothing. ``diff:<env>`` asks the server the
@@ -22,7 +23,7 @@ from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
                    diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import rendered_objects
-from .tanka import digest_file, env_dir, manifests_dir, tk
+from .tanka import digest_file, manifests_dir
 
 
 def image_overrides(env: str) -> dict[str, str]:
@@ -82,20 +83,48 @@ def confirm_action(env: str):
 
 
 def deploy_objects(env: str) -> list[dict] | TaskFailed:
-    """What apply:<env> deploys: the render (build/manifests/<env>/, which apply's
-    validate dependency keeps current) or, when it has :func:`image_overrides`, ``tk show``
-    of the environment with those refs (the same objects, with Tanka's labels and
-    namespaces); a TaskFailed saying why when ``tk show`` fails."""
-    from .manifests import yaml_docs  # libyaml: PyYAML's pure-Python reader took ~3 s here
-
+    """What apply:<env> deploys: the objects of the render (build/manifests/<env>/, which
+    apply's validate dependency keeps current), with :func:`image_overrides` in place."""
+    objects = rendered_objects(manifests_dir(env))
     images = image_overrides(env)
-    if not images:
-        return rendered_objects(manifests_dir(env))
-    proc = tk("show", str(env_dir(env)), "--dangerous-allow-redirect",
-              "--tla-code", "images=" + json.dumps(images, sort_keys=True))
-    if proc.returncode != 0:
-        return TaskFailed(f"`tk show {paths.rel(env_dir(env))}` failed:\n{proc.stderr.strip()}")
-    return [d for d in yaml_docs(proc.stdout) if isinstance(d, dict) and d.get("kind")]
+    return with_images(objects, images, env) if images else objects
+
+
+def _repository(image: str) -> str:
+    """``reg:5000/raibid-server:dev`` -> ``reg:5000/raibid-server`` (no tag, no digest)."""
+    head, _, last = image.split("@", 1)[0].rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[dict] | TaskFailed:
+    """``objects`` with every container image of repository ``raibid-<name>`` (the render's
+    own images, as config.libsonnet's ``defaults.images`` names them and Tilt finds them)
+    replaced by ``images[name]``, whatever its tag: the objects ``tk show`` gives with
+    ``--tla-code images=...``, without rendering again (and without another render than
+    the one validate checked). A TaskFailed names a pushed image no container runs."""
+    import copy
+
+    from .manifests import pod_spec
+
+    wanted = {docker.repository(name): ref for name, ref in images.items()}
+    used: set[str] = set()
+    out = []
+    for obj in objects:
+        if pod_spec(obj) is not None:
+            obj = copy.deepcopy(obj)  # the render's objects stay as validate read them
+            pod = pod_spec(obj)
+            for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+                repo = _repository(str(c.get("image") or ""))
+                if repo in wanted:
+                    c["image"] = wanted[repo]
+                    used.add(repo)
+        out.append(obj)
+    unused = sorted(set(wanted) - used)
+    if unused:
+        return TaskFailed(f"{env}: no container of {paths.rel(manifests_dir(env))}/ runs {', '.join(unused)}, "
+                          f"which was pushed (build/images/*.cluster.json): name it in "
+                          f"tanka/lib/raibid/config.libsonnet defaults.images, or delete its record")
+    return out
 
 
 def _apply_action(env: str):

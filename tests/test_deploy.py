@@ -211,6 +211,47 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         assert refs["server"] == ref and json.loads(record(cp)["images"]) == refs
 
 
+def test_pushed_images_replace_the_renders_own_images_whatever_their_tag():
+    """What apply:local deploys once images are pushed: the validated render's objects with
+    each ``raibid-<name>`` image (any tag or digest, containers and init containers, a
+    ScaledJob's pod template too) replaced by the pushed ref; other images, other objects
+    and the render's objects themselves left alone; a pushed image no container runs is an
+    error naming it."""
+    import copy
+
+    from doit.exceptions import TaskFailed
+
+    from tasks.deploy import with_images
+
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "raibid-server"},
+                  "spec": {"template": {"spec": {
+                      "initContainers": [{"name": "init", "image": "raibid-server:old"}],
+                      "containers": [{"name": "server", "image": "raibid-server:dev"},
+                                     {"name": "side", "image": "docker.io/library/busybox:1.36"},
+                                     {"name": "look-alike", "image": "other/raibid-server-x:dev"}]}}}}
+    scaledjob = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob", "metadata": {"name": "raibid-agent"},
+                 "spec": {"jobTargetRef": {"template": {"spec": {"containers": [
+                     {"name": "agent", "image": "raibid-agent@sha256:" + "0" * 64}]}}}}}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                 "data": {"image": "raibid-server:dev"}}
+    objects = [deployment, scaledjob, configmap]
+    before = copy.deepcopy(objects)
+    pushed = {"server": "reg:5111/raibid-server:abc", "agent": "reg:5111/raibid-agent:def"}
+
+    out = with_images(objects, pushed, "local")
+    assert objects == before  # the render's objects are not changed
+    pod = out[0]["spec"]["template"]["spec"]
+    assert [c["image"] for c in pod["initContainers"] + pod["containers"]] == [
+        "reg:5111/raibid-server:abc", "reg:5111/raibid-server:abc", "docker.io/library/busybox:1.36",
+        "other/raibid-server-x:dev"]
+    assert out[1]["spec"]["jobTargetRef"]["template"]["spec"]["containers"][0]["image"] == "reg:5111/raibid-agent:def"
+    assert out[2] == configmap
+
+    failed = with_images(objects, {**pushed, "foo": "reg:5111/raibid-foo:1"}, "local")
+    assert isinstance(failed, TaskFailed)
+    assert "raibid-foo" in str(failed) and "defaults.images" in str(failed)
+
+
 def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
     """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
     (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""

@@ -32,8 +32,9 @@ local settings = import '../../../deploy.json';
     kubeVersion: settings.kubernetes_version,
 
     // Image references of our applications: one per docker/<name>.Dockerfile (a test
-    // checks they match). Tilt (local) and `doit apply:<env>` (`--tla-code images=...`)
-    // replace them; staging/prod pin explicit versions.
+    // checks they match), named raibid-<name>. In the local environment Tilt and
+    // `doit apply` replace them by the images they built (by that name, whatever the
+    // tag); by hand: `tk show --tla-code images=...`. staging/prod pin explicit versions.
     images: {
       server: 'raibid-server:dev',
       agent: 'raibid-agent:dev',
