@@ -153,9 +153,10 @@ def add_component(project: Path, name: str, lib: str) -> None:
     main.write_text(text.replace(anchor, anchor + f"    {name}: (import '{name}.libsonnet').new(cfg),\n", 1))
 
 
-def test_adding_an_image_by_the_recipe_reaches_the_render_and_tilt(project):
+def test_adding_an_image_by_the_recipe_reaches_the_render_and_tilt(project, monkeypatch):
     """CONTRIBUTING.md "Add an image": the Dockerfile, its default in config.libsonnet, a
-    component using it. Nothing else: the render carries it, Tilt builds and deploys it."""
+    component using it. Nothing else: the render carries it, Tilt builds and deploys it,
+    and apply:local deploys the ref ``push:<name>`` records for it."""
     tool_or_fail("helm")
     install_charts(project)
     add_image(project, "foo")
@@ -173,6 +174,16 @@ def test_adding_an_image_by_the_recipe_reaches_the_render_and_tilt(project):
     assert target["BuildDetails"]["dockerfileContents"] == (project / "docker" / "foo.Dockerfile").read_text()
     # a component the Tiltfile does not list: its default grouping
     assert res["raibid-foo"]["Labels"] == {"infrastructure": "infrastructure"}
+
+    from tasks import deploy
+
+    images = project / "build" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    (images / "foo.cluster.json").write_text(json.dumps({"name": "foo", "ref": "reg:5111/raibid-foo:abc"}))
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    [deployed] = [o for o in deploy.deploy_objects("local") if o["kind"] == "Deployment"
+                  and o["metadata"]["name"] == "raibid-foo"]
+    assert [c["image"] for c in deployed["spec"]["template"]["spec"]["containers"]] == ["reg:5111/raibid-foo:abc"]
 
 
 # --------------------------------------------------------------------------- charts
