@@ -28,22 +28,18 @@ from .tanka import digest_file, manifests_dir
 
 def image_overrides(env: str) -> dict[str, str]:
     """The image refs ``env`` deploys instead of its render's: for the environment of kind
-    ``local`` (deploy.json: its images are built and pushed to the k3d registry) the refs
-    the push tasks wrote, whichever images there are (build/images/<name>.cluster.json:
-    {"name", "ref"}); none for a remote one, which deploys the images its render names (its
-    cluster cannot pull from this machine's registry)."""
+    ``local`` (deploy.json: its images are built and pushed to the k3d registry) the ref
+    ``push:<name>`` recorded for each image of docker/ (build/images/<name>.cluster.json:
+    {"name", "ref"}; the record of an image whose Dockerfile is gone is not one of them);
+    none for a remote one, which deploys the images its render names (its cluster cannot
+    pull from this machine's registry)."""
     if not is_local(env):
         return {}
-    suffix = docker.cluster_record_path("").name
     out = {}
-    for f in sorted(docker.images_dir().glob(f"*{suffix}")):
-        name = f.name[: -len(suffix)]
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("ref"):
-            out[name] = str(data["ref"])
+    for name in docker.images():
+        ref = (docker.read_json(docker.cluster_record_path(name)) or {}).get("ref")
+        if ref:
+            out[name] = str(ref)
     return out
 
 

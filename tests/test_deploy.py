@@ -252,6 +252,25 @@ def test_pushed_images_replace_the_renders_own_images_whatever_their_tag():
     assert "raibid-foo" in str(failed) and "defaults.images" in str(failed)
 
 
+def test_the_local_environment_deploys_the_pushed_refs_of_the_images_of_docker_only(tmp_path, monkeypatch):
+    """image_overrides: the ref push:<name> recorded for each docker/<name>.Dockerfile (the
+    record of an image whose Dockerfile was removed stays unused, not an error at the next
+    apply); a remote environment none at all."""
+    from support import copy_project
+
+    from tasks import deploy
+
+    project = copy_project(tmp_path / "project")
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    images = project / "build" / "images"
+    images.mkdir(parents=True)
+    for name in ("server", "gone"):
+        (images / f"{name}.cluster.json").write_text(json.dumps({"name": name, "ref": f"reg:5111/raibid-{name}:1"}))
+    assert not (project / "docker" / "gone.Dockerfile").exists()
+    assert deploy.image_overrides("local") == {"server": "reg:5111/raibid-server:1"}
+    assert deploy.image_overrides("prod") == {} and deploy.image_overrides("staging") == {}
+
+
 def test_up_deploys_to_the_cluster_and_waits_for_real_rollouts(project, controlplane, shims):
     """``doit up`` with docker and k3d shimmed: the deploy step and the rollout waits are real
     (kwok's node runs the Pods; two hostPath volumes stand in for k3d's local-path storage)."""
