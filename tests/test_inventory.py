@@ -193,14 +193,15 @@ def test_the_stand_in_charts_are_the_pinned_charts(project):
     """install_charts installs a stand-in for every chart of chartfile.yaml (a chart added
     there is installed from tests/fixtures/charts/<directory>), and a chart without a
     stand-in is named with where to add it."""
-    assert chart_directories(project) == ["redis", "gitea", "keda", "flux2"]  # the file's order
+    pinned = chart_directories(project)
+    assert pinned and len(set(pinned)) == len(pinned), pinned
     chartfile = project / "tanka" / "chartfile.yaml"
     chartfile.write_text(chartfile.read_text() + "  - chart: example/hello\n    version: 0.1.0\n    directory: hello\n")
     with pytest.raises(FileNotFoundError, match=r"pins a chart in hello/ but there is no stand-in .*fixtures/charts/hello"):
         install_charts(project, stand_ins=project / "tests" / "fixtures" / "charts")
     add_stand_in(project)
     charts = install_charts(project, stand_ins=project / "tests" / "fixtures" / "charts")
-    assert sorted(p.name for p in charts.iterdir()) == sorted(["redis", "gitea", "keda", "flux2", "hello"])
+    assert sorted(p.name for p in charts.iterdir()) == sorted(pinned + ["hello"])
 
 
 HELLO_DEPLOYMENT = """\
