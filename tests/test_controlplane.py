@@ -106,7 +106,10 @@ def rendered(stack, tmp_path_factory):
 
 def test_validate_dry_runs_the_render_server_side(rendered, controlplane):
     proc = run_doit(rendered, "validate:local", check=True)
-    assert "server-side dry-run accepted by kube-apiserver v1.33.13" in proc.stdout + proc.stderr
+    from tasks import tools
+
+    pinned = tools.TOOLS["kube-apiserver"].version  # tools/kube-apiserver/go.mod
+    assert f"server-side dry-run accepted by kube-apiserver {pinned}" in proc.stdout + proc.stderr
 
 
 def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendered, controlplane, tmp_path):
