@@ -115,11 +115,13 @@ def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[d
                     c["image"] = wanted[repo]
                     used.add(repo)
         out.append(obj)
-    unused = sorted(set(wanted) - used)
+    unused = sorted(name for name in images if docker.repository(name) not in used)
     if unused:
-        return TaskFailed(f"{env}: no container of {paths.rel(manifests_dir(env))}/ runs {', '.join(unused)}, "
-                          f"which was pushed (build/images/*.cluster.json): name it in "
-                          f"tanka/lib/raibid/config.libsonnet defaults.images, or delete its record")
+        return TaskFailed(
+            f"{env}: no container of {paths.rel(manifests_dir(env))}/ runs "
+            f"{', '.join(docker.repository(n) for n in unused)}, though push:{unused[0]} pushed it: give "
+            f"{unused[0]} its default '{docker.repository(unused[0])}:dev' in tanka/lib/raibid/config.libsonnet "
+            f"defaults.images and use cfg.images.{unused[0]} in a component (CONTRIBUTING.md, \"Add an image\")")
     return out
 
 

@@ -249,7 +249,8 @@ def test_pushed_images_replace_the_renders_own_images_whatever_their_tag():
 
     failed = with_images(objects, {**pushed, "foo": "reg:5111/raibid-foo:1"}, "local")
     assert isinstance(failed, TaskFailed)
-    assert "raibid-foo" in str(failed) and "defaults.images" in str(failed)
+    assert "runs raibid-foo, though push:foo pushed it" in str(failed)
+    assert "give foo its default 'raibid-foo:dev' in tanka/lib/raibid/config.libsonnet defaults.images" in str(failed)
 
 
 def test_the_local_environment_deploys_the_pushed_refs_of_the_images_of_docker_only(tmp_path, monkeypatch):
