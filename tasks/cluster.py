@@ -178,8 +178,10 @@ def live_state(name: str) -> str:
 
 
 def _kubectl(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    argv = [tools.which("kubectl") or "kubectl", "--context", core.settings().kube_context, *args]
-    proc = subprocess.run(argv, capture_output=capture, text=True)
+    from . import kube
+
+    argv = kube.kubectl_argv(core.settings().kube_context) + list(args)
+    proc = kube.run(argv, capture_output=capture, text=True)
     if check and proc.returncode != 0:
         err = (proc.stderr or proc.stdout or "").strip() if capture else ""
         raise ClusterError(f"`kubectl {' '.join(args)}` failed ({proc.returncode}) {err}")
@@ -264,8 +266,9 @@ def ensure_cluster():
         # make the context current and present in the default kubeconfig
         _run([k3d, "kubeconfig", "merge", s.cluster, "--kubeconfig-merge-default",
               "--kubeconfig-switch-context"])
-        _run([tools.which("kubectl") or "kubectl", "--context", s.kube_context, "wait",
-              "--for=condition=Ready", "nodes", "--all", f"--timeout={READY_TIMEOUT}"])
+        print(f"$ kubectl --context {s.kube_context} wait --for=condition=Ready nodes --all "
+              f"--timeout={READY_TIMEOUT}", flush=True)
+        _kubectl("wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={READY_TIMEOUT}", capture=False)
         if not namespace_exists(s.namespace):
             _kubectl("create", "namespace", s.namespace)
             print(f"created namespace {s.namespace}")

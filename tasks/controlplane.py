@@ -169,8 +169,8 @@ class ControlPlane:
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 120,
                 check: bool = False) -> subprocess.CompletedProcess:
         argv = kube.kubectl_argv(self.context, str(self.kubeconfig), exe=self.kubectl_exe()) + list(args)
-        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
-                              env=self.env(), stdin=None if input is not None else subprocess.DEVNULL)
+        proc = kube.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
+                        env=self.env(), stdin=None if input is not None else subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise ControlPlaneError(f"kubectl {' '.join(args)} failed:\n{(proc.stderr or proc.stdout).strip()}")
         return proc

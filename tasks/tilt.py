@@ -267,7 +267,7 @@ def cluster_arch() -> str:
     kubectl = tools.which("kubectl")
     if kubectl:
         ctx = core.settings().kube_context
-        proc = subprocess.run(kube.kubectl_argv(ctx, exe=kubectl) + [
+        proc = kube.run(kube.kubectl_argv(ctx, exe=kubectl) + [
             "get", "nodes", "-o", "jsonpath={.items[0].status.nodeInfo.architecture}"],
             capture_output=True, text=True)
         if proc.returncode == 0 and proc.stdout.strip():

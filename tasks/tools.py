@@ -139,12 +139,13 @@ def activate() -> None:
 SHORT_RUN_GOGC = "400"
 
 
-def short_run_env(extra: dict | None = None) -> dict:
+def short_run_env(extra: dict | None = None, base: dict | None = None) -> dict:
     """The environment of a short run of a Go-built tool (``tk`` and the ``helm`` it runs,
-    ``tilt alpha tiltfile-result``): this process's plus ``extra``, with GOGC
-    :data:`SHORT_RUN_GOGC` unless the user set one. Never for a long-running one (``tilt up``,
-    the control plane): its heap would grow to 5x what it holds."""
-    return {"GOGC": SHORT_RUN_GOGC, **os.environ, **(extra or {})}
+    ``tilt alpha tiltfile-result``, kubectl through :func:`tasks.kube.run`): ``base`` (this
+    process's environment) plus ``extra``, with GOGC :data:`SHORT_RUN_GOGC` unless they set
+    one. Never for a long-running one (``tilt up``, the control plane): its heap would grow
+    to 5x what it holds."""
+    return {"GOGC": SHORT_RUN_GOGC, **(os.environ if base is None else base), **(extra or {})}
 
 
 def which(name: str) -> str | None:

@@ -11,7 +11,6 @@ only waits and reports when something below it ran or its last wait failed: a se
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 from doit.dependency import UptodateCalculator
 from doit.exceptions import TaskFailed
@@ -165,7 +164,7 @@ def wait_rollouts(env: str):
     for ref, timeout in ROLLOUTS:
         argv = kube.kubectl_argv(ctx) + ["-n", ns, "rollout", "status", ref, f"--timeout={timeout}"]
         print("$ kubectl " + " ".join(argv[1:]), flush=True)
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = kube.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
             return TaskFailed(f"{ref} did not become ready within {timeout}:\n"
                               f"{(proc.stderr or proc.stdout).strip()}\n"
@@ -245,7 +244,7 @@ def delete_stack(env: str):
     for step in filter(None, steps):
         argv = kubectl + ["delete", "--ignore-not-found", "--wait=false", "-f", "-"]
         print(f"$ kubectl {' '.join(argv[1:])}  ({len(step)} objects)", flush=True)
-        if subprocess.run(argv, input=kube.object_list(step), text=True).returncode != 0:
+        if kube.run(argv, input=kube.object_list(step), text=True).returncode != 0:
             return TaskFailed("deleting the stack failed (see above; is the cluster running? `doit cluster`)")
     print(f"stack removed; the cluster {s.cluster} keeps running (`doit cluster:delete` removes it)")
     return None

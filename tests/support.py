@@ -318,7 +318,7 @@ if os.path.exists(handler):
 class Shims:
     """A directory of recording shims. Put :attr:`bin` first on PATH."""
 
-    ENV_KEYS = ("DOCKER_BUILDKIT", "KUBECONFIG", "RAIBID_ENV", "TILT_PORT", "DOCKER_HOST")
+    ENV_KEYS = ("DOCKER_BUILDKIT", "KUBECONFIG", "RAIBID_ENV", "TILT_PORT", "DOCKER_HOST", "GOGC")
 
     def __init__(self, root: Path):
         self.bin = Path(root)

@@ -63,6 +63,7 @@ def upped(brought_up, tmp_path):
 
 def up(project, shims, *args):
     env = env_for(project, {"RAIBID_SRC": str(RAIBID_SRC)}, path_first=[shims.bin])
+    env.pop("GOGC", None)  # the runner's own is not a user's: doit's choice for kubectl is checked
     return run_doit(project, *(args or ("up",)), env=env)
 
 
@@ -110,6 +111,10 @@ def test_up_runs_the_chain_in_order_then_does_nothing(fresh):
     applied = state["configmaps"]["raibid-system/raibid-deploy-applied"]
     assert "k3d-raibid-registry.localhost:5111/raibid-server:" in applied["images"]
     assert "8081" not in r.stdout  # raibid-ci's server serves no metrics
+    # every kubectl call is a short Go run: a lazier garbage collector (tools.short_run_env)
+    from tasks.tools import SHORT_RUN_GOGC
+
+    assert {rec["env"].get("GOGC") for rec in shims.records() if rec["tool"] == "kubectl"} == {SHORT_RUN_GOGC}
     for url in ("http://localhost:8080", "http://localhost:3000",
                 "localhost:6379", "http://localhost:10350"):
         assert url in r.stdout
