@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import FIXTURES, REPO, Shims, env_for, run_doit, tool_or_fail
+from support import FIXTURES, REPO, Shims, env_for, run_doit, tool_or_fail, yaml_docs
 
 MANIFESTS = FIXTURES / "tilt" / "manifests"
 JOB_SCHEMA = FIXTURES / "contract" / "job.schema.json"
@@ -85,7 +85,7 @@ def objects(result: dict, plural: str) -> dict:
 
 def workload_names(manifests: Path = MANIFESTS) -> set[str]:
     kinds = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ScaledJob"}
-    return {o["metadata"]["name"] for f in manifests.glob("*.yaml") for o in yaml.safe_load_all(f.read_text())
+    return {o["metadata"]["name"] for f in manifests.glob("*.yaml") for o in yaml_docs(f.read_text())
             if o and o.get("kind") in kinds}
 
 
@@ -97,7 +97,7 @@ def test_resource_set_labels_and_dependencies(result):
     # every workload of the render is a resource of its own; the rest (namespace...) only
     # in "uncategorized"; plus the host build of the server
     assert set(res) == workload_names() | {"server-binary", "uncategorized"}
-    loose = [o["kind"] for o in yaml.safe_load_all(res["uncategorized"]["DeployTarget"]["yaml"]) if o]
+    loose = [o["kind"] for o in yaml_docs(res["uncategorized"]["DeployTarget"]["yaml"]) if o]
     assert loose == ["Namespace"]
     for name in ("redis-master", "gitea", "keda-operator", "source-controller", "kustomize-controller"):
         assert res[name]["Labels"] == {"infrastructure": "infrastructure"}, name
@@ -114,7 +114,7 @@ def test_flux_controllers_wait_for_source_controller(result):
     res = resources(result)
     flux = {n for n in res if n.endswith("-controller")}
     assert flux >= {"source-controller", "kustomize-controller", "helm-controller", "notification-controller"}
-    crds = [o["metadata"]["name"] for o in yaml.safe_load_all(res["source-controller"]["DeployTarget"]["yaml"])
+    crds = [o["metadata"]["name"] for o in yaml_docs(res["source-controller"]["DeployTarget"]["yaml"])
             if o and o["kind"] == "CustomResourceDefinition"]
     assert "gitrepositories.source.toolkit.fluxcd.io" in crds
     for name in flux - {"source-controller"}:
@@ -125,7 +125,7 @@ def test_crds_and_custom_resources_travel_with_their_operator(result):
     res = resources(result)
 
     def kinds(name):
-        return {(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(res[name]["DeployTarget"]["yaml"]) if o}
+        return {(o["kind"], o["metadata"]["name"]) for o in yaml_docs(res[name]["DeployTarget"]["yaml"]) if o}
 
     assert {("CustomResourceDefinition", "scaledjobs.keda.sh"),
             ("CustomResourceDefinition", "triggerauthentications.keda.sh")} <= kinds("keda-operator")
