@@ -113,10 +113,12 @@ def local_applied(project: Path, cp, env: dict) -> None:
     """The cluster holds what ``apply:local`` deploys, from whatever state a test before left
     (tests stay order-independent; in file order they reuse the state): when the applied
     record says local, ``apply:local`` brings it up to date (nothing to do, or an update);
-    otherwise (another environment's objects, or a stack half gone) from an empty cluster."""
+    otherwise (another environment's objects, or a stack half gone) from an empty namespace
+    (the CRDs, the same charts' in every environment, are kept: the apply takes them over)."""
     rec = record(cp)
     if not (rec and rec["environment"] == "local"):
-        empty(cp)
+        reset(cp, keep_crds=True)
+        volumes(cp)
     run_doit(project, "apply:local", env=env, check=True)
     assert record(cp)["environment"] == "local"
 
