@@ -21,7 +21,7 @@ from tasks.jsonnet import task_tanka, task_libtest  # noqa: E402
 from tasks.local_secrets import task_secrets  # noqa: E402
 from tasks.render import task_render  # noqa: E402
 from tasks.validate import task_validate  # noqa: E402
-from tasks.deploy import task_diff, task_apply  # noqa: E402
+from tasks.deploy import task_context, task_diff, task_apply  # noqa: E402
 from tasks.docker import task_docker, task_image, task_push  # noqa: E402
 from tasks.docs import task_docs  # noqa: E402
 from tasks.tracker import task_plan_check  # noqa: E402

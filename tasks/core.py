@@ -85,5 +85,5 @@ def settings():
 
 def environments() -> list[str]:
     """The Tanka environments (tanka/environments/, with their deploy.json properties): each
-    gets render, validate, diff, apply and publish."""
+    gets render, validate, context, diff, apply and publish."""
     return list(settings().environments)

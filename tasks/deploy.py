@@ -20,7 +20,7 @@ import json
 from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
-from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of,
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of, context_problem,
                    diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import rendered_objects
 from .tanka import digest_file, manifests_dir
@@ -160,14 +160,28 @@ def _diff_action(env: str):
     return None
 
 
+def task_context():
+    """Check that an environment's kube context is in your kubeconfig (diff and apply ask first, before rendering)."""
+    for env in core.environments():
+        yield tools.needs({
+            "name": env,
+            "doc": f"Check that the kube context of {env} is in your kubeconfig (diff:{env} and apply:{env} "
+                   f"ask it before vendoring, rendering or validating)",
+            "actions": [check_context(env, "rendered, diffed or applied")],
+            # up to date while the context is there: asked live, then nothing to run
+            "uptodate": [lambda task, values, _env=env: context_problem(_env, "") is None],
+            "verbosity": 1,
+        }, "kubectl")
+
+
 def task_diff():
     """Show what applying an environment would change in its cluster (server-side `kubectl diff`)."""
     for env in core.environments():
         yield tools.needs({
             "name": env,
             "doc": f"Diff the {env} environment against its cluster (server-side, as apply:{env} applies; needs a cluster)",
-            "actions": [check_context(env, "diffed"), (_diff_action, [env])],
-            "task_dep": [f"validate:{env}"],
+            "actions": [(_diff_action, [env])],
+            "task_dep": [f"context:{env}", f"validate:{env}"],  # in this order: the context first
             "uptodate": [False],
             "verbosity": 2,
         }, "tk", "helm", "kubectl")
@@ -176,7 +190,7 @@ def task_diff():
 def task_apply():
     """Deploy an environment to its cluster: server-side apply, CRDs first (confirm_apply ones need --yes)."""
     for env in core.environments():
-        params, actions = [], [check_context(env, "applied"), (_apply_action, [env])]
+        params, actions = [], [(_apply_action, [env])]
         confirm = needs_confirmation(env)
         if confirm:
             params = [{"name": "yes", "long": "yes", "type": bool, "default": False,
@@ -188,7 +202,7 @@ def task_apply():
                     f"its digest){'; needs --yes' if confirm else ''}"),
             "actions": actions,
             "params": params,
-            "task_dep": [f"validate:{env}"],
+            "task_dep": [f"context:{env}", f"validate:{env}"],  # in this order: the context first
             "uptodate": [_applied_uptodate(env)],
             "verbosity": 2,
         }, "tk", "helm", "kubectl")

@@ -49,7 +49,7 @@ def namespace_of(env: str) -> str:
 def kube_contexts() -> list[str] | None:
     """The context names of the kubeconfig (``kubectl config view``), None if unreadable."""
     proc = run(kubectl_argv(None) + ["config", "view", "-o", "json"], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+               text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         return None
     try:
@@ -118,9 +118,8 @@ def applied_digest(env: str) -> str | None:
     try:
         if tools.which("kubectl") is None or context_of(env) is None:
             return None
-        proc = run(env_kubectl(env) + ["get", "configmap", APPLIED_CONFIGMAP,
-                                                  "-o", "jsonpath={.data.digest}"],
-                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        proc = run(env_kubectl(env) + ["get", "configmap", APPLIED_CONFIGMAP, "-o", "jsonpath={.data.digest}"],
+                   capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
         return None  # the spec cannot be read: apply runs, and check_context says why
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
@@ -171,7 +170,7 @@ def established(kubectl: list[str]) -> set[str] | None:
     CRD just created has no conditions yet, which jsonpath's filter rejects as an error."""
     template = '{{range .items}}{{.metadata.name}}{{range .status.conditions}} {{.type}}={{.status}}{{end}}{{"\\n"}}{{end}}'
     proc = run(kubectl + ["get", "customresourcedefinitions", "-o", f"go-template={template}"],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+               capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         return None
     return {name for name, *conditions in (line.split() for line in proc.stdout.splitlines() if line.strip())
@@ -275,7 +274,7 @@ def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
     if served is None:
         return 2, "cannot ask the cluster which kinds it serves (is it running?)"
     ns = run(kubectl + ["get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"],
-                        capture_output=True, text=True)
+             capture_output=True, text=True)
     if ns.returncode != 0:
         return 2, ns.stderr.strip()
     existing = set(ns.stdout.split())
@@ -287,8 +286,8 @@ def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
     text, code = [], 0
     if live:
         proc = run(kubectl + ["diff", "--server-side", "--force-conflicts", f"--field-manager={manager}",
-                                         "--namespace", namespace, "-f", "-"],
-                              input=object_list(live), capture_output=True, text=True)
+                              "--namespace", namespace, "-f", "-"],
+                   input=object_list(live), capture_output=True, text=True)
         if proc.returncode > 1:
             return 2, (proc.stderr or proc.stdout).strip()
         code = proc.returncode

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from support import REPO, run_doit, tool_or_fail
-from tanka_fixtures import install_charts
+from support import REPO, env_for, run_doit, tool_or_fail
+from tanka_fixtures import install_charts, kubectl_shim
 
 DOC = REPO / "CONTRIBUTING.md"
 
@@ -43,7 +43,7 @@ def charted(project):
     return project
 
 
-def test_add_an_environment(charted):
+def test_add_an_environment(charted, shims):
     project = charted
     body = section("Add an environment")
     [main] = blocks(body, "jsonnet")
@@ -59,11 +59,14 @@ def test_add_an_environment(charted):
     (project / "deploy.json").write_text(json.dumps(settings, indent=2))
 
     after = listed_tasks(project)
-    assert after - before == {f"{t}:{name}" for t in ("render", "validate", "diff", "apply", "publish")}
+    assert after - before == {f"{t}:{name}" for t in ("context", "render", "validate", "diff", "apply", "publish")}
     r = run_doit(project, f"render:{name}", f"validate:{name}")
     assert r.returncode == 0, r.stdout + r.stderr
-    # its properties, not its name, decide: confirm_apply asks for --yes before anything
-    r = run_doit(project, f"apply:{name}")
+    # its properties, not its name, decide: confirm_apply asks for --yes before applying
+    # (its context, which apply asks for first, is in the kubeconfig)
+    kubectl_shim(shims)
+    shims.set_state(contexts=[json.loads("{" + entry.strip() + "}")[name]["context"]])
+    r = run_doit(project, f"apply:{name}", env=env_for(project, path_first=[shims.bin]))
     assert r.returncode != 0 and f"run `doit apply:{name} --yes`" in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
 

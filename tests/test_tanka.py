@@ -661,19 +661,27 @@ def test_ci_renders_and_validates_when_the_charts_are_there(stack_copy):
 # --------------------------------------------------------------------------- apply, diff
 
 
-@pytest.mark.parametrize("task", ["diff:local", "apply:local"])
-def test_a_missing_kube_context_is_named_with_what_to_do(stack_copy, shims, task):
+@pytest.mark.parametrize("task", ["diff:local", "apply:local", "diff:prod", "apply:prod"])
+def test_a_missing_kube_context_is_named_with_what_to_do_before_anything_runs(project, shims, task):
+    """In a fresh checkout (no charts vendored: vendoring would need the network) a diff or
+    apply whose kube context is missing says so first: nothing is vendored, rendered,
+    validated, diffed or applied."""
     kubectl_shim(shims)
     shims.set_state(contexts=["some-other-cluster"])
-    env = env_for(stack_copy, path_first=[shims.bin])
-    proc = run_doit(stack_copy, task, env=env)
+    env = env_for(project, path_first=[shims.bin])
+    proc = run_doit(project, *([task, "--yes"] if task == "apply:prod" else [task]), env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "kube context 'k3d-raibid-ci' (deploy.json) is not in your kubeconfig" in out
-    assert "`doit cluster` creates" in out
+    if task.endswith(":local"):
+        assert "kube context 'k3d-raibid-ci' (deploy.json) is not in your kubeconfig" in out
+        assert "`doit cluster` creates" in out
+    else:
+        assert "kube context 'raibid-prod' (deploy.json environments.prod.context) is not in your kubeconfig" in out
+        assert "Add it to your kubeconfig" in out
+    assert not [t for t in ("vendor:", "render:", "validate:", "secrets:") if t in out], out
     argvs = [r["argv"] for r in shims.records()]
     assert ["config", "view", "-o", "json"] in argvs
-    assert not [a for a in argvs if {"apply", "diff"} & set(a)]  # tk never ran, nothing applied
+    assert not [a for a in argvs if {"apply", "diff"} & set(a)]  # nothing applied or diffed
 
 
 def test_a_failing_render_names_the_error_and_keeps_the_previous_output(stack_copy):
