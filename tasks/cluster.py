@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import atomic, core, paths, tools
+from . import atomic, core, kube, paths, tools
 from . import settings as deploy_settings
 
 #: how long to wait for the nodes to become Ready
@@ -178,8 +178,6 @@ def live_state(name: str) -> str:
 
 
 def _kubectl(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    from . import kube
-
     argv = kube.kubectl_argv(core.settings().kube_context) + list(args)
     proc = kube.run(argv, capture_output=capture, text=True)
     if check and proc.returncode != 0:
@@ -232,9 +230,9 @@ def cluster_ready(task=None, values=None) -> bool:
 # --------------------------------------------------------------------------- actions
 
 
-def _run(argv: list[str]) -> None:
+def _run(argv: list[str], run=subprocess.run) -> None:
     print("$ " + " ".join(argv), flush=True)
-    proc = subprocess.run(argv)
+    proc = run(argv)
     if proc.returncode != 0:
         raise ClusterError(f"`{' '.join(argv)}` failed with exit code {proc.returncode}")
 
@@ -266,9 +264,8 @@ def ensure_cluster():
         # make the context current and present in the default kubeconfig
         _run([k3d, "kubeconfig", "merge", s.cluster, "--kubeconfig-merge-default",
               "--kubeconfig-switch-context"])
-        print(f"$ kubectl --context {s.kube_context} wait --for=condition=Ready nodes --all "
-              f"--timeout={READY_TIMEOUT}", flush=True)
-        _kubectl("wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={READY_TIMEOUT}", capture=False)
+        _run(kube.kubectl_argv(s.kube_context) + ["wait", "--for=condition=Ready", "nodes", "--all",
+                                                   f"--timeout={READY_TIMEOUT}"], run=kube.run)
         if not namespace_exists(s.namespace):
             _kubectl("create", "namespace", s.namespace)
             print(f"created namespace {s.namespace}")

@@ -86,12 +86,6 @@ def deploy_objects(env: str) -> list[dict] | TaskFailed:
     return with_images(objects, images, env) if images else objects
 
 
-def _repository(image: str) -> str:
-    """``reg:5000/raibid-server:dev`` -> ``reg:5000/raibid-server`` (no tag, no digest)."""
-    head, _, last = image.split("@", 1)[0].rpartition("/")
-    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
-
-
 def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[dict] | TaskFailed:
     """``objects`` with every container image of repository ``raibid-<name>`` (the render's
     own images, as config.libsonnet's ``defaults.images`` names them and Tilt finds them)
@@ -100,7 +94,7 @@ def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[d
     the one validate checked). A TaskFailed names a pushed image no container runs."""
     import copy
 
-    from .manifests import pod_spec
+    from .manifests import containers, image_parts, pod_spec
 
     wanted = {docker.repository(name): ref for name, ref in images.items()}
     used: set[str] = set()
@@ -108,9 +102,8 @@ def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[d
     for obj in objects:
         if pod_spec(obj) is not None:
             obj = copy.deepcopy(obj)  # the render's objects stay as validate read them
-            pod = pod_spec(obj)
-            for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
-                repo = _repository(str(c.get("image") or ""))
+            for c, _ in containers(pod_spec(obj)):
+                repo = image_parts(str(c.get("image") or ""))[0]
                 if repo in wanted:
                     c["image"] = wanted[repo]
                     used.add(repo)
@@ -162,14 +155,15 @@ def _diff_action(env: str):
 
 def task_context():
     """Check that an environment's kube context is in your kubeconfig (diff and apply ask first, before rendering)."""
+    verb = "rendered, diffed or applied"  # what a missing context stopped
     for env in core.environments():
         yield tools.needs({
             "name": env,
             "doc": f"Check that the kube context of {env} is in your kubeconfig (diff:{env} and apply:{env} "
                    f"ask it before vendoring, rendering or validating)",
-            "actions": [check_context(env, "rendered, diffed or applied")],
+            "actions": [check_context(env, verb)],
             # up to date while the context is there: asked live, then nothing to run
-            "uptodate": [lambda task, values, _env=env: context_problem(_env, "") is None],
+            "uptodate": [lambda task, values, _env=env: context_problem(_env, verb) is None],
             "verbosity": 1,
         }, "kubectl")
 

@@ -595,23 +595,35 @@ def pod_spec(obj: dict) -> dict | None:
     return pod if isinstance(pod, dict) else None
 
 
-def _containers(pod: dict) -> Iterator[tuple[dict, bool]]:
+def containers(pod: dict) -> Iterator[tuple[dict, bool]]:
+    """Each container of a pod spec, init containers first, and whether it is one."""
     for c in pod.get("initContainers") or []:
         yield c, True
     for c in pod.get("containers") or []:
         yield c, False
 
 
+def image_parts(image: str) -> tuple[str, str | None, str | None]:
+    """``reg:5000/raibid-server:dev@sha256:…`` -> ``("reg:5000/raibid-server", "dev",
+    "sha256:…")``: the repository, the tag and the digest (None when the ref has none)."""
+    name, _, digest = image.partition("@")
+    head, _, last = name.rpartition("/")
+    repo, sep, tag = last.rpartition(":")
+    if not sep:
+        repo, tag = last, None
+    return (f"{head}/{repo}" if head else repo), tag, (digest or None)
+
+
 def image_problem(image: str) -> str | None:
     """Why ``image`` is not pinned (no tag, or ``:latest``), or None when it is."""
     if not image:
         return "no image"
-    if "@sha256:" in image:
+    _, tag, digest = image_parts(image)
+    if digest:
         return None
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
+    if tag is None:
         return f"image {image!r} has no tag (pin a version)"
-    if last.rsplit(":", 1)[1] == "latest":
+    if tag == "latest":
         return f"image {image!r} uses :latest (pin a version)"
     return None
 
@@ -640,7 +652,7 @@ def policy_violations(objs: list[dict], env: str) -> list[Violation]:
             out.append(Violation(kind, name, "schema", f"no pod spec at {'.'.join(path)}"))
             continue
         pod_sc = pod.get("securityContext") or {}
-        for c, is_init in _containers(pod):
+        for c, is_init in containers(pod):
             cname = c.get("name", "?") + (" (init)" if is_init else "")
 
             def v(rule, detail, _c=cname):
@@ -694,7 +706,7 @@ def url_secret_violations(objs: list[dict]) -> list[Violation]:
         pod = _get(obj, path) if path else None
         if not isinstance(pod, dict):
             continue
-        for c, is_init in _containers(pod):
+        for c, is_init in containers(pod):
             for e in c.get("env") or []:
                 value = e.get("value")
                 if isinstance(value, str) and _URL_CREDENTIAL.search(value):
@@ -744,7 +756,7 @@ def service_violations(objs: list[dict]) -> list[Violation]:
         pod = _get(o, path) if path else None
         if isinstance(pod, dict):
             tmpl = _get(o, path[:-1]) or {}
-            named = {cp.get("name"): cp.get("containerPort") for c, _ in _containers(pod)
+            named = {cp.get("name"): cp.get("containerPort") for c, _ in containers(pod)
                      for cp in c.get("ports") or [] if cp.get("name")}
             pods.append((_namespace(o), (tmpl.get("metadata") or {}).get("labels") or {}, named))
     out = []

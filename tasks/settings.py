@@ -279,21 +279,24 @@ def kubernetes_schemas() -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_releases() -> tuple[tuple[int, int, int], ...]:
+    """The Kubernetes releases kubernetes-validate has strict schemas of
+    (``v1.33.0-local-strict/``), sorted; listed once per process."""
+    root = kubernetes_schemas()
+    found = (re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name) for d in (root.iterdir() if root else ()))
+    return tuple(sorted(tuple(int(x) for x in m.groups()) for m in found if m))
+
+
 @functools.lru_cache(maxsize=None)
 def kubernetes_schema_dir(k8s_version: str) -> Path | None:
     """kubernetes-validate's strict schemas of ``k8s_version``'s minor version, as its own
     ``validate`` picks them (the newest release not newer than that minor); None when the
     package or such a release is not there."""
     mm = re.match(r"v?(\d+)\.(\d+)", k8s_version)
-    root = kubernetes_schemas()
-    if not mm or root is None:
-        return None
-    want, best = (int(mm.group(1)), int(mm.group(2))), None
-    for d in root.iterdir():
-        m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)-local-strict", d.name)
-        if m and (int(m.group(1)), int(m.group(2))) <= want:
-            best = max(best or (0, 0, 0), tuple(int(x) for x in m.groups()))
-    return None if best is None else root / f"v{best[0]}.{best[1]}.{best[2]}-local-strict"
+    want = mm and (int(mm.group(1)), int(mm.group(2)))
+    fits = [r for r in _schema_releases() if want and r[:2] <= want]
+    return kubernetes_schemas() / "v{}.{}.{}-local-strict".format(*fits[-1]) if fits else None
 
 
 def kubernetes_schema_stamp(k8s_version: str) -> str:
@@ -308,16 +311,9 @@ def kubernetes_schema_stamp(k8s_version: str) -> str:
     return f"{d.name}:{st.st_size}:{st.st_mtime_ns}" if d and st else "none"
 
 
-@functools.lru_cache(maxsize=1)
 def supported_kubernetes_versions() -> tuple[str, ...]:
     """The Kubernetes minor versions (``1.33``) whose schemas the installed kubernetes-validate has."""
-    root = kubernetes_schemas()
-    found = set()
-    for d in root.iterdir() if root else ():
-        mm = re.match(r"^v(\d+)\.(\d+)", d.name)
-        if mm:
-            found.add((int(mm.group(1)), int(mm.group(2))))
-    return tuple(f"{a}.{b}" for a, b in sorted(found))
+    return tuple(f"{a}.{b}" for a, b in sorted({r[:2] for r in _schema_releases()}))
 
 
 class _Checker:

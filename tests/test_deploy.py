@@ -48,11 +48,12 @@ def volumes(cp) -> None:
                        "-p", '[{"op": "remove", "path": "/spec/claimRef"}]', check=True)
 
 
-def empty(cp) -> None:
-    """An empty cluster (:func:`autoscale.reset`) with :func:`volumes` for the claims of the
-    local stack applied next (bound as they are created: a ``doit up`` after it finds the
-    StatefulSet ready, instead of waiting for the resync that binds a waiting claim)."""
-    reset(cp)
+def empty(cp, keep_crds: bool = False) -> None:
+    """An empty cluster (:func:`autoscale.reset`, ``keep_crds`` as there) with :func:`volumes`
+    for the claims of the local stack applied next (bound as they are created: a ``doit up``
+    after it finds the StatefulSet ready, instead of waiting for the resync that binds a
+    waiting claim)."""
+    reset(cp, keep_crds=keep_crds)
     volumes(cp)
 
 
@@ -117,8 +118,7 @@ def local_applied(project: Path, cp, env: dict) -> None:
     (the CRDs, the same charts' in every environment, are kept: the apply takes them over)."""
     rec = record(cp)
     if not (rec and rec["environment"] == "local"):
-        reset(cp, keep_crds=True)
-        volumes(cp)
+        empty(cp, keep_crds=True)
     run_doit(project, "apply:local", env=env, check=True)
     assert record(cp)["environment"] == "local"
 
