@@ -27,7 +27,8 @@ local stg = secrets.new(t.stagingCfg);
   'registry Secret is a docker config': t.eq(loc.secrets.registry.type, 'kubernetes.io/dockerconfigjson'),
   'staging renders no Secret': t.eq(stg.secrets, {}),
   'common ConfigMap': t.eq(loc.config.data.QUEUE_STREAM + ' ' + loc.config.data.CONSUMER_GROUP, 'raibid:jobs raibid-agents'),
-  'ConfigMap has the Gitea URL': t.eq(loc.config.data.GITEA_HOST, 'http://gitea-http.raibid-system.svc.cluster.local:3000'),
+  // host:port: the agent clones http://{GITEA_HOST}/{repo}.git (raibid-ci executor.rs:88)
+  'ConfigMap has the Gitea host:port, no scheme': t.eq(loc.config.data.GITEA_HOST, 'gitea-http.raibid-system.svc.cluster.local:3000'),
   'ConfigMap holds no secret': t.ok(std.length([k for k in std.objectFields(loc.config.data) if std.length(std.findSubstr('PASSWORD', k)) > 0]) == 0),
   'required keys are the generated ones': t.eq(secrets.localKeys, ['redisPassword', 'giteaAdminUsername', 'giteaAdminPassword', 'giteaWebhookSecret', 'githubWebhookSecret']),
 }

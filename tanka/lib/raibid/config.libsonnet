@@ -188,8 +188,10 @@ local settings = import '../../../deploy.json';
       // redisAddress: host:port of the Redis master inside the cluster.
       redisAddress:: '%s.%s.svc.cluster.local:%d' % [c.redis.host, c.namespace, c.redis.port],
 
-      // giteaUrl: the in-cluster HTTP URL of Gitea.
-      giteaUrl:: 'http://%s.%s.svc.cluster.local:%d' % [c.gitea.httpService, c.namespace, c.gitea.httpPort],
+      // giteaAddress: host:port of Gitea's HTTP Service inside the cluster (what the agent's
+      // GITEA_HOST holds: it builds http://{GITEA_HOST}/{repo}.git itself); giteaUrl: as a URL.
+      giteaAddress:: '%s.%s.svc.cluster.local:%d' % [c.gitea.httpService, c.namespace, c.gitea.httpPort],
+      giteaUrl:: 'http://' + this.giteaAddress,
 
       // giteaRootUrl: Gitea's ROOT_URL (always ends with '/'); giteaHost: its host[:port],
       // which is also the registry host of images kept in Gitea.

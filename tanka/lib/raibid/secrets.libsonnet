@@ -1,7 +1,7 @@
 // raibid/secrets.libsonnet: the common ConfigMap and the Secrets of the stack (#113).
 //
 // - `raibid-config` (ConfigMap): Redis connection, Gitea URL, stream and consumer
-//   group names, log settings. Server and agent read it.
+//   group names, Gitea's address, log settings. Server and agent read it.
 // - Secrets `cfg.secrets.names.*`: Redis password (and the server's Redis URL built
 //   from it, key `redis-url`), Gitea admin credentials, webhook
 //   secrets, registry credentials. They are rendered ONLY when `cfg.secrets.values` is
@@ -44,7 +44,8 @@ local util = import 'util.libsonnet';
     REDIS_AUTH: cfg.redis.auth,
     QUEUE_STREAM: cfg.redis.stream,
     CONSUMER_GROUP: cfg.redis.consumerGroup,
-    GITEA_HOST: cfg.giteaUrl,
+    // host:port, no scheme: the agent prepends http:// (tests/fixtures/contract/agent.json)
+    GITEA_HOST: cfg.giteaAddress,
     LOG_FORMAT: 'json',
     LOG_LEVEL: cfg.logLevel,
   }, cfg.labels('config')),
