@@ -455,8 +455,9 @@ def stop(directory: Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------- Redis, KEDA
 
 
-def start_redis(cp: ControlPlane, password: str, timeout: float = 20) -> int:
-    """A redis-server on a free loopback port, password from a 0600 config file (never argv)."""
+def start_redis(cp: ControlPlane, password: str | None, timeout: float = 20) -> int:
+    """A redis-server on a free loopback port, password from a 0600 config file (never argv);
+    ``None``: no password, as the local render's Redis."""
     tools.require(["redis-server"])
     port = free_port()
     data = cp.dir / "redis"
@@ -464,7 +465,8 @@ def start_redis(cp: ControlPlane, password: str, timeout: float = 20) -> int:
     conf = cp.dir / "redis.conf"
     conf.touch(mode=0o600)
     conf.chmod(0o600)
-    conf.write_text(f"bind 127.0.0.1\nport {port}\nrequirepass {password}\nsave \"\"\n"
+    auth = f"requirepass {password}\n" if password is not None else ""
+    conf.write_text(f"bind 127.0.0.1\nport {port}\n{auth}save \"\"\n"
                     f"appendonly no\ndir {data}\nprotected-mode yes\n")
     cp.spawn("redis-server", [tools.which("redis-server"), str(conf)])
     deadline = time.monotonic() + timeout
@@ -480,9 +482,12 @@ def start_redis(cp: ControlPlane, password: str, timeout: float = 20) -> int:
     raise ControlPlaneError(f"redis-server did not answer PING; its log ends:\n{cp.log_tail('redis-server')}")
 
 
-def redis_cli(port: int, password: str, *args: str) -> subprocess.CompletedProcess:
+def redis_cli(port: int, password: str | None, *args: str) -> subprocess.CompletedProcess:
     """redis-cli with the password in REDISCLI_AUTH (not on the command line)."""
-    env = dict(os.environ, REDISCLI_AUTH=password)
+    env = dict(os.environ)
+    env.pop("REDISCLI_AUTH", None)
+    if password is not None:
+        env["REDISCLI_AUTH"] = password
     return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True,
                           text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)
 

@@ -146,3 +146,22 @@ def pytest_itemcollected(item):
     conftest hook), so the group was never formed and a second control plane started."""
     if "controlplane" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.xdist_group("controlplane"))
+
+
+#: the opt-in marker: tests that build and run raibid-ci's real binaries (RAIBID_SRC)
+OPT_IN = "realci"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"{OPT_IN}: builds and runs raibid-ci's real binaries from "
+                                       f"RAIBID_SRC; deselected unless -m names it (-m {OPT_IN})")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (not skip: a skip in CI is a defect) the opt-in tests unless ``-m`` names them."""
+    if OPT_IN in (config.option.markexpr or ""):
+        return
+    opted = [i for i in items if i.get_closest_marker(OPT_IN)]
+    if opted:
+        config.hook.pytest_deselected(items=opted)
+        items[:] = [i for i in items if not i.get_closest_marker(OPT_IN)]

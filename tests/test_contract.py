@@ -110,3 +110,20 @@ def test_each_environments_render_gives_raibid_ci_values_of_the_forms_it_reads(s
     assert len(resolved) >= 6, values
     if binary == "agent":
         assert "GITEA_HOST" in resolved
+
+
+def test_a_loopback_redis_without_a_password_as_the_local_render_has(tmp_path):
+    """bench/realci.py runs the binaries with the local render's env, whose Redis has no
+    password: start_redis(None) starts one that answers without AUTH."""
+    from support import tool_or_fail
+
+    from tasks import controlplane
+
+    tool_or_fail("redis-server")
+    cp = controlplane.ControlPlane(tmp_path / "procs")
+    try:
+        port = controlplane.start_redis(cp, None)
+        assert controlplane.redis_cli(port, None, "SET", "k", "v").stdout.strip() == "OK"
+        assert "requirepass" not in (cp.dir / "redis.conf").read_text()
+    finally:
+        assert cp.stop() == ["redis-server"]
