@@ -112,6 +112,16 @@ def test_each_environments_render_gives_raibid_ci_values_of_the_forms_it_reads(s
         assert "GITEA_HOST" in resolved
 
 
+def test_the_compose_stack_gives_raibid_ci_values_of_the_forms_it_reads():
+    """docker/compose.yaml, interpolated as Compose does with docker/.env.example only."""
+    from tasks import compose
+
+    doc = compose.validate(REPO / "docker/compose.yaml", REPO / "docker/.env.example", environ={})
+    for binary in contract.WORKLOADS:
+        env = {k: str(v) for k, v in doc["services"][binary]["environment"].items()}
+        assert contract.check(contract.load(binary), env) == [], binary
+
+
 def test_a_loopback_redis_without_a_password_as_the_local_render_has(tmp_path):
     """bench/realci.py runs the binaries with the local render's env, whose Redis has no
     password: start_redis(None) starts one that answers without AUTH."""
