@@ -11,6 +11,7 @@ default `doit tools` (tk, helm, tilt). The same run, asserted: `python -m pytest
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ sys.path.insert(0, str(HERE))
 import realci  # noqa: E402
 
 from tasks import tools  # noqa: E402
+from tasks.controlplane import ControlPlaneError  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +37,15 @@ def main() -> int:
         print(f"missing: {', '.join(missing)} (`doit tools` for tk, helm, tilt; see `doit doctor`)")
         return 2
     with tempfile.TemporaryDirectory(prefix="realci-") as tmp:
-        r = realci.run(Path(src), Path(tmp))
+        try:
+            r = realci.run(Path(src), Path(tmp))
+        except subprocess.CalledProcessError as e:
+            cmd = " ".join(map(str, e.cmd))
+            print(f"failed: {cmd} exited with {e.returncode} (its output is above)")
+            return 1
+        except (ControlPlaneError, AssertionError) as e:
+            print(f"failed: {e}")
+            return 1
     print(f"ports (127.0.0.1): {r.ports}")
     for problem in r.contract_problems:
         print(f"CONTRACT: {problem}")

@@ -4,8 +4,9 @@ and a git smart-HTTP server (``git http-backend``) serving ``raibid/example``, a
 Tiltfile's "Send test job" button's XADD (kubectl playing the Redis pod). bench/realci.py
 prints what happened; tests/test_realci.py (opt in: ``-m realci``) asserts it.
 
-The render's addresses are moved to loopback (tests/contract.py: loopback) and the moved
-environment is checked against the contract again, so what runs is the render's, in form.
+The render's addresses are moved to loopback (tests/contract.py: loopback), and the moved
+environment is checked against the contract again; the binaries run with it either way, so
+a value of the wrong form shows what it does to them (the report keeps both).
 """
 from __future__ import annotations
 
