@@ -92,6 +92,16 @@ class Result:
 _modules = itertools.count()
 
 
+def _fresh_dodo(path: Path):
+    """A new module for the dodo file at ``path``, to exec: compiled from its source as the
+    project loader does (a cached compile of a same-size rewrite within a second is stale)."""
+    from tasks.loader import SourceLoader
+
+    name = f"dodo_{next(_modules)}"
+    spec = importlib.util.spec_from_file_location(name, path, loader=SourceLoader(name, str(path)))
+    return importlib.util.module_from_spec(spec)
+
+
 def doit(project: Path, *args: str, check: bool = False, dodo: Path | None = None, **env) -> Result:
     """``doit ARGS`` in-process in ``project``: its pyproject.toml, its dodo.py (loaded
     afresh: a test may rewrite it), ``env`` on top of the environment, output captured.
@@ -111,10 +121,9 @@ def doit(project: Path, *args: str, check: bool = False, dodo: Path | None = Non
             mp.setenv(key, value)
         mp.setitem(opt_outfile, "default", out)   # doit binds `run`'s output stream at import
         plan_mod._CACHE.clear()                    # a new process reads plan.yaml afresh
-        spec = importlib.util.spec_from_file_location(f"dodo_{next(_modules)}", dodo or project / "dodo.py")
-        module = importlib.util.module_from_spec(spec)
+        module = _fresh_dodo(dodo or project / "dodo.py")
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            spec.loader.exec_module(module)
+            module.__spec__.loader.exec_module(module)
             try:
                 code = DoitMain(ModuleTaskLoader(module)).run(list(args))
             except SystemExit as e:
@@ -488,9 +497,8 @@ def test_the_real_plan_asks_no_live_system_unless_live(tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
         mp.setenv("PATH", path)
-        spec = importlib.util.spec_from_file_location(f"dodo_{next(_modules)}", REPO / "dodo.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _fresh_dodo(REPO / "dodo.py")
+        module.__spec__.loader.exec_module(module)
         dep = Dependency(JsonDB, str(db))
         for task in load_tasks(dict(inspect.getmembers(module))):
             task.file_dep = set()            # a record without file states: its checks are asked
@@ -763,6 +771,21 @@ def task_later_made():
     """Made after a ran."""
     return {"actions": ["true"]}
 '''
+
+
+def test_a_same_size_edit_of_dodo_py_within_its_second_loads_the_new_tasks(mini, monkeypatch):
+    """Python trusts __pycache__ while the source's size and modification second are unchanged:
+    the project loader compiles dodo.py from its source (issue 25, E.17)."""
+    import sys
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)   # as a user's python writes them
+    second = (os.stat(mini / "dodo.py").st_mtime_ns // 10**9) * 10**9
+    for name in ("one", "two"):                               # the same size each time
+        (mini / "dodo.py").write_text(f'def task_{name}():\n    return {{"actions": ["true"]}}\n')
+        os.utime(mini / "dodo.py", ns=(second, second))      # within the same second
+        _, got = _tasks_of(mini)
+        assert [t[0] for t in got] == [name]
+    assert not (mini / "__pycache__").exists()
 
 
 def test_the_loader_orders_decorated_and_object_creators_as_doit_does(mini):
