@@ -69,7 +69,8 @@ def load_yaml(path: Path) -> Any:
     except yaml.YAMLError as e:
         raise ValueError(str(e)) from None
     try:  # kept only where build output already is: a first `doit list` leaves nothing behind
-        if settled(st) and paths.build().is_dir() and json.loads(json.dumps(data, allow_nan=False)) == data:
+        exact = json.loads(json.dumps(data, allow_nan=False)) == data
+        if settled(st) and paths.build().is_dir() and exact:
             entries[str(path)] = {"stat": key, "data": data}
             _store(cache, entries)
     except (TypeError, ValueError, OSError):

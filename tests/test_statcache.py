@@ -100,7 +100,8 @@ def test_the_plan_rewritten_within_one_timestamp_tick_is_read_again(tmp_path, mo
     class CoarsePath(type(Path())):
         def stat(self, **kw):
             st = os.stat(self)
-            return os.stat_result(tuple(st)[:7] + (0, 0, 0), {"st_mtime_ns": tick, "st_ctime_ns": tick})
+            times = {"st_mtime_ns": tick, "st_ctime_ns": tick}
+            return os.stat_result(tuple(st)[:7] + (0, 0, 0), times)
 
     monkeypatch.setattr(plan_mod, "_CACHE", {})
     f = CoarsePath(tmp_path / "plan.yaml")
