@@ -130,6 +130,8 @@ def file_docs(f: Path) -> list:
     entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
     try:
         docs = json.loads(entry.read_text(encoding="utf-8"))
+        if not isinstance(docs, list):  # `null`, an object: not what _keep wrote
+            raise ValueError("not a list of documents")
         os.utime(entry)  # used: kept longest
         return _put_back(docs, value, subs) if subs else docs
     except (OSError, ValueError):

@@ -59,7 +59,7 @@ def load_yaml(path: Path) -> Any:
     cache = _file()
     entries = _entries(cache)
     hit = entries.get(str(path))
-    if isinstance(hit, dict) and hit.get("stat") == key:
+    if isinstance(hit, dict) and hit.get("stat") == key and "data" in hit:
         return hit.get("data")
     import yaml
 

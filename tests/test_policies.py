@@ -257,6 +257,28 @@ def test_parsed_yaml_under_build_is_kept_and_a_damaged_entry_is_ignored(tmp_path
     assert len(list((tmp_path / "build" / ".cache" / "yaml").iterdir())) == 2
 
 
+def test_a_cache_entry_of_another_shape_is_a_miss_and_is_rewritten(tmp_path, monkeypatch):
+    """issue 25, C.12: a `null` entry made every run fail with a TypeError."""
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    d = tmp_path / "build" / "manifests" / "x"
+    d.mkdir(parents=True)
+    plain, labelled = d / "a.yaml", d / "b.yaml"
+    plain.write_text("kind: A\n")
+    labelled.write_text("kind: B\nmetadata:\n  labels:\n    tanka.dev/environment: 0123456789abcdef0\n")
+    want = {f: manifests.file_docs(f) for f in (plain, labelled)}
+    kept = sorted((tmp_path / "build" / ".cache" / "yaml").iterdir())
+    assert len(kept) == 2
+    for damage in ("null", "{}", '{"kind": "A"}', "3", '"text"'):
+        for k in kept:
+            k.write_text(damage)
+        for f in (plain, labelled):
+            assert manifests.file_docs(f) == want[f], damage
+        for k in kept:
+            assert isinstance(json.loads(k.read_text()), list)    # rewritten
+
+
 def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
     from tasks import manifests
 

@@ -110,3 +110,19 @@ def test_the_plan_rewritten_within_one_timestamp_tick_is_read_again(tmp_path, mo
         f.write_text("workstreams: [{id: a, title: A}]\nitems:\n"
                      f"  - {{id: 1, title: {title}, workstream: a, estimate_days: 1}}\n")
         assert plan_mod.current().by_id[1].title == title
+
+
+def test_a_cache_entry_of_another_shape_is_a_miss_and_is_rewritten(cache, tmp_path):
+    import json
+
+    f = tmp_path / "chartfile.yaml"
+    f.write_text("a: 1\n")
+    _aged(f)
+    assert cache.load_yaml(f) == {"a": 1}
+    kept = tmp_path / "build/.cache/stat-yaml.json"
+    stat = json.loads(kept.read_text())[str(f)]["stat"]
+    for damage in (None, {"stat": stat}, {"stat": stat, "date": {"a": 2}}, [stat, {"a": 1}]):
+        kept.write_text(json.dumps({str(f): damage}))
+        cache._MEM.clear()
+        assert cache.load_yaml(f) == {"a": 1}, damage
+        assert json.loads(kept.read_text())[str(f)] == {"stat": stat, "data": {"a": 1}}
