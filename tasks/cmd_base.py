@@ -4,7 +4,7 @@ view with derived statuses, the ``--live`` option and the console.
 The plugin commands are one per module, registered in pyproject.toml
 ``[tool.doit.plugins.command]``: ``cmd_plan`` (doit plan), ``cmd_graph`` (doit graph),
 ``cmd_doctor`` (doit doctor), ``cmd_tools`` (doit tools), ``cmd_list`` (doit list) and
-``cmd_help`` (doit help).
+``cmd_help`` (doit help), ``cmd_run`` (doit run).
 """
 from __future__ import annotations
 

@@ -568,6 +568,33 @@ def test_a_database_directory_gets_a_hint(mini):
     assert ".doit.db is a directory" in proc.stderr and "mv .doit.db" in proc.stderr
 
 
+@pytest.mark.parametrize("err, fix", [(28, "(`df -h .`)"), (13, "(`chmod u+w .`)"), (30, "writable filesystem")])
+def test_a_database_that_cannot_be_saved_is_one_error_after_the_summary(mini, monkeypatch, err, fix):
+    """A full disk (ENOSPC), a read-only checkout (EACCES as a user, EROFS a read-only mount)
+    while .doit.db is saved: the run's summary, then one error with the fix, exit 3; the same
+    for a command without a summary (forget). Issue 25, C.12."""
+    from tasks import dbbackend
+
+    doit(mini, "run", "a", check=True)
+    saved = (mini / ".doit.db").read_bytes()
+
+    def fails(path, text, **kw):
+        raise OSError(err, os.strerror(err), str(path))
+
+    monkeypatch.setattr(dbbackend.atomic, "write_text", fails)
+    (mini / "in.txt").write_text("changed\n")
+    for args, summary in ((["run", "a"], True), ([], True), (["forget", "a"], False)):
+        proc = doit(mini, *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 3, (args, out)
+        assert "Traceback" not in out and "Error:" not in out.replace("ERROR:", ""), out
+        assert f"ERROR: cannot save the build state to .doit.db: {os.strerror(err)}" in proc.stderr
+        assert "\nfix: " in proc.stderr and fix in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 2, proc.stderr
+        assert ("executed" in proc.stdout) is summary, out       # the summary is still shown
+    assert (mini / ".doit.db").read_bytes() == saved
+
+
 @pytest.mark.parametrize("content", ["[1, 2, 3]", '{"a": 1}', '"text"', "null", '{"a": {"b": 1}, "c": []}'])
 def test_a_database_of_the_wrong_shape_is_named_and_nothing_was_interrupted(mini, content):
     (mini / ".doit.db").write_text(content)
