@@ -693,8 +693,13 @@ def task_many():
     """Many subtasks."""
     for n in range(3000):
         yield {"name": f"part-{n:04}", "actions": None, "doc": "one of many parts " * 3}
+
+
+def task_wide():
+    """Reads many files."""
+    return {"actions": None, "file_dep": [f"in-{n:04}-{'x' * 40}.txt" for n in range(3000)]}
 ''')
-    for args in (["plan", "--format", "json"], ["list", "--all"]):
+    for args in (["plan", "--format", "json"], ["list", "--all"], ["info", "wide"]):
         proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=mini, env=mini_env(mini),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first = proc.stdout.readline()
@@ -703,6 +708,68 @@ def task_many():
         proc.wait(timeout=120)
         assert first, args
         assert "Traceback" not in err and "BrokenPipeError" not in err, (args, err)
+
+
+CHECKS_DODO = '''
+
+class Settled:
+    """Up to date while the stack settled. More words that are not shown."""
+
+    def __call__(self, task, values):
+        return False
+
+
+class Explains:
+    def __init__(self):
+        self.reason = ""
+
+    def __call__(self, task, values):
+        self.reason = "the stack moved on"
+        return False
+
+
+def task_checked():
+    """Checked by objects."""
+    return {"actions": ["true"], "uptodate": [Settled(), Explains(), False]}
+'''
+
+
+def test_info_and_help_name_an_unknown_task_in_one_line(mini):
+    """Issue 25, C.13: `doit info nosuch` was a KeyError traceback, `doit help nosuch` the
+    general help with exit 0."""
+    for args, what in ((["info", "nosuch"], "task"), (["info", "flaky2"], "task"),
+                       (["help", "nosuch"], "task or command")):
+        proc = doit(mini, *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 3 and "Traceback" not in out and "KeyError" not in out, out
+        assert proc.stderr.startswith(f"ERROR: no {what} named {args[1]!r}"), out
+        assert "doit list --all" in proc.stderr and len(proc.stderr.splitlines()) == 1, out
+    assert "did you mean flaky?" in doit(mini, "info", "flaky2").stderr
+    assert "did you mean plan?" in doit(mini, "help", "plna").stderr
+    assert doit(mini, "help", "a", check=True).stdout.startswith("a  Copy in.txt")
+    assert "PURPOSE" in doit(mini, "help", "info", check=True).stdout
+
+
+def test_info_says_in_words_which_up_to_date_checks_said_no(mini):
+    """Issue 25, C.13: `doit info up` showed `<tasks.up.StackSettled object at 0x...>`."""
+    (mini / "dodo.py").write_text(MINI_DODO + CHECKS_DODO)
+    out = doit(mini, "info", "checked").stdout
+    assert " at 0x" not in out and "(args=" not in out, out
+    assert "    - Settled: Up to date while the stack settled\n" in out
+    assert "    - the stack moved on\n" in out
+    assert "    - `uptodate: [False]`: it runs every time\n" in out
+
+
+def test_an_unknown_option_names_the_commands_options_and_help_shows_its_help(mini):
+    """Issue 25, C.13: an unknown option dumped doit's CmdOption objects."""
+    for cmd in ("plan", "info", "list", "graph"):
+        proc = doit(mini, cmd, "--bogus")
+        assert proc.returncode == 3 and "CmdOption" not in proc.stderr, proc.stderr
+        said = f"ERROR: option --bogus not recognized by `doit {cmd}`; its options: "
+        assert proc.stderr.startswith(said), proc.stderr
+        assert f"`doit help {cmd}`" in proc.stderr and len(proc.stderr.splitlines()) == 1
+        shown = doit(mini, cmd, "--help")
+        assert shown.returncode == 0 and shown.stdout.startswith("PURPOSE"), shown
 
 
 # --------------------------------------------------------------------------- issue 9: the task loader
