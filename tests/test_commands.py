@@ -867,6 +867,30 @@ def task_later_made():
 '''
 
 
+def test_the_checkouts_own_tasks_package_is_imported_not_the_installed_one(tmp_path):
+    """One venv, checkout A installed (`pip install -e`), doit run in checkout B: the console
+    script's path finds A's tasks/ first (here: PYTHONPATH, and -P keeps the current
+    directory off the path, as the console script has it). B's is imported, as
+    `python -m doit` would (issue 25, B.9). A fresh interpreter: it is what `import` does."""
+    import subprocess
+    import sys
+
+    show = "import tasks, tasks.loader, tasks.paths; print(tasks.__file__, tasks.loader.__file__)"
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "tasks", other / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", other / "pyproject.toml")
+    env = {**mini_env(other), "PYTHONPATH": str(REPO)}
+    for cwd, owner in ((other, other), (tmp_path, REPO), (REPO, REPO)):
+        proc = subprocess.run([sys.executable, "-P", "-c", show], cwd=cwd, env=env,
+                              capture_output=True, text=True, check=True)
+        assert proc.stdout.split() == [str(owner / "tasks" / "__init__.py"),
+                                       str(owner / "tasks" / "loader.py")], (cwd, proc.stdout)
+    (other / "pyproject.toml").write_text("[project]\nname = 'something-else'\n")  # not ours
+    proc = subprocess.run([sys.executable, "-P", "-c", show], cwd=other, env=env,
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.split()[0] == str(REPO / "tasks" / "__init__.py")
+
+
 def test_a_same_size_edit_of_dodo_py_within_its_second_loads_the_new_tasks(mini, monkeypatch):
     """Python trusts __pycache__ while the source's size and modification second are unchanged:
     the project loader compiles dodo.py from its source (issue 25, E.17)."""
