@@ -767,7 +767,7 @@ def _cached(cache: Path, digest: str, source: str) -> Plan | None:
         if data.get("digest") != digest:
             return None
         return _from_json(data["plan"], source)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 

@@ -38,7 +38,7 @@ def _entries(cache: Path) -> dict:
     if cache not in _MEM:
         try:
             entries = json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             entries = {}
         _MEM[cache] = entries if isinstance(entries, dict) else {}
     return _MEM[cache]
