@@ -72,7 +72,7 @@ class PipeSafe:
                 return 0
             bad = str(e).split(": ", 1)[1].split(" (parsing options:", 1)[0]
             opts = [o.help_param() for o in self.cmdparser.options if o.short or o.long]
-            raise CmdParseError(f"{bad} by `doit {self.name}`; its options: {', '.join(opts)} "
+            raise CmdParseError(f"`doit {self.name}`: {bad}; its options: {', '.join(opts)} "
                                 f"(`doit help {self.name}` describes them)") from None
 
     def execute(self, params, args):

@@ -765,7 +765,7 @@ def test_an_unknown_option_names_the_commands_options_and_help_shows_its_help(mi
     for cmd in ("plan", "info", "list", "graph"):
         proc = doit(mini, cmd, "--bogus")
         assert proc.returncode == 3 and "CmdOption" not in proc.stderr, proc.stderr
-        said = f"ERROR: option --bogus not recognized by `doit {cmd}`; its options: "
+        said = f"ERROR: `doit {cmd}`: option --bogus not recognized; its options: "
         assert proc.stderr.startswith(said), proc.stderr
         assert f"`doit help {cmd}`" in proc.stderr and len(proc.stderr.splitlines()) == 1
         shown = doit(mini, cmd, "--help")
