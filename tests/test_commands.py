@@ -595,6 +595,38 @@ def test_a_database_that_cannot_be_saved_is_one_error_after_the_summary(mini, mo
     assert (mini / ".doit.db").read_bytes() == saved
 
 
+def test_a_full_disk_while_a_task_writes_its_output_is_one_line_naming_the_file(mini, monkeypatch):
+    """Issue 25, C.12: a full disk while a task writes (render's depfile): the write reports
+    ENOSPC without a file name (a write or an fsync), which reached the user as a traceback.
+    The atomic writer names the file; the run then ends with the reporter's one line."""
+    import errno
+
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def _write_depfile():
+    from pathlib import Path
+
+    from tasks import atomic
+
+    atomic.write_text(Path("build/local.deps.json"), "{}")
+
+
+def task_depfile():
+    """Writes a depfile."""
+    return {"actions": [_write_depfile]}
+''')
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)     # a full disk reports at the flush to disk
+    proc = doit(mini, "run", "depfile")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert "depfile: No space left on device: build/local.deps.json." in out, out
+    assert not list((mini / "build").iterdir())                   # no temporary file left
+
+
 @pytest.mark.parametrize("content", ["[1, 2, 3]", '{"a": 1}', '"text"', "null", '{"a": {"b": 1}, "c": []}'])
 def test_a_database_of_the_wrong_shape_is_named_and_nothing_was_interrupted(mini, content):
     (mini / ".doit.db").write_text(content)
