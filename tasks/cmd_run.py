@@ -1,14 +1,17 @@
 """``doit run`` (and plain ``doit``): doit's run, with a build state that cannot be saved
 (a read-only checkout, a full disk) reported as one error after the run's summary, and the
-exit code 3 doit gives its other errors, instead of a traceback that hides the summary."""
+exit code 3 doit gives its other errors, instead of a traceback that hides the summary; and
+what every plugin command does with a closed pipe and a bad option (:class:`PipeSafe`)."""
 from __future__ import annotations
 
 import sys
 
 from doit.cmd_run import Run as _DoitRun
 
+from .cmd_base import PipeSafe
 
-class Run(_DoitRun):
+
+class Run(PipeSafe, _DoitRun):
     # doit calls _execute with the parameters its signature names: doit's, spelled out
     def _execute(self, outfile, verbosity=None, always=False, continue_=False,
                  reporter="console", num_process=0, par_type="process", single=False,

@@ -794,7 +794,7 @@ def test_info_says_in_words_which_up_to_date_checks_said_no(mini):
 
 def test_an_unknown_option_names_the_commands_options_and_help_shows_its_help(mini):
     """Issue 25, C.13: an unknown option dumped doit's CmdOption objects."""
-    for cmd in ("plan", "info", "list", "graph"):
+    for cmd in ("plan", "info", "list", "graph", "run"):
         proc = doit(mini, cmd, "--bogus")
         assert proc.returncode == 3 and "CmdOption" not in proc.stderr, proc.stderr
         said = f"ERROR: `doit {cmd}`: option --bogus not recognized; its options: "
