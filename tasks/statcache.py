@@ -69,10 +69,10 @@ def load_yaml(path: Path) -> Any:
     except yaml.YAMLError as e:
         raise ValueError(str(e)) from None
     try:  # kept only where build output already is: a first `doit list` leaves nothing behind
-        exact = json.loads(json.dumps(data, allow_nan=False)) == data
-        if settled(st) and paths.build().is_dir() and exact:
+        keep = settled(st) and paths.build().is_dir()
+        if keep and json.loads(json.dumps(data, allow_nan=False)) == data:
             entries[str(path)] = {"stat": key, "data": data}
             _store(cache, entries)
-    except (TypeError, ValueError, OSError):
+    except (TypeError, ValueError, OSError, RecursionError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
     return data
