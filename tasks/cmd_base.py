@@ -68,7 +68,10 @@ class PipeSafe:
             if "(parsing options:" not in str(e):  # a bad value: doit's message is plain
                 raise
             if "--help" in in_args or "-h" in in_args:
-                self.outstream.write(self.help() + "\n")
+                import sys
+
+                # (a plain doit Command, as `doit tools` is, has no outstream)
+                getattr(self, "outstream", sys.stdout).write(self.help() + "\n")
                 return 0
             bad = str(e).split(": ", 1)[1].split(" (parsing options:", 1)[0]
             opts = [o.help_param() for o in self.cmdparser.options if o.short or o.long]
