@@ -38,9 +38,11 @@ def write_bytes(path: Path, data: bytes, mode: int | None = None, durable: bool 
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a full disk: say which file
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

@@ -5,7 +5,7 @@ from doit.cmd_help import Help as _DoitHelp
 from doit.cmdparse import CmdOption, TaskParse
 
 from . import paths
-from .cmd_base import PipeSafe
+from .cmd_base import PipeSafe, task_named
 
 
 class Help(PipeSafe, _DoitHelp):
@@ -19,9 +19,7 @@ class Help(PipeSafe, _DoitHelp):
         from .status import asks_live_system
 
         tasks = {t.name: t for t in self.task_list}
-        task = tasks.get(pos_args[0])
-        if task is None:
-            return super()._execute(pos_args)
+        task = task_named(tasks, pos_args[0], commands=self.cmds)
         out = [f"{task.name}  {task.doc}"]
         # the task creator, from the namespace the tasks were loaded from (dodo.py)
         namespace = getattr(self.loader, "namespace", None) or {}

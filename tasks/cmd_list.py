@@ -81,9 +81,11 @@ def task_order(plan: "Plan | Callable[[], Plan]", plan_text: str, cache_file) ->
     cache_file = Path(cache_file)
     try:
         cached = json.loads(cache_file.read_text())
-        if cached.get("digest") == digest:
-            return list(cached["tasks"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        tasks = cached["tasks"]
+        if (cached.get("digest") == digest and isinstance(tasks, list)
+                and all(isinstance(t, str) for t in tasks)):
+            return list(tasks)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         pass
     from .graph import analyse
 

@@ -8,7 +8,9 @@ project's backend (``[tool.doit] backend = "json-atomic"`` in pyproject.toml).
 - Commands that only read the build state (``doit plan``, ``doit doctor``, ``doit list``)
   never write it, so they work in a read-only checkout.
 - A database that cannot be read (damaged, of the wrong shape, a directory) stops doit with
-  one short message naming the fix, never a traceback.
+  one short message naming the fix, never a traceback; so does one that cannot be saved (a
+  read-only checkout, a full disk). ``doit run`` reports that after its tasks' summary
+  (:mod:`tasks.cmd_run`).
 - It is relocatable: doit keys a task's file dependencies by their path as the task gives it
   (absolute here), so a copied or moved checkout would run every task again although nothing
   changed. The database stores a path under the project root (the directory of the database
@@ -20,6 +22,7 @@ project's backend (``[tool.doit] backend = "json-atomic"`` in pyproject.toml).
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -50,6 +53,10 @@ class AtomicJsonDB(JsonDB):
 
     def __init__(self, name, codec, *, module_name=None):
         self._dirty = False
+        #: keep a failed save's message in ``save_error`` instead of raising it (doit run
+        #: saves before its summary is printed: tasks.cmd_run reports it after)
+        self.defer_errors = False
+        self.save_error: str | None = None
         #: the project root with a trailing separator: what stored paths are relative to
         self._root = os.path.join(os.path.dirname(os.path.realpath(name)), "")
         super().__init__(name, codec, module_name=module_name)
@@ -132,5 +139,25 @@ class AtomicJsonDB(JsonDB):
 
     def dump(self):
         if self._dirty:
-            atomic.write_text(Path(self.name), self.codec.encode(self._db))
+            try:
+                atomic.write_text(Path(self.name), self.codec.encode(self._db))
+            except OSError as e:
+                self.save_error = save_error(self.name, e)
+                if not self.defer_errors:
+                    raise InvalidDodoFile(self.save_error) from None
+                return
             self._dirty = False
+
+
+def save_error(name: str, e: OSError) -> str:
+    """What to tell when the database ``name`` cannot be saved, with the fix."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space on the disk of {name} (`df -h .`)"
+    elif e.errno in (errno.EACCES, errno.EPERM):
+        fix = "make the checkout writable (`chmod u+w .`), or run doit in a writable copy of it"
+    elif e.errno == errno.EROFS:
+        fix = "run doit in a copy of the checkout on a writable filesystem"
+    else:
+        fix = f"check that {name} and its directory can be written"
+    return (f"cannot save the build state to {name}: {e.strerror or e}; the tasks that ran run "
+            f"again next time.\nfix: {fix}")

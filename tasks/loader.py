@@ -12,10 +12,17 @@ whole load to doit's loader, so nothing doit supports is lost.
 
 The names of the loaded tasks are kept for the checks that need them (docs:check):
 :func:`loaded_task_names`.
+
+dodo.py is compiled from its source each time, never taken from ``__pycache__``: Python
+trusts a cached compile while the source's size and modification second are unchanged, so
+a same-size edit within the second of the last run would run the old tasks.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import inspect
+import os
+import sys
 from pathlib import Path
 
 from doit.cmd_base import DodoTaskLoader
@@ -63,12 +70,39 @@ def _creators(namespace: dict, command_names) -> list[tuple[str, object]] | None
     return [(task_name, ref) for _, task_name, ref in found]
 
 
+class SourceLoader(importlib.machinery.SourceFileLoader):
+    """A module loader that compiles the source every time (no bytecode cache read or written)."""
+
+    def get_code(self, fullname):
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
+class _DodoFinder:
+    """Finds the dodo module (by its name) as doit imports it, to load it with SourceLoader."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            spec.loader = SourceLoader(fullname, spec.origin)
+        return spec
+
+
 class Loader(DodoTaskLoader):
     """doit's DodoTaskLoader (dodo.py, ``-f``, ``-d``, ``-k``), creators ordered by their code
-    objects' first line instead of their tokenized source."""
+    objects' first line instead of their tokenized source, dodo.py compiled from its source."""
 
     def setup(self, opt_values):
-        super().setup(opt_values)
+        finder = _DodoFinder(os.path.splitext(os.path.basename(opt_values["dodoFile"]))[0])
+        sys.meta_path.insert(0, finder)
+        try:
+            super().setup(opt_values)
+        finally:
+            sys.meta_path.remove(finder)
         self._options = opt_values
 
     def load_tasks(self, cmd, pos_args):

@@ -98,15 +98,16 @@ def yaml_docs(text: str):
 
 
 #: bump when what :func:`file_docs` keeps changes shape
-_DOCS_CACHE_VERSION = b"yaml-docs-1\0"
+_DOCS_CACHE_VERSION = b"yaml-docs-2\0"
 
 
 def file_docs(f: Path) -> list:
     """The YAML documents of a file. A file under build/ (renders, pinned CRDs) is parsed
-    once: its documents are kept as JSON in build/.cache/yaml/, keyed by the SHA-256 of its
-    text (an unchanged object of a new render, the pinned CRDs of every validate), and
-    reading JSON is ~20x faster than parsing YAML. Documents JSON cannot hold exactly
-    (timestamps, non-string keys) are parsed every time. The least recently used entries
+    once: its documents are kept as JSON in build/.cache/yaml/ (with their digest: a damaged
+    entry is parsed again), keyed by the SHA-256 of its text (an unchanged object of a new
+    render, the pinned CRDs of every validate): reading JSON is much faster than parsing
+    YAML. Documents JSON cannot hold exactly (timestamps, non-string keys) are parsed every
+    time. The least recently used entries
     go beyond :data:`DOCS_CACHE_FILES`."""
     import hashlib
     import json
@@ -128,12 +129,12 @@ def file_docs(f: Path) -> list:
         keyed = "".join(_masked(text, labels))
         subs = len(labels)
     entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
-    try:
-        docs = json.loads(entry.read_text(encoding="utf-8"))
-        os.utime(entry)  # used: kept longest
-        return _put_back(docs, value, subs) if subs else docs
-    except (OSError, ValueError):
-        pass  # not there yet, or damaged: parse, and keep it again
+    docs = _read_entry(entry)
+    if docs is not None:
+        try:
+            return _put_back(docs, value, subs) if subs else docs
+        except ValueError:
+            pass  # kept for another text (it cannot be: damaged): parse, and keep it again
     docs = list(yaml_docs(keyed))
     exact = _json_exact(docs)  # None: not JSON-exact (timestamps, ...), parsed each time
     if subs:
@@ -141,9 +142,33 @@ def file_docs(f: Path) -> list:
             put = _put_back(exact[1] if exact else copy.deepcopy(docs), value, subs)
         except ValueError:  # the placeholder stood elsewhere than as the label's value
             return list(yaml_docs(text))
-    if exact and _keep(entry, exact[0]):
+    if exact and _keep(entry, _entry_text(exact[0])):
         _prune(entry.parent, DOCS_CACHE_FILES)
     return put if subs else docs
+
+
+def _entry_text(docs_json: str) -> str:
+    """A build/.cache/yaml entry: the SHA-256 of the documents' JSON, a newline, the JSON."""
+    import hashlib
+
+    return hashlib.sha256(docs_json.encode()).hexdigest() + "\n" + docs_json
+
+
+def _read_entry(entry: Path) -> list | None:
+    """The documents kept in ``entry`` (its use recorded, see :func:`_prune`); None when it
+    is missing or damaged in any way (its digest tells): then parsed and kept again."""
+    import hashlib
+    import json
+
+    try:
+        digest, _, text = entry.read_text(encoding="utf-8").partition("\n")
+        if hashlib.sha256(text.encode()).hexdigest() != digest:
+            return None
+        docs = json.loads(text)
+        os.utime(entry)  # used: kept longest
+    except (OSError, ValueError, RecursionError):
+        return None
+    return docs if isinstance(docs, list) else None
 
 
 def _json_exact(value) -> tuple[str, Any] | None:
@@ -300,7 +325,7 @@ def crd_dir_index(directory: Path) -> dict[tuple[str, str], dict]:
         got = json.loads(kept.read_text(encoding="utf-8"))
         if got["digest"] == digest:
             return {(a, k): schema for a, k, schema in got["schemas"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         pass  # missing, damaged or of other files: compiled again
     index = _crd_index(load_crds(files))
     exact = _json_exact({"digest": digest, "schemas": [[a, k, s] for (a, k), s in index.items()]})
@@ -871,7 +896,7 @@ def _load_valid() -> set[str]:
 
     try:
         keys = json.loads(_valid_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return set()
     return {k for k in keys if isinstance(k, str)} if isinstance(keys, list) else set()
 

@@ -667,7 +667,7 @@ def decode(data: bytes, source: str = "plan.yaml") -> str:
                                          "(most editors: File > Save with encoding > UTF-8)", col)]) from None
 
 
-_CACHE: dict[Path, tuple[tuple[int, int], Plan]] = {}
+_CACHE: dict[Path, tuple[tuple[int, ...], str, Plan]] = {}
 #: a plan.yaml at least this large is kept checked in build/.plan-cache.json (about 700 items)
 CACHE_MIN_BYTES = 100_000
 
@@ -679,17 +679,26 @@ def current() -> Plan:
     plan.yaml's text and of this loader, so each doit command of a large plan does not
     parse and check it again (a damaged or stale cache is ignored and rewritten). A small
     plan is only read: no command writes anything for it before its tasks run."""
+    from .statcache import settled
+
     path = paths.plan_file()
+    source = "plan.yaml" if path.name == "plan.yaml" else str(path)
     try:
         st = path.stat()
-        key = (st.st_mtime_ns, st.st_size)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except OSError:
-        key = (0, 0)
+        st, key = None, (0, 0)
     hit = _CACHE.get(path)
+    text = None
     if hit and hit[0] == key:
-        return hit[1]
-    source = "plan.yaml" if path.name == "plan.yaml" else str(path)
-    text = read_text(path, source)
+        if st is None or settled(st):
+            return hit[2]
+        # written within a timestamp tick: a same-size rewrite keeps the stat, not the text
+        text = read_text(path, source)
+        if text == hit[1]:
+            return hit[2]
+    if text is None:
+        text = read_text(path, source)
     if len(text) < CACHE_MIN_BYTES:  # a plan this small is checked in milliseconds
         plan = loads(text, source)
     else:
@@ -699,7 +708,7 @@ def current() -> Plan:
         if plan is None:
             plan = loads(text, source)
             _store(cache, digest, plan)
-    _CACHE[path] = (key, plan)
+    _CACHE[path] = (key, text, plan)
     return plan
 
 
@@ -758,7 +767,7 @@ def _cached(cache: Path, digest: str, source: str) -> Plan | None:
         if data.get("digest") != digest:
             return None
         return _from_json(data["plan"], source)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 

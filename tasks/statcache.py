@@ -1,12 +1,16 @@
 """Small YAML files read on every run (chartfile.yaml, each chart's Chart.yaml), kept parsed
 in ``build/.cache/stat-yaml.json`` keyed by each file's stat (inode, size, mtime and ctime in
 nanoseconds): a no-op ``doit`` or ``doit list`` then reads them without importing a YAML
-parser. A changed file (any write moves its ctime) is parsed again; a damaged or unwritable
-cache is ignored."""
+parser. A changed file is parsed again; a damaged or unwritable cache is ignored.
+
+A write moves the file's times only to the filesystem's timestamp tick (a few milliseconds, a
+second or two on some filesystems): a same-size rewrite within the tick of the read leaves
+every stat field as it was. So a file is kept only once it is :func:`settled`."""
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +24,21 @@ def _file() -> Path:
     return paths.build() / ".cache" / "stat-yaml.json"
 
 
+#: longer than any filesystem's timestamp tick (FAT's is two seconds)
+TICK_NS = 2_000_000_000
+
+
+def settled(st: os.stat_result) -> bool:
+    """Whether the file of ``st`` was last modified more than a timestamp tick ago, so that
+    any later write moves its modification time: only then may a cache trust its stat."""
+    return time.time_ns() - st.st_mtime_ns > TICK_NS
+
+
 def _entries(cache: Path) -> dict:
     if cache not in _MEM:
         try:
             entries = json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             entries = {}
         _MEM[cache] = entries if isinstance(entries, dict) else {}
     return _MEM[cache]
@@ -45,7 +59,7 @@ def load_yaml(path: Path) -> Any:
     cache = _file()
     entries = _entries(cache)
     hit = entries.get(str(path))
-    if isinstance(hit, dict) and hit.get("stat") == key:
+    if isinstance(hit, dict) and hit.get("stat") == key and "data" in hit:
         return hit.get("data")
     import yaml
 
@@ -55,9 +69,10 @@ def load_yaml(path: Path) -> Any:
     except yaml.YAMLError as e:
         raise ValueError(str(e)) from None
     try:  # kept only where build output already is: a first `doit list` leaves nothing behind
-        if paths.build().is_dir() and json.loads(json.dumps(data, allow_nan=False)) == data:
+        keep = settled(st) and paths.build().is_dir()
+        if keep and json.loads(json.dumps(data, allow_nan=False)) == data:
             entries[str(path)] = {"stat": key, "data": data}
             _store(cache, entries)
-    except (TypeError, ValueError, OSError):
+    except (TypeError, ValueError, OSError, RecursionError):
         pass  # not JSON-exact, or a read-only build/: parsed each time
     return data

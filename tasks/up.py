@@ -151,12 +151,19 @@ class StackSettled(UptodateCalculator):
     def __init__(self, env: str):
         super().__init__()
         self.env = env
+        self.reason = ""  # why it runs again (doit info, the reporter's "because")
 
     def __call__(self, task, values):
-        if not values.get("settled") or values.get("deployed") != deploy_digest(self.env):
-            return False
-        # (a group task, e.g. "image", has no actions: it "executes" every run, doing nothing)
-        return not any(t.executed and t.actions for t in dep_closure(self.tasks_dict, task.task_dep))
+        if not values.get("settled"):
+            self.reason = "no record of a previous `doit up` that finished its waits"
+        elif values.get("deployed") != deploy_digest(self.env):
+            self.reason = f"the deploy changed since the last `doit up` (apply:{self.env} ran)"
+        else:
+            # (a group task, e.g. "image", has no actions: it "executes" every run, doing nothing)
+            chain = dep_closure(self.tasks_dict, task.task_dep)
+            ran = [t.name for t in chain if t.executed and t.actions]
+            self.reason = f"{ran[0]} ran in this run" if ran else ""
+        return not self.reason
 
 
 def wait_rollouts(env: str):

@@ -92,6 +92,16 @@ class Result:
 _modules = itertools.count()
 
 
+def _fresh_dodo(path: Path):
+    """A new module for the dodo file at ``path``, to exec: compiled from its source as the
+    project loader does (a cached compile of a same-size rewrite within a second is stale)."""
+    from tasks.loader import SourceLoader
+
+    name = f"dodo_{next(_modules)}"
+    spec = importlib.util.spec_from_file_location(name, path, loader=SourceLoader(name, str(path)))
+    return importlib.util.module_from_spec(spec)
+
+
 def doit(project: Path, *args: str, check: bool = False, dodo: Path | None = None, **env) -> Result:
     """``doit ARGS`` in-process in ``project``: its pyproject.toml, its dodo.py (loaded
     afresh: a test may rewrite it), ``env`` on top of the environment, output captured.
@@ -111,10 +121,9 @@ def doit(project: Path, *args: str, check: bool = False, dodo: Path | None = Non
             mp.setenv(key, value)
         mp.setitem(opt_outfile, "default", out)   # doit binds `run`'s output stream at import
         plan_mod._CACHE.clear()                    # a new process reads plan.yaml afresh
-        spec = importlib.util.spec_from_file_location(f"dodo_{next(_modules)}", dodo or project / "dodo.py")
-        module = importlib.util.module_from_spec(spec)
+        module = _fresh_dodo(dodo or project / "dodo.py")
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            spec.loader.exec_module(module)
+            module.__spec__.loader.exec_module(module)
             try:
                 code = DoitMain(ModuleTaskLoader(module)).run(list(args))
             except SystemExit as e:
@@ -488,9 +497,8 @@ def test_the_real_plan_asks_no_live_system_unless_live(tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
         mp.setenv("PATH", path)
-        spec = importlib.util.spec_from_file_location(f"dodo_{next(_modules)}", REPO / "dodo.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = _fresh_dodo(REPO / "dodo.py")
+        module.__spec__.loader.exec_module(module)
         dep = Dependency(JsonDB, str(db))
         for task in load_tasks(dict(inspect.getmembers(module))):
             task.file_dep = set()            # a record without file states: its checks are asked
@@ -558,6 +566,65 @@ def test_a_database_directory_gets_a_hint(mini):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out and "IsADirectoryError" not in out
     assert ".doit.db is a directory" in proc.stderr and "mv .doit.db" in proc.stderr
+
+
+@pytest.mark.parametrize("err, fix", [(28, "(`df -h .`)"), (13, "(`chmod u+w .`)"), (30, "writable filesystem")])
+def test_a_database_that_cannot_be_saved_is_one_error_after_the_summary(mini, monkeypatch, err, fix):
+    """A full disk (ENOSPC), a read-only checkout (EACCES as a user, EROFS a read-only mount)
+    while .doit.db is saved: the run's summary, then one error with the fix, exit 3; the same
+    for a command without a summary (forget). Issue 25, C.12."""
+    from tasks import dbbackend
+
+    doit(mini, "run", "a", check=True)
+    saved = (mini / ".doit.db").read_bytes()
+
+    def fails(path, text, **kw):
+        raise OSError(err, os.strerror(err), str(path))
+
+    monkeypatch.setattr(dbbackend.atomic, "write_text", fails)
+    (mini / "in.txt").write_text("changed\n")
+    for args, summary in ((["run", "a"], True), ([], True), (["forget", "a"], False)):
+        proc = doit(mini, *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 3, (args, out)
+        assert "Traceback" not in out and "Error:" not in out.replace("ERROR:", ""), out
+        assert f"ERROR: cannot save the build state to .doit.db: {os.strerror(err)}" in proc.stderr
+        assert "\nfix: " in proc.stderr and fix in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 2, proc.stderr
+        assert ("executed" in proc.stdout) is summary, out       # the summary is still shown
+    assert (mini / ".doit.db").read_bytes() == saved
+
+
+def test_a_full_disk_while_a_task_writes_its_output_is_one_line_naming_the_file(mini, monkeypatch):
+    """Issue 25, C.12: a full disk while a task writes (render's depfile): the write reports
+    ENOSPC without a file name (a write or an fsync), which reached the user as a traceback.
+    The atomic writer names the file; the run then ends with the reporter's one line."""
+    import errno
+
+    (mini / "dodo.py").write_text(MINI_DODO + '''
+
+def _write_depfile():
+    from pathlib import Path
+
+    from tasks import atomic
+
+    atomic.write_text(Path("build/local.deps.json"), "{}")
+
+
+def task_depfile():
+    """Writes a depfile."""
+    return {"actions": [_write_depfile]}
+''')
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)     # a full disk reports at the flush to disk
+    proc = doit(mini, "run", "depfile")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert "depfile: No space left on device: build/local.deps.json." in out, out
+    assert not list((mini / "build").iterdir())                   # no temporary file left
 
 
 @pytest.mark.parametrize("content", ["[1, 2, 3]", '{"a": 1}', '"text"', "null", '{"a": {"b": 1}, "c": []}'])
@@ -658,8 +725,13 @@ def task_many():
     """Many subtasks."""
     for n in range(3000):
         yield {"name": f"part-{n:04}", "actions": None, "doc": "one of many parts " * 3}
+
+
+def task_wide():
+    """Reads many files."""
+    return {"actions": None, "file_dep": [f"in-{n:04}-{'x' * 40}.txt" for n in range(3000)]}
 ''')
-    for args in (["plan", "--format", "json"], ["list", "--all"]):
+    for args in (["plan", "--format", "json"], ["list", "--all"], ["info", "wide"]):
         proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=mini, env=mini_env(mini),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first = proc.stdout.readline()
@@ -668,6 +740,68 @@ def task_many():
         proc.wait(timeout=120)
         assert first, args
         assert "Traceback" not in err and "BrokenPipeError" not in err, (args, err)
+
+
+CHECKS_DODO = '''
+
+class Settled:
+    """Up to date while the stack settled. More words that are not shown."""
+
+    def __call__(self, task, values):
+        return False
+
+
+class Explains:
+    def __init__(self):
+        self.reason = ""
+
+    def __call__(self, task, values):
+        self.reason = "the stack moved on"
+        return False
+
+
+def task_checked():
+    """Checked by objects."""
+    return {"actions": ["true"], "uptodate": [Settled(), Explains(), False]}
+'''
+
+
+def test_info_and_help_name_an_unknown_task_in_one_line(mini):
+    """Issue 25, C.13: `doit info nosuch` was a KeyError traceback, `doit help nosuch` the
+    general help with exit 0."""
+    for args, what in ((["info", "nosuch"], "task"), (["info", "flaky2"], "task"),
+                       (["help", "nosuch"], "task or command")):
+        proc = doit(mini, *args)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 3 and "Traceback" not in out and "KeyError" not in out, out
+        assert proc.stderr.startswith(f"ERROR: no {what} named {args[1]!r}"), out
+        assert "doit list --all" in proc.stderr and len(proc.stderr.splitlines()) == 1, out
+    assert "did you mean flaky?" in doit(mini, "info", "flaky2").stderr
+    assert "did you mean plan?" in doit(mini, "help", "plna").stderr
+    assert doit(mini, "help", "a", check=True).stdout.startswith("a  Copy in.txt")
+    assert "PURPOSE" in doit(mini, "help", "info", check=True).stdout
+
+
+def test_info_says_in_words_which_up_to_date_checks_said_no(mini):
+    """Issue 25, C.13: `doit info up` showed `<tasks.up.StackSettled object at 0x...>`."""
+    (mini / "dodo.py").write_text(MINI_DODO + CHECKS_DODO)
+    out = doit(mini, "info", "checked").stdout
+    assert " at 0x" not in out and "(args=" not in out, out
+    assert "    - Settled: Up to date while the stack settled\n" in out
+    assert "    - the stack moved on\n" in out
+    assert "    - `uptodate: [False]`: it runs every time\n" in out
+
+
+def test_an_unknown_option_names_the_commands_options_and_help_shows_its_help(mini):
+    """Issue 25, C.13: an unknown option dumped doit's CmdOption objects."""
+    for cmd in ("plan", "info", "list", "graph", "run"):
+        proc = doit(mini, cmd, "--bogus")
+        assert proc.returncode == 3 and "CmdOption" not in proc.stderr, proc.stderr
+        said = f"ERROR: `doit {cmd}`: option --bogus not recognized; its options: "
+        assert proc.stderr.startswith(said), proc.stderr
+        assert f"`doit help {cmd}`" in proc.stderr and len(proc.stderr.splitlines()) == 1
+        shown = doit(mini, cmd, "--help")
+        assert shown.returncode == 0 and shown.stdout.startswith("PURPOSE"), shown
 
 
 # --------------------------------------------------------------------------- issue 9: the task loader
@@ -763,6 +897,45 @@ def task_later_made():
     """Made after a ran."""
     return {"actions": ["true"]}
 '''
+
+
+def test_the_checkouts_own_tasks_package_is_imported_not_the_installed_one(tmp_path):
+    """One venv, checkout A installed (`pip install -e`), doit run in checkout B: the console
+    script's path finds A's tasks/ first (here: PYTHONPATH, and -P keeps the current
+    directory off the path, as the console script has it). B's is imported, as
+    `python -m doit` would (issue 25, B.9). A fresh interpreter: it is what `import` does."""
+    import subprocess
+    import sys
+
+    show = "import tasks, tasks.loader, tasks.paths; print(tasks.__file__, tasks.loader.__file__)"
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "tasks", other / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", other / "pyproject.toml")
+    env = {**mini_env(other), "PYTHONPATH": str(REPO)}
+    for cwd, owner in ((other, other), (tmp_path, REPO), (REPO, REPO)):
+        proc = subprocess.run([sys.executable, "-P", "-c", show], cwd=cwd, env=env,
+                              capture_output=True, text=True, check=True)
+        assert proc.stdout.split() == [str(owner / "tasks" / "__init__.py"),
+                                       str(owner / "tasks" / "loader.py")], (cwd, proc.stdout)
+    (other / "pyproject.toml").write_text("[project]\nname = 'something-else'\n")  # not ours
+    proc = subprocess.run([sys.executable, "-P", "-c", show], cwd=other, env=env,
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.split()[0] == str(REPO / "tasks" / "__init__.py")
+
+
+def test_a_same_size_edit_of_dodo_py_within_its_second_loads_the_new_tasks(mini, monkeypatch):
+    """Python trusts __pycache__ while the source's size and modification second are unchanged:
+    the project loader compiles dodo.py from its source (issue 25, E.17)."""
+    import sys
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)   # as a user's python writes them
+    second = (os.stat(mini / "dodo.py").st_mtime_ns // 10**9) * 10**9
+    for name in ("one", "two"):                               # the same size each time
+        (mini / "dodo.py").write_text(f'def task_{name}():\n    return {{"actions": ["true"]}}\n')
+        os.utime(mini / "dodo.py", ns=(second, second))      # within the same second
+        _, got = _tasks_of(mini)
+        assert [t[0] for t in got] == [name]
+    assert not (mini / "__pycache__").exists()
 
 
 def test_the_loader_orders_decorated_and_object_creators_as_doit_does(mini):

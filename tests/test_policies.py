@@ -246,15 +246,37 @@ def test_parsed_yaml_under_build_is_kept_and_a_damaged_entry_is_ignored(tmp_path
     assert manifests.file_docs(f) == [{"kind": "A", "metadata": {"name": "a"}}, {"kind": "B"}]
     kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
     assert len(kept) == 1
-    kept[0].write_text('[{"kind": "A"')           # truncated: parsed again, and kept again
+    kept[0].write_text(kept[0].read_text()[:-9])   # truncated: parsed again, and kept again
     assert manifests.file_docs(f)[1] == {"kind": "B"}
-    assert json.loads(kept[0].read_text())[1] == {"kind": "B"}
+    assert manifests._read_entry(kept[0])[1] == {"kind": "B"}
     f.write_text("kind: C\n")                     # new text, new entry: never the old documents
     assert manifests.file_docs(f) == [{"kind": "C"}]
     f.write_text("when: 2024-01-02T03:04:05Z\n1: one\n")   # not JSON-exact: parsed each time
     docs = manifests.file_docs(f)
     assert docs[0][1] == "one" and not isinstance(docs[0]["when"], str)
     assert len(list((tmp_path / "build" / ".cache" / "yaml").iterdir())) == 2
+
+
+def test_a_cache_entry_of_another_shape_is_a_miss_and_is_rewritten(tmp_path, monkeypatch):
+    """issue 25, C.12: a `null` entry made every run fail with a TypeError."""
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    d = tmp_path / "build" / "manifests" / "x"
+    d.mkdir(parents=True)
+    plain, labelled = d / "a.yaml", d / "b.yaml"
+    plain.write_text("kind: A\n")
+    labelled.write_text("kind: B\nmetadata:\n  labels:\n    tanka.dev/environment: 0123456789abcdef0\n")
+    want = {f: manifests.file_docs(f) for f in (plain, labelled)}
+    kept = sorted((tmp_path / "build" / ".cache" / "yaml").iterdir())
+    assert len(kept) == 2
+    for damage in ("null", "{}", '{"kind": "A"}', "3", '"text"'):
+        for k in kept:
+            k.write_text(damage)
+        for f in (plain, labelled):
+            assert manifests.file_docs(f) == want[f], damage
+        for k in kept:
+            assert isinstance(manifests._read_entry(k), list)    # rewritten
 
 
 def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
@@ -274,7 +296,7 @@ def test_the_parsed_yaml_kept_in_build_is_bounded(tmp_path, monkeypatch):
         manifests.file_docs(first)   # used again and again: never the one removed
     kept = list((tmp_path / "build" / ".cache" / "yaml").iterdir())
     assert len(kept) <= 8
-    assert any(json.loads(k.read_text()) == [{"kind": "First"}] for k in kept)
+    assert any(manifests._read_entry(k) == [{"kind": "First"}] for k in kept)
 
 
 def _crd_text(kind: str, field: str) -> str:

@@ -309,3 +309,25 @@ def test_up_without_the_raibid_ci_source_stops_before_creating_anything(fresh):
     calls = [line(rec) for rec in shims.records()]
     assert not [c for c in calls if any(m in c for m in MUTATING)], calls
     assert not (project / "build" / "manifests").exists()
+
+
+def test_up_says_why_it_runs_again(monkeypatch):
+    """Its up-to-date check gives `doit info up` and the reporter a reason, not its repr
+    (issue 25, C.13)."""
+    import types
+
+    from tasks import up
+
+    monkeypatch.setattr(up, "deploy_digest", lambda env: "d1")
+    check = up.StackSettled("local")
+    ran = types.SimpleNamespace(name="apply:local", executed=True, actions=["x"], task_dep=[])
+    group = types.SimpleNamespace(name="image", executed=True, actions=[], task_dep=[])
+    check.tasks_dict = {"apply:local": ran, "image": group}
+    task = types.SimpleNamespace(task_dep=["image"])
+    assert check(task, {}) is False and "no record of a previous `doit up`" in check.reason
+    assert check(task, {"settled": True, "deployed": "d0"}) is False
+    assert check.reason == "the deploy changed since the last `doit up` (apply:local ran)"
+    assert check(task, {"settled": True, "deployed": "d1"}) is True and check.reason == ""
+    task.task_dep = ["image", "apply:local"]
+    assert check(task, {"settled": True, "deployed": "d1"}) is False
+    assert check.reason == "apply:local ran in this run"
