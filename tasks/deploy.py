@@ -22,8 +22,8 @@ from doit.exceptions import TaskFailed
 from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of, context_problem,
                    diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
-from .render import rendered_objects
-from .tanka import digest_file, manifests_dir
+from .render import changed_since_render, rendered_objects
+from .tanka import manifests_dir, read_digest
 
 
 def image_overrides(env: str) -> dict[str, str]:
@@ -45,10 +45,7 @@ def image_overrides(env: str) -> dict[str, str]:
 
 def deploy_digest(env: str) -> str:
     """What apply:<env> deploys: the rendered manifests' digest and the image refs."""
-    try:
-        rendered = digest_file(env).read_text().strip()
-    except OSError:
-        rendered = "not-rendered"
+    rendered = read_digest(env) or "not-rendered"
     payload = json.dumps({"env": env, "manifests": rendered, "images": image_overrides(env)},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -119,6 +116,9 @@ def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[d
 
 
 def _apply_action(env: str):
+    changed = changed_since_render(env)  # apply only what validate checked
+    if changed:
+        return TaskFailed(f"apply:{env}: {changed}")
     objects = deploy_objects(env)
     if isinstance(objects, TaskFailed):
         return objects

@@ -144,13 +144,16 @@ def publish(render_dir: Path, objs: list[dict], url: str | None, message: str) -
 def _publish_action(env: str):
     from doit.exceptions import TaskFailed
 
-    from . import manifests, tanka
+    from . import manifests, render, tanka
 
     directory = tanka.manifests_dir(env)
     if not directory.is_dir():
         return TaskFailed(f"{paths.rel(directory)} does not exist: run `doit validate:{env}`")
+    edited = render.changed_since_render(env)  # publish only what validate checked
+    if edited:
+        return TaskFailed(f"publish:{env}: {edited}")
     objs = [o for _, o in manifests.load_dir(directory)]
-    digest = tanka.digest_file(env).read_text().strip()
+    digest = tanka.read_digest(env) or "unknown"
     try:
         changed, commit = publish(directory, objs, os.environ.get(URL_ENV),
                                   f"{env}: render {digest[:12]} (raibid-deploy publish:{env})")
