@@ -59,20 +59,31 @@ def _applied_uptodate(env: str):
 
 
 def needs_confirmation(env: str) -> bool:
-    """apply:<env> asks for ``--yes`` first (deploy.json ``confirm_apply``)."""
+    """apply:<env> and publish:<env> (Flux applies what it pushes) ask for ``--yes`` first
+    (deploy.json ``confirm_apply``)."""
     return core.settings().env(env).confirm_apply
 
 
-def confirm_action(env: str):
-    """doit action of apply:<env> (with its ``--yes`` parameter): refuse without it."""
+def confirm_action(env: str, task: str):
+    """doit action of ``<task>:<env>`` (with its ``--yes`` parameter): refuse without it."""
 
     def confirm(yes):
         if not yes:
-            return TaskFailed(f"refusing to apply to {env} without confirmation (deploy.json confirm_apply): "
-                              f"run `doit apply:{env} --yes`")
+            return TaskFailed(f"refusing to {task} {env} without confirmation "
+                              f"(deploy.json confirm_apply): run `doit {task}:{env} --yes`")
         return None
 
     return confirm
+
+
+def confirmation(env: str, task: str) -> tuple[list[dict], list]:
+    """The ``--yes`` parameter and the first action of ``<task>:<env>``, a task that changes
+    the environment's cluster (apply, publish), when :func:`needs_confirmation`; none else."""
+    if not needs_confirmation(env):
+        return [], []
+    params = [{"name": "yes", "long": "yes", "type": bool, "default": False,
+               "help": f"confirm {task}:{env} (deploy.json confirm_apply)"}]
+    return params, [confirm_action(env, task)]
 
 
 def deploy_objects(env: str) -> list[dict] | TaskFailed:
@@ -184,12 +195,8 @@ def task_diff():
 def task_apply():
     """Deploy an environment to its cluster: server-side apply, CRDs first (confirm_apply ones need --yes)."""
     for env in core.environments():
-        params, actions = [], [(_apply_action, [env])]
-        confirm = needs_confirmation(env)
-        if confirm:
-            params = [{"name": "yes", "long": "yes", "type": bool, "default": False,
-                       "help": f"confirm applying to {env} (deploy.json confirm_apply)"}]
-            actions.insert(0, confirm_action(env))
+        params, confirm = confirmation(env, "apply")
+        actions = [*confirm, (_apply_action, [env])]
         yield tools.needs({
             "name": env,
             "doc": (f"Apply the {env} environment server-side, CRDs first (up to date while the cluster holds "

@@ -170,13 +170,18 @@ def task_publish():
     from doit.tools import config_changed
 
     from . import settings as deploy_settings, tanka
+    from .deploy import confirmation
 
     for env in deploy_settings.current_or_exit().environments:
+        # Flux applies (and prunes) what is pushed: the same --yes as apply:<env>
+        params, confirm = confirmation(env, "publish")
         yield tools.needs({
             "name": env,
             "doc": f"Commit and push build/manifests/{env}/ to the GitOps repository Flux watches "
-                   f"(only when the render changed; {URL_ENV} overrides the push URL)",
-            "actions": [(_publish_action, [env])],
+                   f"(only when the render changed; {URL_ENV} overrides the push URL)"
+                   f"{'; needs --yes' if confirm else ''}",
+            "actions": [*confirm, (_publish_action, [env])],
+            "params": params,
             "file_dep": [str(tanka.digest_file(env))],
             "task_dep": [f"validate:{env}"],
             "uptodate": [config_changed({"url": os.environ.get(URL_ENV, "")})],

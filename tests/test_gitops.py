@@ -148,3 +148,17 @@ def test_a_digest_file_that_is_a_directory_is_one_clear_error(stack_copy, server
     assert "build/manifests/staging.sha256" in out and "Is a directory" in out, out
     assert _git("for-each-ref", cwd=bare) == ""  # nothing pushed
 
+
+def test_publishing_an_environment_with_confirm_apply_needs_yes(stack_copy, server):
+    """prod has ``confirm_apply`` (deploy.json) and Flux applies what is published, with
+    prune: publish:prod asks for the same --yes as apply:prod, before anything is pushed."""
+    bare, url = server
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    refused = run_doit(stack_copy, "publish:prod", env=env)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "Traceback" not in out, out
+    assert "refusing to publish prod without confirmation" in out and "run `doit publish:prod --yes`" in out
+    assert _git("for-each-ref", cwd=bare) == ""  # nothing pushed
+    published = run_doit(stack_copy, "publish:prod", "--yes", env=env, check=True)
+    assert "publish:prod: published: environments/prod/" in published.stdout
+    assert "needs --yes" in run_doit(stack_copy, "help", "publish:prod").stdout
