@@ -198,11 +198,20 @@ RENDER_MARK = ".rendered-by-doit"
 
 def dir_digest(directory: Path) -> str:
     """sha256 over the relative names and contents of every file in ``directory``
-    (except the render's mark)."""
+    (except the render's mark), in path order. render:<env>'s up-to-date check hashes its
+    output on every run: strings and os.walk, no Path per file."""
+    base = str(directory)
+    names = []
+    for top, _, files in os.walk(base):
+        rel = os.path.relpath(top, base)
+        names += [f if rel == "." else os.path.join(rel, f) for f in files if f != RENDER_MARK]
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != RENDER_MARK):
-        h.update(str(f.relative_to(directory)).encode() + b"\0")
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+    for name in sorted(names, key=lambda n: n.split(os.sep)):
+        full = os.path.join(base, name)
+        if os.path.isfile(full):
+            with open(full, "rb") as f:
+                h.update(name.encode() + b"\0")
+                h.update(hashlib.sha256(f.read()).digest())
     return h.hexdigest()
 
 
