@@ -120,8 +120,6 @@ class RenderUptodate:
         out = manifests_dir(env)
         if not out.is_dir():
             return f"{paths.rel(out)}/ is missing"
-        if not (values or {}).get("digest"):
-            return f"doit has no record of the last render:{env} (`doit forget`, or a new .doit.db)"
         if recorded.get("params") != render_params(env):
             return "the export parameters changed"
         tools_then, tools_now = recorded.get("tools") or {}, tool_identity()
@@ -151,6 +149,9 @@ class RenderUptodate:
                 return f"{rel} cannot be read"
         # last, as the one read of the whole output per run: validate, publish and apply
         # trust the recorded digest, so the output must still be what this render wrote
+        if not (values or {}).get("digest"):
+            return (f"doit has no record of the last render:{env} (it failed, `doit forget`, "
+                    "or a new .doit.db)")
         try:
             now = dir_digest(out)
         except OSError as e:
