@@ -115,20 +115,23 @@ def test_an_edited_render_is_rendered_again_before_it_is_published(stack_copy, s
     server_file.write_text(rendered.replace("image: git.raibid.internal/raibid/raibid-server:0.1.0",
                                             "image: evil.example/backdoor:0.1.0"))
     os.utime(server_file, ns=(st.st_atime_ns, st.st_mtime_ns))
-    (out / "v1.ConfigMap-stray.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray}\n")
+    stray = out / "v1.ConfigMap-stray.yaml"
+    stray.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray}\n")
     proc = run_doit(stack_copy, "publish:staging", env=env, check=True)
     assert "render:staging" in _executed(proc) and "publish:staging" in _executed(proc), proc.stdout
-    assert server_file.read_text() == rendered and not (out / "v1.ConfigMap-stray.yaml").exists()
-    published = _git("show", "main:environments/staging/apps-v1.Deployment-raibid-server.yaml", cwd=bare)
+    assert server_file.read_text() == rendered and not stray.exists()
+    published = _git("show", f"main:environments/staging/{server_file.name}", cwd=bare)
     assert published == rendered.strip() and "evil.example" not in published
     assert "ConfigMap-stray" not in _git("ls-tree", "-r", "--name-only", "main", cwd=bare)
-    assert _git("log", "-1", "--format=%s", "main", cwd=bare).startswith(f"staging: render {digest[:12]}")
+    subject = _git("log", "-1", "--format=%s", "main", cwd=bare)
+    assert subject.startswith(f"staging: render {digest[:12]}"), subject
 
     record.write_bytes(b"\xff\xfe not-a-digest\n")
     run_doit(stack_copy, "forget", "publish:staging", check=True)
     proc = run_doit(stack_copy, "publish:staging", env=env, check=True)
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert "render:staging" in _executed(proc) and "unchanged, nothing pushed" in proc.stdout, proc.stdout
+    assert "render:staging" in _executed(proc), proc.stdout
+    assert "unchanged, nothing pushed" in proc.stdout, proc.stdout
     assert record.read_text().strip() == digest
 
     # forgotten: rendered again
@@ -142,7 +145,8 @@ def test_a_digest_file_that_is_a_directory_is_one_clear_error(stack_copy, server
     digest = stack_copy / "build/manifests/staging.sha256"
     digest.unlink()
     digest.mkdir()
-    proc = run_doit(stack_copy, "publish:staging", env=env_for(stack_copy, {"RAIBID_GITOPS_URL": url}))
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    proc = run_doit(stack_copy, "publish:staging", env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out, out
     assert "build/manifests/staging.sha256" in out and "Is a directory" in out, out
@@ -157,7 +161,8 @@ def test_publishing_an_environment_with_confirm_apply_needs_yes(stack_copy, serv
     refused = run_doit(stack_copy, "publish:prod", env=env)
     out = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "Traceback" not in out, out
-    assert "refusing to publish prod without confirmation" in out and "run `doit publish:prod --yes`" in out
+    assert "refusing to publish prod without confirmation" in out
+    assert "run `doit publish:prod --yes`" in out
     assert _git("for-each-ref", cwd=bare) == ""  # nothing pushed
     published = run_doit(stack_copy, "publish:prod", "--yes", env=env, check=True)
     assert "publish:prod: published: environments/prod/" in published.stdout

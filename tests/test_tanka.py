@@ -148,7 +148,7 @@ def test_a_copy_of_a_rendered_project_runs_nothing_until_an_input_changes(stack_
     changed = run_doit(stack_copy, *(f"validate:{e}" for e in ENVS), check=True)
     assert executed(changed) == ["render:staging"], changed.stdout
     main = stack_copy / "tanka/environments/staging/main.jsonnet"
-    main.write_text(main.read_text().replace("server: { replicas: 2 },", "server: { replicas: 3 },"))
+    main.write_text(main.read_text().replace("replicas: 2 },", "replicas: 3 },"))
     changed = run_doit(stack_copy, *(f"validate:{e}" for e in ENVS), check=True)
     assert executed(changed) == ["render:staging", "validate:staging"], changed.stdout
 
@@ -605,7 +605,7 @@ def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again
     assert (stack_copy / "build/manifests/local.sha256").read_text().strip() == render.dir_digest(out)
 
 
-def test_a_render_that_is_not_what_render_wrote_renders_again_and_is_never_used(stack_copy, monkeypatch):
+def test_a_render_not_as_render_wrote_it_renders_again_and_is_never_used(stack_copy, monkeypatch):
     """An image swapped in (its time kept), a file deleted, a stray file added, the digest
     file damaged, or doit's record forgotten: render:staging is not up to date, so it
     renders (restoring the render) before validate, publish or apply read it; and those
@@ -653,20 +653,22 @@ def test_a_render_that_is_not_what_render_wrote_renders_again_and_is_never_used(
              (stray, unstray, "build/manifests/staging/ is not what render:staging wrote")]
     for garbage in (b"not-a-digest\n", b"\xff\xfe" * 32, None, b"0" * 64):
         edits.append((digest(garbage), digest(values["digest"].encode() + b"\n"),
-                      "build/manifests/staging.sha256 is not the digest of build/manifests/staging/"))
+                      "staging.sha256 is not the digest of build/manifests/staging/"))
     for edit, undo, reason in edits:
         edit()
         assert not check(None, values) and reason in check.reason, (edit, check.reason)
         problem = render.changed_since_render("staging")
         assert problem and "`doit render:staging` renders it again" in problem, edit
-        for act in (lambda: validate._validate_action("staging", "1.33.0"), lambda: gitops._publish_action("staging"),
+        for act in (lambda: validate._validate_action("staging", "1.33.0"),
+                    lambda: gitops._publish_action("staging"),
                     lambda: deploy._apply_action("staging")):
             failed = act()
             assert failed is not None and problem in failed.message, (edit, failed)
         assert deploy.deploy_digest("staging") != deploy.deploy_digest("prod")  # no traceback
         undo()
         assert check(None, values), (edit, check.reason)
-    assert render.changed_since_render("staging") is None and tanka.read_digest("staging") == values["digest"]
+    assert render.changed_since_render("staging") is None
+    assert tanka.read_digest("staging") == values["digest"]
     assert not check(None, {}) and "`doit forget`" in check.reason
 
 
