@@ -199,20 +199,24 @@ RENDER_MARK = ".rendered-by-doit"
 
 def dir_digest(directory: Path) -> str:
     """sha256 over the relative names and contents of every file in ``directory``
-    (except the render's mark), in path order. render:<env>'s up-to-date check hashes its
-    output on every run: strings and os.walk, no Path per file."""
+    (except the render's mark), in path order; any other entry but a directory (a link to
+    a directory, a dangling link: render writes none) counts by its name. render:<env>'s
+    up-to-date check hashes its output on every run: strings and os.walk, no Path per file."""
     base = str(directory)
     names = []
-    for top, _, files in os.walk(base):
+    for top, dirs, files in os.walk(base):
         rel = os.path.relpath(top, base)
-        names += [f if rel == "." else os.path.join(rel, f) for f in files if f != RENDER_MARK]
+        linked = [d for d in dirs if os.path.islink(os.path.join(top, d))]  # not walked into
+        names += [f if rel == "." else os.path.join(rel, f) for f in files + linked if f != RENDER_MARK]
     h = hashlib.sha256()
     for name in sorted(names, key=lambda n: n.split(os.sep)):
+        h.update(name.encode() + b"\0")
         full = os.path.join(base, name)
-        if os.path.isfile(full):
+        if os.path.isfile(full) and not os.path.isdir(full):
             with open(full, "rb") as f:
-                h.update(name.encode() + b"\0")
                 h.update(hashlib.sha256(f.read()).digest())
+        else:
+            h.update(b"not a file")
     return h.hexdigest()
 
 

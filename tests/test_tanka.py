@@ -650,7 +650,9 @@ def test_a_render_not_as_render_wrote_it_renders_again_and_is_never_used(stack_c
 
     edits = [(backdoor, restore, "build/manifests/staging/ is not what render:staging wrote"),
              (server.unlink, restore, "build/manifests/staging/ is not what render:staging wrote"),
-             (stray, unstray, "build/manifests/staging/ is not what render:staging wrote")]
+             (stray, unstray, "build/manifests/staging/ is not what render:staging wrote"),
+             (lambda: (out / "linked.yaml").symlink_to(stack_copy / "tanka"),  # a directory
+              lambda: (out / "linked.yaml").unlink(), "build/manifests/staging/ is not what")]
     for garbage in (b"not-a-digest\n", b"\xff\xfe" * 32, None, b"0" * 64):
         edits.append((digest(garbage), digest(values["digest"].encode() + b"\n"),
                       "staging.sha256 is not the digest of build/manifests/staging/"))
