@@ -207,7 +207,8 @@ def dir_digest(directory: Path) -> str:
     for top, dirs, files in os.walk(base):
         rel = os.path.relpath(top, base)
         linked = [d for d in dirs if os.path.islink(os.path.join(top, d))]  # not walked into
-        names += [f if rel == "." else os.path.join(rel, f) for f in files + linked if f != RENDER_MARK]
+        names += [n if rel == "." else os.path.join(rel, n)
+                  for n in files + linked if n != RENDER_MARK]
     h = hashlib.sha256()
     for name in sorted(names, key=lambda n: n.split(os.sep)):
         h.update(name.encode() + b"\0")
