@@ -22,8 +22,8 @@ from doit.exceptions import TaskFailed
 from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of, context_problem,
                    diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
-from .render import rendered_objects
-from .tanka import digest_file, manifests_dir
+from .render import changed_since_render, rendered_objects
+from .tanka import manifests_dir, read_digest
 
 
 def image_overrides(env: str) -> dict[str, str]:
@@ -45,10 +45,7 @@ def image_overrides(env: str) -> dict[str, str]:
 
 def deploy_digest(env: str) -> str:
     """What apply:<env> deploys: the rendered manifests' digest and the image refs."""
-    try:
-        rendered = digest_file(env).read_text().strip()
-    except OSError:
-        rendered = "not-rendered"
+    rendered = read_digest(env) or "not-rendered"
     payload = json.dumps({"env": env, "manifests": rendered, "images": image_overrides(env)},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -62,20 +59,31 @@ def _applied_uptodate(env: str):
 
 
 def needs_confirmation(env: str) -> bool:
-    """apply:<env> asks for ``--yes`` first (deploy.json ``confirm_apply``)."""
+    """apply:<env> and publish:<env> (Flux applies what it pushes) ask for ``--yes`` first
+    (deploy.json ``confirm_apply``)."""
     return core.settings().env(env).confirm_apply
 
 
-def confirm_action(env: str):
-    """doit action of apply:<env> (with its ``--yes`` parameter): refuse without it."""
+def confirm_action(env: str, task: str):
+    """doit action of ``<task>:<env>`` (with its ``--yes`` parameter): refuse without it."""
 
     def confirm(yes):
         if not yes:
-            return TaskFailed(f"refusing to apply to {env} without confirmation (deploy.json confirm_apply): "
-                              f"run `doit apply:{env} --yes`")
+            return TaskFailed(f"refusing to {task} {env} without confirmation "
+                              f"(deploy.json confirm_apply): run `doit {task}:{env} --yes`")
         return None
 
     return confirm
+
+
+def confirmation(env: str, task: str) -> tuple[list[dict], list]:
+    """The ``--yes`` parameter and the first action of ``<task>:<env>``, a task that changes
+    the environment's cluster (apply, publish), when :func:`needs_confirmation`; none else."""
+    if not needs_confirmation(env):
+        return [], []
+    params = [{"name": "yes", "long": "yes", "type": bool, "default": False,
+               "help": f"confirm {task}:{env} (deploy.json confirm_apply)"}]
+    return params, [confirm_action(env, task)]
 
 
 def deploy_objects(env: str) -> list[dict] | TaskFailed:
@@ -119,6 +127,9 @@ def with_images(objects: list[dict], images: dict[str, str], env: str) -> list[d
 
 
 def _apply_action(env: str):
+    changed = changed_since_render(env)  # apply only what validate checked
+    if changed:
+        return TaskFailed(f"apply:{env}: {changed}")
     objects = deploy_objects(env)
     if isinstance(objects, TaskFailed):
         return objects
@@ -184,12 +195,8 @@ def task_diff():
 def task_apply():
     """Deploy an environment to its cluster: server-side apply, CRDs first (confirm_apply ones need --yes)."""
     for env in core.environments():
-        params, actions = [], [(_apply_action, [env])]
-        confirm = needs_confirmation(env)
-        if confirm:
-            params = [{"name": "yes", "long": "yes", "type": bool, "default": False,
-                       "help": f"confirm applying to {env} (deploy.json confirm_apply)"}]
-            actions.insert(0, confirm_action(env))
+        params, confirm = confirmation(env, "apply")
+        actions = [*confirm, (_apply_action, [env])]
         yield tools.needs({
             "name": env,
             "doc": (f"Apply the {env} environment server-side, CRDs first (up to date while the cluster holds "

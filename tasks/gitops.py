@@ -144,13 +144,16 @@ def publish(render_dir: Path, objs: list[dict], url: str | None, message: str) -
 def _publish_action(env: str):
     from doit.exceptions import TaskFailed
 
-    from . import manifests, tanka
+    from . import manifests, render, tanka
 
     directory = tanka.manifests_dir(env)
     if not directory.is_dir():
         return TaskFailed(f"{paths.rel(directory)} does not exist: run `doit validate:{env}`")
+    edited = render.changed_since_render(env)  # publish only what validate checked
+    if edited:
+        return TaskFailed(f"publish:{env}: {edited}")
     objs = [o for _, o in manifests.load_dir(directory)]
-    digest = tanka.digest_file(env).read_text().strip()
+    digest = tanka.read_digest(env) or "unknown"
     try:
         changed, commit = publish(directory, objs, os.environ.get(URL_ENV),
                                   f"{env}: render {digest[:12]} (raibid-deploy publish:{env})")
@@ -167,13 +170,18 @@ def task_publish():
     from doit.tools import config_changed
 
     from . import settings as deploy_settings, tanka
+    from .deploy import confirmation
 
     for env in deploy_settings.current_or_exit().environments:
+        # Flux applies (and prunes) what is pushed: the same --yes as apply:<env>
+        params, confirm = confirmation(env, "publish")
         yield tools.needs({
             "name": env,
             "doc": f"Commit and push build/manifests/{env}/ to the GitOps repository Flux watches "
-                   f"(only when the render changed; {URL_ENV} overrides the push URL)",
-            "actions": [(_publish_action, [env])],
+                   f"(only when the render changed; {URL_ENV} overrides the push URL)"
+                   f"{'; needs --yes' if confirm else ''}",
+            "actions": [*confirm, (_publish_action, [env])],
+            "params": params,
             "file_dep": [str(tanka.digest_file(env))],
             "task_dep": [f"validate:{env}"],
             "uptodate": [config_changed({"url": os.environ.get(URL_ENV, "")})],

@@ -6,7 +6,11 @@ from the depfile ``build/manifests/<env>.deps.json`` that the previous render wr
 from ``tk tool imports`` (as Ninja does), with the state (mtime, size, sha256) of each
 import (deploy.json included), of chartfile.yaml and every vendored chart file; no depfile means
 render. The export parameters count too. The output directory is replaced
-atomically; ``build/manifests/<env>.sha256`` is the digest of what was rendered.
+atomically; ``build/manifests/<env>.sha256`` is the digest of what was rendered, and
+doit's database keeps it too: an output that is no longer what render wrote (a file
+edited, added or removed, or its digest file) renders again, restoring it, and so does
+``doit forget render:<env>``. validate, publish and apply key on that digest and check
+the directory against it before they act (:func:`changed_since_render`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from doit.exceptions import TaskFailed
 from . import atomic, core, paths, tools
 from .charts import chart_files
 from .kube import is_local
-from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir, tk
+from .tanka import chartfile, depfile, digest_file, env_dir, manifests_dir, read_digest, tk
 
 #: parameters of `tk export`; changing them re-renders
 EXPORT_FORMAT = "{{.apiVersion}}.{{.kind}}-{{or .metadata.name .metadata.generateName}}"
@@ -83,7 +87,8 @@ def tool_identity() -> dict[str, list]:
 class RenderUptodate:
     """A file the last render imported changed (its content, not only its time), a vendored
     chart file was added, removed or changed, tk or helm was rebuilt or replaced, the
-    export parameters changed, or the output is missing; the depfile
+    export parameters changed, the output is missing or not what render wrote (a file
+    edited, added or removed), or `doit forget` dropped the record; the depfile
     build/manifests/<env>.deps.json records them. `doit info render:<env>` names which.
 
     The doit ``uptodate`` of render:<env>. Up to date while the depfile of the last render exists and no file in it changed
@@ -102,17 +107,19 @@ class RenderUptodate:
         return self.reason or f"the inputs of render:{self.env} (unchanged)"
 
     def __call__(self, task, values):
-        self.reason = self.why()
+        self.reason = self.why(values)
         return not self.reason
 
-    def why(self) -> str:
-        """Empty when the render is current; otherwise the first input that changed."""
+    def why(self, values: dict) -> str:
+        """Empty when the render is current; otherwise the first input that changed.
+        ``values``: what doit saved of the last render (its digest)."""
         env = self.env
         recorded = read_depfile(env)
         if recorded is None:
             return f"no record of a previous render ({paths.rel(depfile(env))})"
-        if not manifests_dir(env).is_dir():
-            return f"{paths.rel(manifests_dir(env))}/ is missing"
+        out = manifests_dir(env)
+        if not out.is_dir():
+            return f"{paths.rel(out)}/ is missing"
         if recorded.get("params") != render_params(env):
             return "the export parameters changed"
         tools_then, tools_now = recorded.get("tools") or {}, tool_identity()
@@ -140,6 +147,20 @@ class RenderUptodate:
                     return f"{rel} changed"
             except OSError:
                 return f"{rel} cannot be read"
+        # last, as the one read of the whole output per run: validate, publish and apply
+        # trust the recorded digest, so the output must still be what this render wrote
+        if not (values or {}).get("digest"):
+            return (f"doit has no record of the last render:{env} (it failed, `doit forget`, "
+                    "or a new .doit.db)")
+        try:
+            now = dir_digest(out)
+        except OSError as e:
+            return f"{paths.rel(out)}/ cannot be read ({e.strerror})"
+        if now != values["digest"]:
+            return (f"{paths.rel(out)}/ is not what render:{env} wrote "
+                    "(a file edited, added or removed)")
+        if read_digest(env) != now:
+            return f"{paths.rel(digest_file(env))} is not the digest of {paths.rel(out)}/"
         return ""
 
 
@@ -178,12 +199,45 @@ RENDER_MARK = ".rendered-by-doit"
 
 def dir_digest(directory: Path) -> str:
     """sha256 over the relative names and contents of every file in ``directory``
-    (except the render's mark)."""
+    (except the render's mark), in path order; any other entry but a directory (a link to
+    a directory, a dangling link: render writes none) counts by its name. render:<env>'s
+    up-to-date check hashes its output on every run: strings and os.walk, no Path per file."""
+    base = str(directory)
+    names = []
+    for top, dirs, files in os.walk(base):
+        rel = os.path.relpath(top, base)
+        linked = [d for d in dirs if os.path.islink(os.path.join(top, d))]  # not walked into
+        names += [n if rel == "." else os.path.join(rel, n)
+                  for n in files + linked if n != RENDER_MARK]
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != RENDER_MARK):
-        h.update(str(f.relative_to(directory)).encode() + b"\0")
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+    for name in sorted(names, key=lambda n: n.split(os.sep)):
+        h.update(name.encode() + b"\0")
+        full = os.path.join(base, name)
+        if os.path.isfile(full) and not os.path.isdir(full):
+            with open(full, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+        else:
+            h.update(b"not a file")
     return h.hexdigest()
+
+
+def changed_since_render(env: str) -> str | None:
+    """Why build/manifests/<env>/ is not the render render:<env> recorded (its digest file),
+    None when it is: what validate checks, publish pushes and apply applies is only ever
+    the render as written (read again here, when they act)."""
+    out, recorded = manifests_dir(env), read_digest(env)
+    if recorded is None:
+        problem = f"{paths.rel(digest_file(env))} is missing or not a sha256"
+    else:
+        try:
+            if dir_digest(out) == recorded:
+                return None
+            problem = (f"{paths.rel(out)}/ changed since render:{env} wrote it "
+                       "(a file edited, added or removed)")
+        except OSError as e:
+            problem = f"{paths.rel(out)}/ cannot be read ({e.strerror})"
+    return (f"{problem}: nothing was used. `doit render:{env}` renders it again "
+            "(and so does any task that needs it)")
 
 
 def output_refused(env: str) -> str | None:
@@ -205,7 +259,7 @@ def output_refused(env: str) -> str | None:
                 "away, then run the render again")
     if out.is_dir() and not (out / RENDER_MARK).is_file():
         try:
-            legacy = digest_file(env).read_text().strip() == dir_digest(out)  # made before the mark
+            legacy = read_digest(env) == dir_digest(out)  # made before the mark
         except OSError:
             legacy = False
         if not legacy:
@@ -218,9 +272,10 @@ class _ExportFailed(Exception):
     """Aborts :func:`atomic.replace_dir` inside :func:`render` (the previous output stays)."""
 
 
-def render(env: str) -> TaskFailed | None:
+def render(env: str) -> TaskFailed | dict:
     """The action of render:<env>: ``tk export`` the environment into
-    build/manifests/<env>/, atomically, and write its depfile and digest. The output is
+    build/manifests/<env>/, atomically, and write its depfile and digest (returned too, for
+    doit to keep: ``{"digest": ...}``). The output is
     private (0700 directory, 0600 files, from creation: local Secrets hold plaintext), and
     tk dies with doit. A refused output, or a failed ``tk tool imports`` or ``tk export``,
     is a TaskFailed saying which and why, and leaves the previous output as it was."""
@@ -236,7 +291,7 @@ def render(env: str) -> TaskFailed | None:
         return _render_locked(env)
 
 
-def _render_locked(env: str) -> TaskFailed | None:
+def _render_locked(env: str) -> TaskFailed | dict:
     out = manifests_dir(env)
     # the inputs are recorded as they are before the export: a file edited while tk runs
     # makes the next run render again
@@ -265,7 +320,7 @@ def _render_locked(env: str) -> TaskFailed | None:
                                                indent=1, sort_keys=True) + "\n")
     count = sum(1 for _ in out.glob("*.yaml"))
     print(f"render:{env}: {count} objects in {paths.rel(out)}/ (digest {digest[:12]})")
-    return None
+    return {"digest": digest}
 
 
 def task_render():

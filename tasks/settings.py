@@ -19,7 +19,8 @@ renders for). ``environments`` gives the properties of each Tanka environment in
   cluster of its own, ``context`` required);
 - ``context``: the kube context of a remote environment;
 - ``namespace``: default namespace (default: the top-level one);
-- ``confirm_apply``: ``doit apply:<env>`` refuses without ``--yes`` (default false);
+- ``confirm_apply``: ``doit apply:<env>`` and ``publish:<env>`` refuse without ``--yes``
+  (default false);
 - ``image_policy``: ``pinned`` (every image names a version or digest; not ``latest``,
   ``dev`` or untagged) or ``any``. Default: ``any`` for local, ``pinned`` for remote.
 

@@ -9,6 +9,7 @@ deploy.py (diff, apply).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,16 @@ def depfile(env: str) -> Path:
 
 def digest_file(env: str) -> Path:
     return paths.build() / "manifests" / f"{env}.sha256"
+
+
+def read_digest(env: str) -> str | None:
+    """The digest render:<env> recorded in :func:`digest_file`, or None when that is missing,
+    not a file or not a sha256 (an edited or damaged record is never trusted)."""
+    try:
+        text = digest_file(env).read_bytes().strip()
+    except OSError:
+        return None
+    return text.decode() if re.fullmatch(rb"[0-9a-f]{64}", text) else None
 
 
 def files_under(*dirs: Path, suffixes: tuple[str, ...] = ()) -> list[str]:

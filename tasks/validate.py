@@ -3,7 +3,8 @@ schemas and the policies (tasks/manifests.py), then by the API server's dry-run 
 control plane is installed (tasks/controlplane.py).
 
 ``validate:<env>`` runs when the render's digest, the pinned CRDs (``doit crds``), the
-checks or kubernetes-validate's schemas changed.
+checks or kubernetes-validate's schemas changed. render:<env> runs first and keeps the
+directory what it wrote (its digest), and validate checks that again before it reads it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def _validate_action(env: str, k8s_version: str):
     directory = manifests_dir(env)
     if not directory.is_dir():
         return TaskFailed(f"{paths.rel(directory)} does not exist: run `doit render:{env}`")
+    from .render import changed_since_render
+
+    changed = changed_since_render(env)  # validate checks only what render wrote
+    if changed:
+        return TaskFailed(f"validate:{env}: {changed}")
     try:
         count, violations = manifests.validate_dir(directory, env, k8s_version, crds.crd_dir())
     except manifests.UnsupportedVersion as e:

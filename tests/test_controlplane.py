@@ -116,12 +116,12 @@ def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendere
     project = tmp_path / "project"
     copy_built(rendered, project)
     # a ConfigMap key the API server's validation rejects; a JSON schema accepts any string key
-    cm = project / "build/manifests/local/v1.ConfigMap-raibid-config.yaml"
-    doc = yaml.safe_load(cm.read_text())
-    doc["data"]["not a valid key!"] = "x"
-    cm.write_text(yaml.safe_dump(doc))
-    digest = project / "build/manifests/local.sha256"
-    digest.write_text("0" * 64 + "\n")  # what render would do: the render changed
+    # (in the source: an edited render is rendered again before validate reads it)
+    lib = project / "tanka/lib/raibid/secrets.libsonnet"
+    source = lib.read_text()
+    assert "k8s.configMap('raibid-config', {" in source
+    lib.write_text(source.replace("k8s.configMap('raibid-config', {",
+                                  "k8s.configMap('raibid-config', { 'not a valid key!': 'x',"))
     proc = run_doit(project, "validate:local")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out

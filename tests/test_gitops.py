@@ -4,6 +4,7 @@ from its own copy of the session's rendered stack (conftest.py: stack, stack_cop
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -97,3 +98,72 @@ def test_publish_refuses_rendered_secrets_and_names_an_unreachable_repository(st
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "cannot reach the GitOps repository" in out and "RAIBID_GITOPS_URL" in out
     assert "Traceback" not in out
+
+
+def test_an_edited_render_is_rendered_again_before_it_is_published(stack_copy, server):
+    """The image of the staging server swapped for a backdoor (pinned, so the policies would
+    pass it; its time kept) and a stray file added in build/manifests/staging/, then the
+    digest file replaced by bytes that are no digest: publish:staging renders again first,
+    so what it pushes is the render validate checked, named by its digest."""
+    bare, url = server
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    out = stack_copy / "build/manifests/staging"
+    server_file = out / "apps-v1.Deployment-raibid-server.yaml"
+    rendered, st = server_file.read_text(), server_file.stat()
+    record = stack_copy / "build/manifests/staging.sha256"
+    digest = record.read_text().strip()
+    server_file.write_text(rendered.replace("image: git.raibid.internal/raibid/raibid-server:0.1.0",
+                                            "image: evil.example/backdoor:0.1.0"))
+    os.utime(server_file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    stray = out / "v1.ConfigMap-stray.yaml"
+    stray.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray}\n")
+    proc = run_doit(stack_copy, "publish:staging", env=env, check=True)
+    assert "render:staging" in _executed(proc) and "publish:staging" in _executed(proc), proc.stdout
+    assert server_file.read_text() == rendered and not stray.exists()
+    published = _git("show", f"main:environments/staging/{server_file.name}", cwd=bare)
+    assert published == rendered.strip() and "evil.example" not in published
+    assert "ConfigMap-stray" not in _git("ls-tree", "-r", "--name-only", "main", cwd=bare)
+    subject = _git("log", "-1", "--format=%s", "main", cwd=bare)
+    assert subject.startswith(f"staging: render {digest[:12]}"), subject
+
+    record.write_bytes(b"\xff\xfe not-a-digest\n")
+    run_doit(stack_copy, "forget", "publish:staging", check=True)
+    proc = run_doit(stack_copy, "publish:staging", env=env, check=True)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "render:staging" in _executed(proc), proc.stdout
+    assert "unchanged, nothing pushed" in proc.stdout, proc.stdout
+    assert record.read_text().strip() == digest
+
+    # forgotten: rendered again
+    run_doit(stack_copy, "forget", "render:staging", check=True)
+    again = run_doit(stack_copy, "render:staging", check=True)
+    assert _executed(again) == ["render:staging"], again.stdout
+
+
+def test_a_digest_file_that_is_a_directory_is_one_clear_error(stack_copy, server):
+    bare, url = server
+    digest = stack_copy / "build/manifests/staging.sha256"
+    digest.unlink()
+    digest.mkdir()
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    proc = run_doit(stack_copy, "publish:staging", env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert "build/manifests/staging.sha256" in out and "Is a directory" in out, out
+    assert _git("for-each-ref", cwd=bare) == ""  # nothing pushed
+
+
+def test_publishing_an_environment_with_confirm_apply_needs_yes(stack_copy, server):
+    """prod has ``confirm_apply`` (deploy.json) and Flux applies what is published, with
+    prune: publish:prod asks for the same --yes as apply:prod, before anything is pushed."""
+    bare, url = server
+    env = env_for(stack_copy, {"RAIBID_GITOPS_URL": url})
+    refused = run_doit(stack_copy, "publish:prod", env=env)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "Traceback" not in out, out
+    assert "refusing to publish prod without confirmation" in out
+    assert "run `doit publish:prod --yes`" in out
+    assert _git("for-each-ref", cwd=bare) == ""  # nothing pushed
+    published = run_doit(stack_copy, "publish:prod", "--yes", env=env, check=True)
+    assert "publish:prod: published: environments/prod/" in published.stdout
+    assert "needs --yes" in run_doit(stack_copy, "help", "publish:prod").stdout

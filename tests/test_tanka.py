@@ -144,8 +144,13 @@ def test_a_copy_of_a_rendered_project_runs_nothing_until_an_input_changes(stack_
     assert executed(again) == [], again.stdout
     digest = stack_copy / "build/manifests/staging.sha256"  # what validate:staging checks
     digest.write_text("0" * 64 + "\n")
+    # not the digest of the render: it is rendered again, the same, so validate trusts it
     changed = run_doit(stack_copy, *(f"validate:{e}" for e in ENVS), check=True)
-    assert executed(changed) == ["validate:staging"], changed.stdout
+    assert executed(changed) == ["render:staging"], changed.stdout
+    main = stack_copy / "tanka/environments/staging/main.jsonnet"
+    main.write_text(main.read_text().replace("replicas: 2 },", "replicas: 3 },"))
+    changed = run_doit(stack_copy, *(f"validate:{e}" for e in ENVS), check=True)
+    assert executed(changed) == ["render:staging", "validate:staging"], changed.stdout
 
 
 def test_key_objects_of_the_local_stack(stack):
@@ -537,7 +542,7 @@ def test_a_render_never_sweeps_what_a_render_of_another_environment_is_writing(s
         (base / name).write_text("partial\n")
     stale = base / ".local.deadbeef.tmp"  # a killed render:local's
     stale.mkdir()
-    assert render.render("local") is None
+    assert render.render("local") == {"digest": (base / "local.sha256").read_text().strip()}
     assert (writing / "v1.Namespace-raibid-system.yaml").is_file()
     assert (base / ".staging.sha256.a1b2c3d4.tmp").is_file() and (base / ".local.x.a1b2c3d4.tmp").is_file()
     assert not stale.exists()
@@ -564,7 +569,7 @@ def test_two_renders_of_one_environment_take_turns(stack_copy, monkeypatch):
         assert not [p for p in base.iterdir() if p.name.startswith(".local.") and p != writing]
         writing.rmdir()   # the first render is done with it
     second.join(timeout=120)
-    assert result == [None]
+    assert result == [{"digest": (base / "local.sha256").read_text().strip()}]
 
 
 @pytest.mark.parametrize("writes_done", [0, 1])
@@ -598,6 +603,75 @@ def test_a_render_interrupted_while_recording_it_is_rendered_and_validated_again
     again = run_doit(stack_copy, "validate:local", check=True)
     assert {"render:local", "validate:local"} <= set(executed(again)), again.stdout
     assert (stack_copy / "build/manifests/local.sha256").read_text().strip() == render.dir_digest(out)
+
+
+def test_a_render_not_as_render_wrote_it_renders_again_and_is_never_used(stack_copy, monkeypatch):
+    """An image swapped in (its time kept), a file deleted, a stray file added, the digest
+    file damaged, or doit's record forgotten: render:staging is not up to date, so it
+    renders (restoring the render) before validate, publish or apply read it; and those
+    refuse a directory that is not what render wrote, before anything else."""
+    from tasks import deploy, gitops, render, tanka, validate
+
+    _work_in(stack_copy, monkeypatch)
+    out = stack_copy / "build/manifests/staging"
+    record = stack_copy / "build/manifests/staging.sha256"
+    values = {"digest": record.read_text().strip()}
+    check = render.RenderUptodate("staging")
+    assert check(None, values)
+
+    server = out / "apps-v1.Deployment-raibid-server.yaml"
+    text, st = server.read_text(), server.stat()
+
+    def backdoor():
+        server.write_text(text.replace("image: git.raibid.internal/raibid/raibid-server:0.1.0",
+                                       "image: evil.example/backdoor:latest"))
+        os.utime(server, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def restore():
+        server.write_text(text)
+
+    def stray():
+        (out / "v1.ConfigMap-stray.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+
+    def unstray():
+        (out / "v1.ConfigMap-stray.yaml").unlink()
+
+    def digest(content):
+        def write():
+            if record.is_dir():
+                record.rmdir()
+            else:
+                record.unlink()
+            if content is None:
+                record.mkdir()
+            else:
+                record.write_bytes(content)
+        return write
+
+    edits = [(backdoor, restore, "build/manifests/staging/ is not what render:staging wrote"),
+             (server.unlink, restore, "build/manifests/staging/ is not what render:staging wrote"),
+             (stray, unstray, "build/manifests/staging/ is not what render:staging wrote"),
+             (lambda: (out / "linked.yaml").symlink_to(stack_copy / "tanka"),  # a directory
+              lambda: (out / "linked.yaml").unlink(), "build/manifests/staging/ is not what")]
+    for garbage in (b"not-a-digest\n", b"\xff\xfe" * 32, None, b"0" * 64):
+        edits.append((digest(garbage), digest(values["digest"].encode() + b"\n"),
+                      "staging.sha256 is not the digest of build/manifests/staging/"))
+    for edit, undo, reason in edits:
+        edit()
+        assert not check(None, values) and reason in check.reason, (edit, check.reason)
+        problem = render.changed_since_render("staging")
+        assert problem and "`doit render:staging` renders it again" in problem, edit
+        for act in (lambda: validate._validate_action("staging", "1.33.0"),
+                    lambda: gitops._publish_action("staging"),
+                    lambda: deploy._apply_action("staging")):
+            failed = act()
+            assert failed is not None and problem in failed.message, (edit, failed)
+        assert deploy.deploy_digest("staging") != deploy.deploy_digest("prod")  # no traceback
+        undo()
+        assert check(None, values), (edit, check.reason)
+    assert render.changed_since_render("staging") is None
+    assert tanka.read_digest("staging") == values["digest"]
+    assert not check(None, {}) and "`doit forget`" in check.reason
 
 
 # --------------------------------------------------------------------------- vendoring, fmt, libtests, ci
