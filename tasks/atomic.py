@@ -81,6 +81,24 @@ def _mode(existing: Path, default: int) -> int:
         return default & ~umask
 
 
+def private_dir(directory: Path) -> bool:
+    """Make ``directory`` owner-only: created 0700 (missing parents too), or set to 0700 when
+    it exists with group or other bits. True when it existed open (it was written by an older
+    version, or by another umask: what it holds may have been readable by others)."""
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        private_dir(directory.parent)
+    try:
+        os.mkdir(directory, 0o700)  # the umask can only take bits away
+        return False
+    except FileExistsError:
+        pass
+    if stat.S_IMODE(directory.stat().st_mode) & 0o077:
+        os.chmod(directory, 0o700)
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` (flock on the directory itself, no lock file

@@ -1,0 +1,104 @@
+"""Secrets stay with their owner: caches and outputs that can hold one are owner-only, a
+credential in a URL is never printed, the test control plane's etcd needs a client
+certificate (issue #25, B.8)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _mode(p: Path) -> int:
+    return p.stat().st_mode & 0o777
+
+
+@pytest.fixture
+def private_root(tmp_path, monkeypatch):
+    """A project root of its own, with the usual umask (files 0644, directories 0755)."""
+    from tasks import manifests
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(tmp_path))
+    monkeypatch.setattr(manifests, "_DOCS_DIRS", {}, raising=False)
+    monkeypatch.setattr(manifests, "_COUNTS", {})
+    old = os.umask(0o022)
+    yield tmp_path
+    os.umask(old)
+
+
+def test_the_parse_cache_is_owner_only_and_never_keeps_a_secret(private_root):
+    from tasks import manifests
+
+    build = private_root / "build"
+    # a cache an older version left open (0755, 0644): it may hold parsed Secrets
+    old = build / ".cache" / "yaml"
+    old.mkdir(parents=True)
+    (old / "old.json").write_text('[{"kind": "Secret", "stringData": {"p": "OLD-PASSWORD"}}]')
+    render = build / "manifests" / "local"
+    render.mkdir(parents=True)
+    (render / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    (render / "secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+                                        "stringData: {redis-password: S3CRET-VALUE}\n")
+    for f in ("cm.yaml", "secret.yaml"):
+        for _ in range(2):  # a miss, then a hit
+            assert manifests.file_docs(render / f)[0]["metadata"]["name"] in ("c", "s")
+    assert _mode(build / ".cache") == 0o700 and _mode(old) == 0o700
+    entries = list(old.iterdir())
+    assert len(entries) == 1 and [_mode(e) for e in entries] == [0o600]
+    assert "ConfigMap" in entries[0].read_text()
+    manifests._store_valid({"a-key"})
+    assert _mode(build / ".cache" / "schema-valid.json") == 0o600
+
+
+def test_a_local_secrets_file_readable_by_others_is_not_up_to_date(project, monkeypatch):
+    from tasks import local_secrets
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    local_secrets.generate_local_secrets()
+    f = local_secrets.local_secrets_file()
+    (task,) = local_secrets.task_secrets()
+    assert all(check() for check in task["uptodate"])
+    f.chmod(0o644)  # complete, but left readable (an older version, a copy)
+    assert not any(check() for check in task["uptodate"])
+    func, args = task["actions"][0]
+    assert func(*args) is None
+    assert _mode(f) == 0o600 and all(check() for check in task["uptodate"])
+    f.write_text("[]")  # not an object: not up to date, and no traceback
+    f.chmod(0o600)
+    assert not any(check() for check in task["uptodate"])
+
+
+def _ci_cached(project: Path) -> list[Path]:
+    """The files of ``project`` that CI's actions/cache steps save (their ``path`` globs,
+    ``!`` excluding, a directory standing for all under it)."""
+    import fnmatch
+
+    import yaml
+
+    from support import REPO
+
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    patterns = [line.strip() for job in workflow["jobs"].values() for step in job["steps"]
+                if str(step.get("uses", "")).startswith("actions/cache")
+                for line in str(step["with"]["path"]).splitlines() if line.strip()]
+
+    def matches(rel: str, globs) -> bool:
+        parts = rel.split("/")
+        return any(fnmatch.fnmatchcase("/".join(parts[:i]), g) for g in globs
+                   for i in range(1, len(parts) + 1))
+
+    keep = [p for p in patterns if not p.startswith("!")]
+    drop = [p[1:] for p in patterns if p.startswith("!")]
+    files = [p for p in project.rglob("*") if p.is_file() and not p.is_symlink()]
+    return [p for p in files if matches(rel := p.relative_to(project).as_posix(), keep)
+            and not matches(rel, drop)]
+
+
+def test_what_ci_caches_of_a_validated_checkout_holds_no_local_secret(stack):
+    values = json.loads((stack / "tanka/environments/local/secrets.local.json").read_text())
+    cached = _ci_cached(stack)
+    assert any(p.parts[-2:-1] == ("yaml",) for p in cached)  # the parse cache is saved
+    leaks = [(p.relative_to(stack).as_posix(), k) for p in cached for k, v in values.items()
+             if v.encode() in p.read_bytes()]
+    assert leaks == []
