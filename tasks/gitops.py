@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from . import paths, tools
+from .problems import redact
 
 PUBLISH_PATH = "raibid.dev/publish-path"
 PUSH_URL = "raibid.dev/push-url"
@@ -37,7 +38,11 @@ KUSTOMIZATION = "kustomization.yaml"
 
 
 class PublishError(Exception):
-    """Publishing is impossible or failed; the message says why and what to do."""
+    """Publishing is impossible or failed; the message says why and what to do (never the
+    credentials of a push URL, nor of one git's output echoes)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 def normalize(path: str) -> str:

@@ -727,6 +727,8 @@ def _namespace(obj: dict) -> str:
 
 def url_secret_violations(objs: list[dict]) -> list[Violation]:
     """``url-secret``: credentials inside URLs in plain env values and ConfigMaps."""
+    from .problems import redact
+
     out = []
     for obj in objs:
         kind, name = _ident(obj)
@@ -744,9 +746,10 @@ def url_secret_violations(objs: list[dict]) -> list[Violation]:
             for e in c.get("env") or []:
                 value = e.get("value")
                 if isinstance(value, str) and _URL_CREDENTIAL.search(value):
+                    shown = redact(_URL_CREDENTIAL.search(value).group(0))  # never the password
                     out.append(Violation(
                         kind, name, "url-secret",
-                        f"env {e.get('name')} embeds a credential in a URL ({_URL_CREDENTIAL.search(value).group(0)}...): "
+                        f"env {e.get('name')} embeds a credential in a URL ({shown}...): "
                         "take the whole URL from a Secret (secretKeyRef), the password percent-encoded",
                         c.get("name", "?") + (" (init)" if is_init else "")))
     return out

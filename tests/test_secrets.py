@@ -102,3 +102,25 @@ def test_what_ci_caches_of_a_validated_checkout_holds_no_local_secret(stack):
     leaks = [(p.relative_to(stack).as_posix(), k) for p in cached for k, v in values.items()
              if v.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_messages_never_print_the_credentials_of_a_url(tmp_path):
+    from tasks import gitops, manifests
+    from tasks.problems import redact
+
+    assert redact("at http://raibid-admin:S3CRET-TOKEN-xyz@127.0.0.1:9/x.git and "
+                  "'https://TOKEN@h/p', git@github.com:o/r") == (
+        "at http://***@127.0.0.1:9/x.git and 'https://***@h/p', git@github.com:o/r")
+    # publish to an unreachable repository whose URL carries a token; and a git that echoes it
+    objs = [{"kind": "GitRepository", "metadata": {
+        "name": "raibid", "annotations": {gitops.PUBLISH_PATH: "environments/x"}}}]
+    url = "http://raibid-admin:S3CRET-TOKEN-xyz@127.0.0.1:9/raibid/gitops.git"
+    for u in (url, f"file://raibid-admin:S3CRET-TOKEN-xyz@{tmp_path}/none.git"):
+        with pytest.raises(gitops.PublishError) as e:
+            gitops.publish(tmp_path, objs, u, "m")
+        assert "cannot reach" in str(e.value) and "S3CRET" not in str(e.value)
+    assert "S3CRET" not in str(gitops.PublishError(f"git said: fatal: {url} refused"))
+    # the url-secret policy names the URL it found, not its password
+    pod = {"containers": [{"name": "c", "env": [{"name": "U", "value": "redis://:S3CRET@r:6379"}]}]}
+    (v,) = manifests.url_secret_violations([{"kind": "Pod", "metadata": {"name": "p"}, "spec": pod}])
+    assert "redis://***@" in str(v) and "S3CRET" not in str(v)
