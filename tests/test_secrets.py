@@ -124,3 +124,66 @@ def test_messages_never_print_the_credentials_of_a_url(tmp_path):
     pod = {"containers": [{"name": "c", "env": [{"name": "U", "value": "redis://:S3CRET@r:6379"}]}]}
     (v,) = manifests.url_secret_violations([{"kind": "Pod", "metadata": {"name": "p"}, "spec": pod}])
     assert "redis://***@" in str(v) and "S3CRET" not in str(v)
+
+
+_PUBLISH = """
+import sys
+from pathlib import Path
+from tasks import gitops
+objs = [{"kind": "GitRepository", "metadata": {"name": "r", "annotations": {
+    gitops.PUBLISH_PATH: "environments/x"}}}]
+print(gitops.publish(Path(sys.argv[1]), objs, sys.argv[2], "m"))
+"""
+
+
+def test_a_killed_publish_leaves_no_clone_behind_the_next_one(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support import REPO
+
+    bare = tmp_path / "gitops.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    render = tmp_path / "render"
+    render.mkdir()
+    (render / "a.yaml").write_text("kind: ConfigMap\n")
+    root = tmp_path / "project"
+    root.mkdir()
+    # a git that records the clone `git init` makes and its own pid, then hangs there
+    shims, record = tmp_path / "shims", tmp_path / "init.txt"
+    shims.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip()
+    (shims / "git").write_text(f'#!/bin/sh\nif [ "$1" = init ]; then "{real}" "$@" || exit 1\n'
+                               f'  for a; do last=$a; done; echo "$$ $last" > "{record}"; exec sleep 60\n'
+                               f'fi\nexec "{real}" "$@"\n')
+    (shims / "git").chmod(0o755)
+    env = dict(os.environ, PATH=f"{shims}:{os.environ['PATH']}", RAIBID_DEPLOY_ROOT=str(root),
+               PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _PUBLISH, str(render), f"file://{bare}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (record.exists() and record.read_text().endswith("\n")):
+            assert time.monotonic() < deadline and proc.poll() is None, "publish never cloned"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # a finally does not run
+        proc.wait(timeout=30)
+    finally:
+        pid, clone = record.read_text().split() if record.exists() else ("", "")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if pid:
+            os.kill(int(pid), signal.SIGKILL)  # the hanging shim, by its pid
+    assert Path(clone).is_dir()  # the killed publish left its clone
+
+    from tasks import gitops
+
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(root))
+    objs = [{"kind": "GitRepository", "metadata": {"name": "r", "annotations": {
+        gitops.PUBLISH_PATH: "environments/x"}}}]
+    changed, _ = gitops.publish(render, objs, f"file://{bare}", "m")
+    assert changed and not Path(clone).exists()
+    assert list(gitops.clones().iterdir()) == []
