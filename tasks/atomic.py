@@ -100,14 +100,19 @@ def private_dir(directory: Path) -> bool:
 
 
 @contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path, waiting=None) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` (flock on the directory itself, no lock file
-    to leave behind): concurrent runs that create the same output take turns."""
+    to leave behind): concurrent runs that create the same output take turns. ``waiting()``
+    is called when another holds it, before waiting for it (to say why nothing happens)."""
     import fcntl
 
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if waiting else 0))
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock

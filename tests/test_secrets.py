@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,8 @@ def test_messages_never_print_the_credentials_of_a_url(tmp_path):
     assert "S3CRET" not in str(gitops.PublishError(f"git said: fatal: {url} refused"))
     # the url-secret policy names the URL it found, not its password
     pod = {"containers": [{"name": "c", "env": [{"name": "U", "value": "redis://:S3CRET@r:6379"}]}]}
-    (v,) = manifests.url_secret_violations([{"kind": "Pod", "metadata": {"name": "p"}, "spec": pod}])
+    pod = {"kind": "Pod", "metadata": {"name": "p"}, "spec": pod}
+    (v,) = manifests.url_secret_violations([pod])
     assert "redis://***@" in str(v) and "S3CRET" not in str(v)
 
 
@@ -154,15 +156,16 @@ def test_a_killed_publish_leaves_no_clone_behind_the_next_one(tmp_path, monkeypa
     # a git that records the clone `git init` makes and its own pid, then hangs there
     shims, record = tmp_path / "shims", tmp_path / "init.txt"
     shims.mkdir()
-    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip()
+    real = shutil.which("git")
     (shims / "git").write_text(f'#!/bin/sh\nif [ "$1" = init ]; then "{real}" "$@" || exit 1\n'
-                               f'  for a; do last=$a; done; echo "$$ $last" > "{record}"; exec sleep 60\n'
+                               '  for a; do last=$a; done\n'
+                               f'  echo "$$ $last" > "{record}"; exec sleep 60\n'
                                f'fi\nexec "{real}" "$@"\n')
     (shims / "git").chmod(0o755)
     env = dict(os.environ, PATH=f"{shims}:{os.environ['PATH']}", RAIBID_DEPLOY_ROOT=str(root),
                PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", _PUBLISH, str(render), f"file://{bare}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", _PUBLISH, str(render), f"file://{bare}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not (record.exists() and record.read_text().endswith("\n")):
@@ -187,3 +190,121 @@ def test_a_killed_publish_leaves_no_clone_behind_the_next_one(tmp_path, monkeypa
     changed, _ = gitops.publish(render, objs, f"file://{bare}", "m")
     assert changed and not Path(clone).exists()
     assert list(gitops.clones().iterdir()) == []
+
+
+def test_etcd_answers_only_tls_clients_with_a_certificate_of_the_control_plane(controlplane):
+    import ssl
+    import urllib.request
+
+    cp = controlplane
+    url = f"127.0.0.1:{cp.state()['ports']['etcd']}/v3/kv/range"
+    body = json.dumps({"key": "L3JlZ2lzdHJ5"}).encode()  # /registry: where every Secret is
+
+    def ask(scheme: str, context=None) -> str:
+        try:
+            with urllib.request.urlopen(f"{scheme}://{url}", body, 10, context=context) as r:
+                return str(r.status)
+        except OSError as e:  # refused, reset, a failed handshake
+            return type(e).__name__
+
+    assert ask("http") != "200"  # no plain HTTP
+    anyone = ssl.create_default_context(cafile=str(cp.pki / "ca.crt"))
+    assert ask("https", anyone) != "200"  # TLS without a client certificate
+    assert ask("https", cp._etcd_ssl()) == "200"  # the API server's client certificate
+    assert _mode(cp.pki) == 0o700
+    keys = sorted(cp.pki.rglob("*.key"))
+    assert {k.name for k in keys} >= {"ca.key", "etcd.key", "etcd-client.key"}
+    assert [k.name for k in keys if _mode(k) != 0o600] == []
+
+
+#: a start that hangs in ``spawn`` of the named component (``""``: none), as doit killed
+#: after etcd and the API server came up
+_START = """
+import sys, time
+from pathlib import Path
+from tasks import controlplane
+hang = sys.argv[2]
+spawn = controlplane.ControlPlane.spawn
+def hanging(self, name, argv, env=None):
+    if name == hang:
+        time.sleep(600)
+    return spawn(self, name, argv, env)
+controlplane.ControlPlane.spawn = hanging
+controlplane.start(Path(sys.argv[1]), fake_node=False)
+print("started")
+"""
+
+
+def _started_here(directory: Path) -> set[int]:
+    """Pids of processes running in ``directory`` (a control plane starts each there)."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "cwd") == str(directory):
+                pids.add(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
+def _api_answers(cp) -> bool:
+    from tasks import controlplane as cpmod
+
+    try:  # the PKI may not be made yet
+        return bool(cp.port) and not cpmod._answer(f"https://127.0.0.1:{cp.port}/readyz",
+                                                   cp._ssl(), 2)
+    except OSError:
+        return False
+
+
+def test_concurrent_and_killed_starts_leave_one_complete_recorded_control_plane(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support import REPO, tool_or_fail
+    from tasks import controlplane as cpmod
+
+    for name in cpmod.TOOLS:
+        tool_or_fail(name)
+    cp = cpmod.ControlPlane(tmp_path / "cp")
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAIBID_DEPLOY_ROOT=str(REPO))
+
+    def start(hang: str = "") -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _START, str(cp.dir), hang], env=env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    procs = []
+    try:
+        procs = [start(), start()]  # at once: the second waits for the first, then reuses it
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        names = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+        assert set(cp.state()["components"]) == names and cp.alive()
+        recorded = {p["pid"] for p in cp.processes()}
+        assert _started_here(cp.dir) == recorded  # nothing runs that stop would not stop
+        assert cpmod.stop(cp.dir) and _started_here(cp.dir) == set()
+
+        # killed once etcd and the API server answer, before the controller manager starts
+        procs = [start(hang="kube-controller-manager")]
+        deadline = time.monotonic() + 120
+        while not _api_answers(cp):
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no API server answered"
+            time.sleep(0.2)
+        os.kill(procs[0].pid, signal.SIGKILL)
+        procs[0].wait(timeout=30)
+        half = {p["pid"] for p in cp.processes()}
+        assert not cp.alive()  # not a control plane anyone may use
+        again = cpmod.start(cp.dir, fake_node=False)
+        assert not again.reused and set(again.state()["components"]) == names and again.alive()
+        assert not half & {p["pid"] for p in again.processes()}
+        assert _started_here(cp.dir) == {p["pid"] for p in again.processes()}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        cp.stop()
+        for pid in _started_here(cp.dir):  # unrecorded ones, if any (by pid, all ours)
+            os.kill(pid, signal.SIGKILL)
