@@ -308,3 +308,29 @@ def test_concurrent_and_killed_starts_leave_one_complete_recorded_control_plane(
         cp.stop()
         for pid in _started_here(cp.dir):  # unrecorded ones, if any (by pid, all ours)
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_second_holder_of_a_lock_says_it_waits_then_waits(tmp_path):
+    import threading
+    import time
+
+    from tasks import atomic
+
+    said, got = [], []
+
+    def second():
+        with atomic.locked(tmp_path, waiting=lambda: said.append("waiting")):
+            got.append("locked")
+
+    with atomic.locked(tmp_path):
+        t = threading.Thread(target=second)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert said == ["waiting"] and got == []
+    t.join(timeout=10)
+    assert got == ["locked"]
+    with atomic.locked(tmp_path, waiting=lambda: said.append("again")):
+        pass  # free: nothing said
+    assert said == ["waiting"]
