@@ -83,15 +83,38 @@ def _mode(existing: Path, default: int) -> int:
         return default & ~umask
 
 
+def private_dir(directory: Path) -> bool:
+    """Make ``directory`` owner-only: created 0700 (missing parents too), or set to 0700 when
+    it exists with group or other bits. True when it existed open (it was written by an older
+    version, or by another umask: what it holds may have been readable by others)."""
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        private_dir(directory.parent)
+    try:
+        os.mkdir(directory, 0o700)  # the umask can only take bits away
+        return False
+    except FileExistsError:
+        pass
+    if stat.S_IMODE(directory.stat().st_mode) & 0o077:
+        os.chmod(directory, 0o700)
+        return True
+    return False
+
+
 @contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path, waiting=None) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` (flock on the directory itself, no lock file
-    to leave behind): concurrent runs that create the same output take turns."""
+    to leave behind): concurrent runs that create the same output take turns. ``waiting()``
+    is called when another holds it, before waiting for it (to say why nothing happens)."""
     import fcntl
 
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if waiting else 0))
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock

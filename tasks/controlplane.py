@@ -3,11 +3,16 @@
 ``doit controlplane:start`` starts etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok (one fake node, so Pods are scheduled and reported Running) on
 free loopback ports, with certificates made by openssl (a CA, a serving certificate for
-127.0.0.1, an admin client certificate in ``system:masters``, a service-account key
-pair) under ``build/controlplane/``, writes ``build/controlplane/kubeconfig`` and waits
+127.0.0.1, an admin client certificate in ``system:masters``, etcd's serving certificate
+and the API server's etcd client certificate: etcd answers only TLS clients with a
+certificate of that CA, so no other local user reads or writes its keys; a service-account
+key pair) under ``build/controlplane/``, writes ``build/controlplane/kubeconfig`` and waits
 until everything answers. ``doit controlplane:stop`` stops exactly the processes it
-started (their pids and start times are recorded in ``state.json``; nothing is found by
-name). It never reads or writes the user's kubeconfig: every process runs with HOME set
+started (each pid and start time is recorded in ``state.json`` as soon as it starts;
+nothing is found by name). Starts and stops of one directory take turns (a lock on it),
+and a start reuses a control plane only when the start that made it completed (every
+component came up) and every component still runs; anything else is stopped and started
+again. It never reads or writes the user's kubeconfig: every process runs with HOME set
 to the control plane's directory and every kubectl call names the kubeconfig.
 
 The same module runs a password-protected redis-server and the KEDA operator out of
@@ -120,6 +125,7 @@ class ControlPlane:
 
     def __init__(self, directory: Path):
         self.dir = Path(directory).resolve()
+        self.reused = False  # start() found it running (and started nothing)
 
     # ------------------------------------------------------------------ files
     @property
@@ -180,8 +186,23 @@ class ControlPlane:
         return list(self.state().get("processes") or [])
 
     def alive(self, name: str | None = None) -> bool:
-        procs = [p for p in self.processes() if name is None or p["name"] == name]
+        """Process ``name`` runs; without a name, the control plane does: the start that
+        made it completed (a start killed half-way recorded no components) and every
+        component it started, and every process recorded since, still runs."""
+        state = self.state()
+        procs = [p for p in state.get("processes") or [] if name is None or p["name"] == name]
+        if name is None and not self.components_running(state):
+            return False
         return bool(procs) and all(_running(p) for p in procs)
+
+    def components_running(self, state: dict | None = None) -> bool:
+        """Every component of a completed start (``components`` in state.json) has a record
+        and runs; False before a start completed."""
+        state = self.state() if state is None else state
+        names = state.get("components") or []
+        procs = state.get("processes") or []
+        running = {p["name"] for p in procs if _running(p)}
+        return bool(names) and all(n in running for n in names)
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> int:
         """Start ``argv`` in a session of its own (so a Ctrl-C of doit leaves it alone),
@@ -245,6 +266,13 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         return ctx
 
+    def _etcd_ssl(self) -> ssl.SSLContext:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "etcd-client.crt"), str(self.pki / "etcd-client.key"))
+        return ctx
+
     def require_alive(self, name: str | None = None) -> None:
         """Raise :class:`ControlPlaneError` naming a process (``name``, or any recorded one)
         that has exited, with the end of its log."""
@@ -292,14 +320,18 @@ def _reap(pid: int, block: bool = False) -> None:
 
 
 def _openssl(pki: Path, *args: str) -> None:
-    proc = subprocess.run(["openssl", *args], cwd=pki, capture_output=True, text=True)
+    from . import atomic
+
+    proc = subprocess.run(["openssl", *args], cwd=pki, capture_output=True, text=True,
+                          preexec_fn=atomic.child_setup(umask=0o077))
     if proc.returncode != 0:
         raise ControlPlaneError(f"openssl {' '.join(args[:2])} failed:\n{proc.stderr.strip()}")
 
 
 def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert (127.0.0.1), admin client cert (system:masters), SA keys.
-    ECDSA P-256 keys (fast to make); private keys are 0600 in a 0700 directory."""
+    """CA, apiserver serving cert (127.0.0.1), admin client cert (system:masters), etcd's
+    serving and peer cert, the apiserver's etcd client cert, SA keys. ECDSA P-256 keys
+    (fast to make); private keys are 0600 (from creation: the umask) in a 0700 directory."""
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -312,6 +344,12 @@ def make_pki(pki: Path) -> None:
                    "keyUsage=critical,digitalSignature,keyEncipherment\n"),
         "admin": ("/O=system:masters/CN=raibid-deploy-admin",
                   "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"),
+        # its client and peer URLs (serverAuth) and its peer's client (clientAuth)
+        "etcd": ("/CN=etcd", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                 "extendedKeyUsage=serverAuth,clientAuth\n"
+                 "keyUsage=critical,digitalSignature,keyEncipherment\n"),
+        "etcd-client": ("/CN=kube-apiserver-etcd-client", "extendedKeyUsage=clientAuth\n"
+                        "keyUsage=critical,digitalSignature,keyEncipherment\n"),
     }
     for name, (subject, ext) in exts.items():
         (pki / f"{name}.ext").write_text(ext)
@@ -353,18 +391,39 @@ def start(directory: Path | None = None, contexts=(DEFAULT_CONTEXT,), fake_node:
 
     A control plane already running there is reused (its kubeconfig gets ``contexts``).
     Anything started before a failure is stopped again, so a failed start leaves nothing
-    running."""
+    running; what a start killed half-way left (recorded, never complete) is stopped by the
+    next. Starts and stops of one directory take turns: a second waits for the first."""
+    from . import atomic
+
     cp = ControlPlane(directory or default_dir())
+    atomic.private_dir(cp.dir)  # its PKI, kubeconfig, etcd data and logs: the owner's only
+    with _turn(cp):
+        return _start_locked(cp, contexts, fake_node, timeout)
+
+
+def _turn(cp: ControlPlane):
+    """The lock of ``cp``'s directory, saying so when another start or stop holds it."""
+    from . import atomic
+
+    def waiting():
+        print(f"waiting for another controlplane:start or stop in {paths.rel(cp.dir)} to finish",
+              flush=True)
+
+    return atomic.locked(cp.dir, waiting=waiting)
+
+
+def _start_locked(cp: ControlPlane, contexts, fake_node: bool, timeout: float) -> ControlPlane:
     contexts = list(dict.fromkeys(contexts)) or [DEFAULT_CONTEXT]
     if cp.ready():
+        cp.reused = True
         state = cp.state()
         state["contexts"] = list(dict.fromkeys(contexts + list(state.get("contexts") or [])))
         cp._save(state)
         write_kubeconfig(cp, cp.port, state["contexts"])
         return cp
     tools.require([t for t in TOOLS if fake_node or t != "kwok"])
-    cp.stop()  # leftovers of a crashed run in this directory (only ours, by pid and start time)
-    cp.dir.mkdir(parents=True, exist_ok=True)
+    # leftovers of a crashed or killed start in this directory (only ours, by pid and start time)
+    cp.stop()
     for sub in ("etcd", "kubecache"):  # a fresh, empty cluster
         shutil.rmtree(cp.dir / sub, ignore_errors=True)
     started = time.monotonic()
@@ -385,21 +444,30 @@ def start(directory: Path | None = None, contexts=(DEFAULT_CONTEXT,), fake_node:
         raise
     state = cp.state()
     state["startup_seconds"] = round(time.monotonic() - started, 2)
+    # complete: only now is it a control plane a later start may reuse (ControlPlane.alive)
+    state["components"] = [p["name"] for p in state["processes"]]
     cp._save(state)
     return cp
 
 
 def _start_components(cp: ControlPlane, ports: dict, timeout: float) -> None:
     pki, w = cp.pki, tools.which
-    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-    peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
+    # TLS with client certificates on both of etcd's ports: over plain HTTP any local user
+    # could read every Secret the API server stores, or write a key
+    etcd_url = f"https://127.0.0.1:{ports['etcd']}"
+    peer_url = f"https://127.0.0.1:{ports['etcd_peer']}"
+    tls = [f"--trusted-ca-file={pki / 'ca.crt'}", f"--cert-file={pki / 'etcd.crt'}",
+           f"--key-file={pki / 'etcd.key'}", "--client-cert-auth"]
     cp.spawn("etcd", [w("etcd"), "--name", "raibid", "--data-dir", str(cp.dir / "etcd"),
                       "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
                       "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                      "--initial-cluster", f"raibid={peer_url}", "--log-level", "warn"])
-    cp.wait_http("etcd", f"{etcd_url}/health", timeout)
+                      "--initial-cluster", f"raibid={peer_url}", "--log-level", "warn", *tls,
+                      *(f"--peer-{flag[2:]}" for flag in tls)])
+    cp.wait_http("etcd", f"{etcd_url}/health", timeout, cp._etcd_ssl())
     cp.spawn("kube-apiserver", [
-        w("kube-apiserver"), f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
+        w("kube-apiserver"), f"--etcd-servers={etcd_url}", f"--etcd-cafile={pki / 'ca.crt'}",
+        f"--etcd-certfile={pki / 'etcd-client.crt'}", f"--etcd-keyfile={pki / 'etcd-client.key'}",
+        "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
         f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
         f"--client-ca-file={pki / 'ca.crt'}", "--service-account-issuer=https://kubernetes.default.svc",
@@ -449,7 +517,12 @@ def add_fake_node(cp: ControlPlane, timeout: float = 60) -> None:
 
 
 def stop(directory: Path | None = None) -> list[str]:
-    return ControlPlane(directory or default_dir()).stop()
+    """Stop the control plane in ``directory``, after a start running there has finished."""
+    cp = ControlPlane(directory or default_dir())
+    if not cp.dir.is_dir():
+        return []
+    with _turn(cp):
+        return cp.stop()
 
 
 # --------------------------------------------------------------------------- Redis, KEDA
@@ -530,14 +603,13 @@ def _start_action(contexts: str):
     from doit.exceptions import TaskFailed
 
     names = [c for c in contexts.split(",") if c] or [DEFAULT_CONTEXT]
-    was_running = ControlPlane(default_dir()).ready()
     try:
         cp = start(default_dir(), names)
     except (ControlPlaneError, tools.MissingTools) as e:
         return TaskFailed(str(e))
     rss = sum(cp.rss_mib().values())
     took = cp.state().get("startup_seconds")
-    print(f"control plane ready{' (already running)' if was_running else f' in {took}s'}: "
+    print(f"control plane ready{' (already running)' if cp.reused else f' in {took}s'}: "
           f"https://127.0.0.1:{cp.port}, {len(cp.processes())} processes, {rss:.0f} MiB RSS\n"
           f"  kubeconfig: {paths.rel(cp.kubeconfig)} (contexts: {', '.join(cp.state()['contexts'])})\n"
           f"  use: kubectl --kubeconfig {paths.rel(cp.kubeconfig)} get nodes;  stop: doit controlplane:stop")

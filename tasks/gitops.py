@@ -11,21 +11,24 @@ directory; ``validate:<env>`` checks that it does (the ``gitops`` policy, which 
 
 The published directory holds the rendered files and a ``kustomization.yaml`` listing
 them, so ``kubectl kustomize <dir>`` (and Flux) build exactly the render. Publishing
-clones the branch into a temporary directory, replaces that directory, and commits and
-pushes only when something changed; the push is Git's own atomic ref update, so an
-interrupted publish leaves the repository as it was. A render that contains Secrets
+clones the branch into a temporary directory under build/publish/, replaces that directory,
+and commits and pushes only when something changed; the push is Git's own atomic ref update,
+so an interrupted publish leaves the repository as it was. A render that contains Secrets
 made from local secret values (``secrets:local``) is never published.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from . import paths, tools
+from .problems import redact
 
 PUBLISH_PATH = "raibid.dev/publish-path"
 PUSH_URL = "raibid.dev/push-url"
@@ -37,7 +40,11 @@ KUSTOMIZATION = "kustomization.yaml"
 
 
 class PublishError(Exception):
-    """Publishing is impossible or failed; the message says why and what to do."""
+    """Publishing is impossible or failed; the message says why and what to do (never the
+    credentials of a push URL, nor of one git's output echoes)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 def normalize(path: str) -> str:
@@ -103,6 +110,27 @@ def _git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.
     return proc
 
 
+def clones() -> Path:
+    """Where publish clones the GitOps repository: under build/, never /tmp (a killed publish
+    leaves its clone there, and the next publish removes it)."""
+    return paths.build() / "publish"
+
+
+@contextlib.contextmanager
+def _clone_dir() -> Iterator[Path]:
+    """An empty directory for one publish's clone, removed afterwards. Publishes of a checkout
+    take turns (a lock on :func:`clones`), so whatever else is there was left by a publish that
+    was killed (SIGKILL runs no ``finally``): removed first."""
+    from . import atomic
+
+    atomic.private_dir(clones())
+    with atomic.locked(clones()):
+        for stale in clones().iterdir():
+            shutil.rmtree(stale, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="gitops-", dir=clones()) as tmp:
+            yield Path(tmp)
+
+
 def publish(render_dir: Path, objs: list[dict], url: str | None, message: str) -> tuple[bool, str]:
     """Publish ``render_dir`` to the render's GitOps repository; ``(changed, commit)``."""
     repo, path = target(objs)
@@ -119,8 +147,8 @@ def publish(render_dir: Path, objs: list[dict], url: str | None, message: str) -
     if remote.returncode != 0:
         raise PublishError(f"cannot reach the GitOps repository {url}: {remote.stderr.strip()}\n"
                            f"Create it (e.g. {repo['metadata']['name']} in Gitea) or set {URL_ENV}")
-    with tempfile.TemporaryDirectory(prefix="gitops-") as tmp:
-        work = Path(tmp) / "work"
+    with _clone_dir() as tmp:
+        work = tmp / "work"
         _git("init", "-q", "-b", branch, str(work))
         if remote.stdout.strip():
             _git("fetch", "-q", "--depth", "1", url, f"refs/heads/{branch}", cwd=work)

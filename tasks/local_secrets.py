@@ -35,9 +35,15 @@ def _generate_value(key: str) -> str:
 
 
 def local_secrets_complete(env: str | None = None) -> bool:
+    """The file holds every key and is owner-only (one left readable by others, by an older
+    version or a copy, makes the task run again: it sets the mode to 0600)."""
+    f = local_secrets_file(env)
     try:
-        values = json.loads(local_secrets_file(env).read_text())
-        return all(isinstance(values.get(k), str) and values[k] for k in local_secret_keys())
+        if f.stat().st_mode & 0o077:
+            return False
+        values = json.loads(f.read_text())
+        return isinstance(values, dict) and all(isinstance(values.get(k), str) and values[k]
+                                                for k in local_secret_keys())
     except (OSError, ValueError):
         return False
 

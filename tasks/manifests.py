@@ -128,7 +128,7 @@ def file_docs(f: Path) -> list:
     else:
         keyed = "".join(_masked(text, labels))
         subs = len(labels)
-    entry = build / ".cache" / "yaml" / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
+    entry = _docs_cache(build) / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
     docs = _read_entry(entry)
     if docs is not None:
         try:
@@ -142,7 +142,7 @@ def file_docs(f: Path) -> list:
             put = _put_back(exact[1] if exact else copy.deepcopy(docs), value, subs)
         except ValueError:  # the placeholder stood elsewhere than as the label's value
             return list(yaml_docs(text))
-    if exact and _keep(entry, _entry_text(exact[0])):
+    if exact and not _holds_secret(docs) and _keep(entry, _entry_text(exact[0])):
         _prune(entry.parent, DOCS_CACHE_FILES)
     return put if subs else docs
 
@@ -184,13 +184,47 @@ def _json_exact(value) -> tuple[str, Any] | None:
     return (text, back) if back == value else None
 
 
+#: the yaml cache directory of each build/, made owner-only once per process
+_DOCS_DIRS: dict[Path, Path] = {}
+
+
+def _docs_cache(build: Path) -> Path:
+    """build/.cache/yaml/, owner-only like all of build/.cache (:func:`_keep`). One left
+    open by an older version may hold parsed Secrets that others could read: emptied."""
+    if build not in _DOCS_DIRS:
+        import shutil
+
+        from . import atomic
+
+        directory = build / ".cache" / "yaml"
+        try:
+            atomic.private_dir(build / ".cache")
+            if atomic.private_dir(directory):
+                for e in os.scandir(directory):
+                    if e.is_dir(follow_symlinks=False):
+                        shutil.rmtree(e.path)
+                    else:
+                        os.unlink(e.path)
+        except OSError:
+            pass  # a read-only build/: nothing is kept there (_keep), hits are read as they are
+        _DOCS_DIRS[build] = directory
+    return _DOCS_DIRS[build]
+
+
+def _holds_secret(docs: list) -> bool:
+    """A Secret is never kept in a cache (build/ is cached by CI): its file is parsed each time."""
+    return any(isinstance(d, dict) and d.get("kind") == "Secret" for d in docs)
+
+
 def _keep(path: Path, text: str) -> bool:
-    """Write a cache file of build/ (replaced whole, not synced); False when it cannot be
-    (a read-only build/: what it would keep is computed each time)."""
+    """Write a cache file of build/.cache (replaced whole, not synced; owner-only: 0600 in
+    0700 directories); False when it cannot be (a read-only build/: what it would keep is
+    computed each time)."""
     from . import atomic
 
     try:
-        atomic.write_text(path, text, durable=False)
+        atomic.private_dir(path.parent)
+        atomic.write_text(path, text, mode=0o600, durable=False)
     except OSError:
         return False
     return True
@@ -718,6 +752,8 @@ def _namespace(obj: dict) -> str:
 
 def url_secret_violations(objs: list[dict]) -> list[Violation]:
     """``url-secret``: credentials inside URLs in plain env values and ConfigMaps."""
+    from .problems import redact
+
     out = []
     for obj in objs:
         kind, name = _ident(obj)
@@ -735,9 +771,10 @@ def url_secret_violations(objs: list[dict]) -> list[Violation]:
             for e in c.get("env") or []:
                 value = e.get("value")
                 if isinstance(value, str) and _URL_CREDENTIAL.search(value):
+                    shown = redact(_URL_CREDENTIAL.search(value).group(0))  # never the password
                     out.append(Violation(
                         kind, name, "url-secret",
-                        f"env {e.get('name')} embeds a credential in a URL ({_URL_CREDENTIAL.search(value).group(0)}...): "
+                        f"env {e.get('name')} embeds a credential in a URL ({shown}...): "
                         "take the whole URL from a Secret (secretKeyRef), the password percent-encoded",
                         c.get("name", "?") + (" (init)" if is_init else "")))
     return out

@@ -2,7 +2,17 @@
 (and column, for a character) and the fix. All are reported at once, never as a traceback."""
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
+
+#: the userinfo of a URL (``scheme://user:token@host``)
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#@'\"]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it (``user:token@``) shown as ``***@``:
+    what a message prints, whatever a URL the user gave, or a tool's output echoing it, held."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class Problem(NamedTuple):
