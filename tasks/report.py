@@ -201,7 +201,7 @@ class PlanView:
         parts.append(waves)
 
         ms = Table(title="Milestones (forecast: earliest finish with unlimited hands)", title_justify="left")
-        for col in ("milestone", "items", "target", "forecast", "", "done"):
+        for col in ("milestone", "items", "target", "forecast", "verdict", "done"):
             ms.add_column(col)
         for f in a.forecasts:
             d, tot = self.progress(f.items)
