@@ -56,6 +56,8 @@ def deploy_digest(env: str) -> str:
 
 def _applied_uptodate(env: str):
     def check(task, values):
+        """True when the cluster's ConfigMap raibid-deploy-applied holds the digest of this
+        render and its image refs (asked live: a recreated cluster holds none)."""
         return applied_digest(env) == deploy_digest(env)
 
     return check
