@@ -302,13 +302,6 @@ def go_tool_dir(tool: Tool) -> Path:
     return paths.root() / "tools" / tool.name
 
 
-class InstallResult(NamedTuple):
-    tool: str
-    ok: bool
-    detail: str = ""
-    argv: tuple[str, ...] = ()
-
-
 def go_tools(names=None) -> list[Tool]:
     """The Go-built tools named (tool or group names), or the default groups."""
     wanted = set(names or DEFAULT_GROUPS)
@@ -318,27 +311,155 @@ def go_tools(names=None) -> list[Tool]:
 
 
 def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
+    """The ``go build`` of ``tool`` into ``out``; ``-v`` names each package as it compiles
+    (what :func:`install_go_tool` reports progress with)."""
     ldflags = " ".join(["-s -w", tool.ldflags.format(version=tool.version, bare=tool.version.lstrip("v"))]).strip()
-    return ("go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), tool.go_package)
+    return ("go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(out), tool.go_package)
 
 
-def install_go_tool(tool: Tool) -> InstallResult:
+#: how often a build still under way says so (the large ones take minutes)
+PROGRESS_EVERY = 15.0
+#: ``go env`` settings a built binary depends on, besides go.mod and go.sum
+_GO_ENV = ("GOVERSION", "GOOS", "GOARCH", "GOARM", "GOAMD64", "CGO_ENABLED", "GOFLAGS", "GOEXPERIMENT")
+
+
+def go_env() -> dict[str, str]:
+    """What of the Go toolchain a build depends on (``go env``); {} when go cannot say."""
+    import json
+
+    try:
+        proc = subprocess.run([which("go") or "go", "env", "-json", *_GO_ENV], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        return json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def stamp_file(tool: Tool) -> Path:
+    """What the last build of ``tool`` was made from, next to its binary."""
+    return paths.tools_bin() / f".{tool.name}.stamp.json"
+
+
+def partial_file(tool: Tool) -> Path:
+    return paths.tools_bin() / f".{tool.name}.partial"
+
+
+def build_key(tool: Tool, goenv: dict) -> dict:
+    """What ``tool``'s binary is made from: its module's go.mod and go.sum (content), the
+    toolchain (:func:`go_env`) and the build command line."""
+    import hashlib
+
+    key = {"argv": list(build_argv(tool, Path("OUT"))), "go": goenv}
+    for name in ("go.mod", "go.sum"):
+        try:
+            key[name] = hashlib.sha256((go_tool_dir(tool) / name).read_bytes()).hexdigest()
+        except OSError:
+            key[name] = None
+    return key
+
+
+def _binary_id(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def built_current(tool: Tool, key: dict) -> bool:
+    """Whether ``.tools/bin/<name>`` is the binary the last build made from ``key`` (not
+    rebuilt, replaced or removed since): then `doit tools` leaves it alone."""
+    import json
+
+    if not key.get("go") or not key.get("go.mod"):
+        return False  # what it would be made from is unknown: build
+    try:
+        stamp = json.loads(stamp_file(tool).read_text())
+    except (OSError, ValueError):
+        return False
+    binary = _binary_id(paths.tools_bin() / tool.name)
+    return isinstance(stamp, dict) and stamp.get("key") == key and binary is not None \
+        and stamp.get("binary") == binary
+
+
+def sweep_partials() -> list[str]:
+    """Remove the half-written binaries a killed `doit tools` left (``.<name>.partial``); the
+    names removed. Call it holding the lock of .tools/bin (no other build is writing one)."""
+    gone = []
+    bin_dir = paths.tools_bin()
+    for entry in (bin_dir.glob(".*.partial") if bin_dir.is_dir() else ()):
+        try:
+            entry.unlink()
+            gone.append(entry.name)
+        except OSError:
+            pass
+    return gone
+
+
+class InstallResult(NamedTuple):
+    tool: str
+    ok: bool
+    detail: str = ""
+    argv: tuple[str, ...] = ()
+
+
+def install_go_tool(tool: Tool, key: dict | None = None, progress=None,
+                    every: float = PROGRESS_EVERY) -> InstallResult:
     """Build ``tool`` from ``tools/<name>`` into ``.tools/bin/<name>``.
 
     Each tool has a Go module of its own (``tools/<name>/go.mod``, checksums in go.sum),
     because they pin conflicting versions of the Kubernetes libraries. The binary is
     built beside its final name and renamed into place, so an interrupted build never
-    leaves a half-written tool behind.
+    leaves a half-written tool behind; the build dies with this process (even by SIGKILL),
+    so none writes on after it. ``progress(seconds, packages)`` is called every ``every``
+    seconds while it runs. With ``key`` (:func:`build_key`), a stamp of what the binary was
+    made from is written next to it (:func:`built_current` reads it).
     """
+    import json
+    import threading
+    import time
+
+    from . import atomic
+
     bin_dir = paths.tools_bin()
     bin_dir.mkdir(parents=True, exist_ok=True)
-    final = bin_dir / tool.name
-    partial = bin_dir / f".{tool.name}.partial"
+    final, partial = bin_dir / tool.name, partial_file(tool)
     argv = build_argv(tool, partial)
-    proc = subprocess.run(argv, cwd=go_tool_dir(tool), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    lines: list[str] = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=go_tool_dir(tool), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                preexec_fn=atomic.child_setup())
+    except OSError as e:
+        return InstallResult(tool.name, False, str(e), argv)
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=every)
+                break
+            except subprocess.TimeoutExpired:
+                if progress is not None:
+                    progress(time.monotonic() - start, sum(1 for line in list(lines) if _is_package(line)))
+    except BaseException:  # Ctrl-C: the build stops with this run, leaving nothing behind
+        proc.kill()
+        proc.wait()
+        partial.unlink(missing_ok=True)
+        raise
+    reader.join()
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        return InstallResult(tool.name, False, (proc.stderr or proc.stdout).strip()[-2000:], argv)
+        detail = "".join(line for line in lines if not _is_package(line)).strip() or "".join(lines).strip()
+        return InstallResult(tool.name, False, detail[-2000:], argv)
     os.replace(partial, final)
+    if key is not None:
+        atomic.write_text(stamp_file(tool), json.dumps({"key": key, "binary": _binary_id(final)}) + "\n")
     return InstallResult(tool.name, True, "", argv)
+
+
+def _is_package(line: str) -> bool:
+    """A line of ``go build -v``: the import path of a package it compiled."""
+    line = line.strip()
+    return bool(line) and " " not in line and not line.startswith("#") and ":" not in line
