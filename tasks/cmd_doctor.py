@@ -10,7 +10,7 @@ class Doctor(PipeSafe, DoitCmdBase):
     name = "doctor"
     doc_purpose = "check every external tool: which tasks need it, version found vs pinned, how to install"
     doc_usage = ""
-    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, hadolint) is missing "
+    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, actionlint, hadolint) is missing "
                        "or not at its pinned version; cluster-side tools only warn.")
     cmd_options = ()
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import atomic, paths
+from . import atomic, paths, tools
 from .core import offline_check
 
 PLAN_DOC = "docs/PLAN.md"
@@ -20,7 +20,7 @@ _VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "-f", "--file", "-
                   "--format", "--output", "--sort", "--template", "--codec-cls", "--check_file_uptodate"}
 _SHELL_LANGS = {"bash", "sh", "shell", "console"}
 
-offline_check("docs:check", "docs:workflow")
+offline_check("docs:check", "docs:workflow", "docs:actionlint")
 
 
 def _doit(*args: str) -> str:
@@ -87,6 +87,20 @@ def task_docs():
         "actions": [check_workflow],
         "file_dep": [WORKFLOW],
     }
+    yield tools.needs({
+        "name": "actionlint",
+        "doc": "Lint the GitHub workflows with the pinned actionlint (expressions, action inputs, needs, "
+               "runner labels; offline)",
+        "actions": [check_actionlint],
+        "file_dep": workflow_files() + [str(paths.root() / "tools" / "actionlint" / "go.mod")],
+    }, "actionlint")
+
+
+def workflow_files() -> list[str]:
+    """The GitHub workflows (.github/workflows/*.yml and *.yaml), relative to the root."""
+    root = paths.root()
+    return sorted(str(p.relative_to(root)) for pattern in ("*.yml", "*.yaml")
+                  for p in (root / ".github" / "workflows").glob(pattern) if p.is_file())
 
 
 def _task_modules() -> list[str]:
@@ -237,4 +251,20 @@ def check_workflow():
     if proc.returncode != 0:
         return TaskFailed(f"{WORKFLOW} is not a valid GitHub workflow:\n{proc.stdout}{proc.stderr}")
     print(proc.stdout.strip())
+    return None
+
+
+def check_actionlint():
+    """Run the pinned actionlint on every workflow. shellcheck and pyflakes, which actionlint
+    runs on `run:` scripts when it finds them on PATH, are left out: they are not pinned, so
+    the result would depend on the machine."""
+    from doit.exceptions import TaskFailed
+
+    files = workflow_files()
+    proc = subprocess.run([tools.which("actionlint") or "actionlint", "-no-color", "-shellcheck=",
+                           "-pyflakes=", *files], cwd=paths.root(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        return TaskFailed(f"actionlint found problems in the workflows (file:line:column):\n"
+                          f"{(proc.stdout + proc.stderr).strip()}")
+    print(f"actionlint {tools.TOOLS['actionlint'].version}: {len(files)} workflow(s) ok")
     return None

@@ -48,7 +48,8 @@ _CP = "control-plane"
 
 #: what `doit tools` builds: the default groups, and the opt-in ones named on its command line
 GROUPS = {
-    "core": "tk, jb, helm: render, validate, diff and apply (built by default)",
+    "core": "tk, jb, helm: render, validate, diff and apply; actionlint: the workflows' lint "
+            "(built by default)",
     "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
     _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
@@ -72,6 +73,10 @@ TOOLS: dict[str, Tool] = {
         _go("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
             "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", version_args=("version", "--short"),
             ldflags="-X helm.sh/helm/v3/internal/version.version={version}"),
+        _go("actionlint", "v1.7.12", "lints the GitHub workflows (expressions, action inputs, needs, "
+            "runner labels): docs:actionlint", "github.com/rhysd/actionlint",
+            "github.com/rhysd/actionlint/cmd/actionlint", version_args=("-version",),
+            ldflags="-X github.com/rhysd/actionlint.version={version}"),
         _go("tilt", "v0.37.6", "Tilt, pinned: `tilt:check` loads the Tiltfile with it",
             "github.com/tilt-dev/tilt", "github.com/tilt-dev/tilt/cmd/tilt", group="tilt",
             version_args=("version",), ldflags="-X main.version={bare}"),

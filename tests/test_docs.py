@@ -1,7 +1,9 @@
 """docs:plan, docs:check and docs:workflow through real doit runs on a project copy."""
+import os
+
 import pytest
 
-from support import REPO, run_doit
+from support import REPO, env_for, run_doit
 from tasks.docs import cited_tasks, doit_citations
 
 
@@ -146,3 +148,37 @@ def test_the_quick_start_makes_a_venv_before_pip_install():
     venv = block.find("python3 -m venv")
     assert venv != -1 and venv < block.find("pip install"), block
     assert ". .venv/bin/activate" in block
+
+
+def test_actionlint_checks_the_workflows(project):
+    """The pinned actionlint (tools/actionlint) is part of the default run and reports a
+    workflow problem the schema check lets pass, as file:line:column."""
+    from support import tool_or_fail
+
+    tool_or_fail("actionlint")
+    from tasks.core import CI_CHECKS
+
+    assert "docs:actionlint" in CI_CHECKS
+    run_doit(project, "docs:actionlint", check=True)
+    wf = project / ".github" / "workflows" / "ci.yml"
+    text = wf.read_text()
+    wf.write_text(text.replace("${{ github.ref_name }}", "${{ github.nosuch_context }}", 1))
+    schema = run_doit(project, "docs:workflow")
+    assert schema.returncode == 0, schema.stdout   # valid by the schema
+    proc = run_doit(project, "docs:actionlint")
+    assert proc.returncode != 0
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if "${{ github.ref_name }}" in ln)
+    assert f".github/workflows/ci.yml:{line}:" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_actionlint_missing_is_named_with_how_to_build_it(project, tmp_path):
+    link = project / ".tools"
+    if link.is_symlink():
+        link.unlink()  # only the link: the checkout's tools are not touched
+    (tmp_path / "empty").mkdir()
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if p and not os.access(os.path.join(p, "actionlint"), os.X_OK))
+    proc = run_doit(project, "docs:actionlint", env=env_for(project, {"PATH": path}))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "actionlint v1.7.12" in out and "doit tools actionlint" in out, out
