@@ -624,6 +624,14 @@ def test_fmt_check_names_the_files_and_the_fix(project, real_tools):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "tanka/lib/ugly.libsonnet" in out and "tk fmt tanka/" in out
+    # the fix runs as printed in the user's shell, whose PATH has no .tools/bin (nor any tk)
+    fix = out.split("Fix (from the project root): ", 1)[1].splitlines()[0]
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if p and not os.access(os.path.join(p, "tk"), os.X_OK))
+    shell = subprocess.run(["bash", "-c", fix], cwd=project, env={**os.environ, "PATH": path},
+                           capture_output=True, text=True)
+    assert shell.returncode == 0, (fix, shell.stderr)
+    assert run_doit(project, "tanka:fmt").returncode == 0
 
 
 def test_library_tests_pass_and_a_failure_is_readable(project, real_tools):
