@@ -20,8 +20,9 @@ import json
 from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
-from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of, context_problem,
-                   diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest, check_context, context_of,
+                   context_problem, diff_objects, is_local, kubectl_argv, namespace_of, record_applied,
+                   server_side_apply)
 from .render import rendered_objects
 from .tanka import digest_file, manifests_dir
 
@@ -126,6 +127,9 @@ def _apply_action(env: str):
         return objects
     kubectl = kubectl_argv(context_of(env))
     ok, output = server_side_apply(kubectl, objects, namespace_of(env))
+    problem = None if ok else access_problem(env, "applied", output)
+    if problem:  # kubectl's own words (a --validate=false hint) would point the wrong way
+        return TaskFailed(f"apply:{env}: {problem}")
     print(output)
     if not ok:
         return TaskFailed(f"apply:{env}: the server-side apply failed (see above); nothing was recorded, "
@@ -146,7 +150,9 @@ def _diff_action(env: str):
         return objects
     code, text = diff_objects(kubectl_argv(context_of(env)), objects, namespace_of(env))
     if code > 1:
-        return TaskFailed(f"diff:{env}: asking the cluster failed:\n{text}")
+        problem = access_problem(env, "diffed", text)
+        return TaskFailed(f"diff:{env}: {problem}" if problem else
+                          f"diff:{env}: asking the cluster (context {context_of(env)!r}) failed:\n{text}")
     if code == 1:
         print(text)
         print(f"diff:{env}: the cluster differs from the render (see above); `doit apply:{env}` applies it")
