@@ -19,6 +19,20 @@ def test_citations_are_parsed_like_a_shell_would():
     assert doit_citations("python bench/core.py  # doit list, a no-op doit", in_code_block=True) == []
 
 
+def test_what_docs_check_accepts_is_what_the_tool_takes():
+    """Placeholders, generated paths, options of a task and of a command: not problems."""
+    from tasks import docs
+
+    tasks = {"apply:prod": {"--yes"}, "apply": set(), "render:local": set(), "render": set()}
+    for ok in (["apply:prod", "--yes"], ["apply:<env>", "--yes"], ["plan", "--format", "json|markdown"],
+               ["-n", "2", "render:local"], ["tools", "--force", "control-plane"], ["help", "plan"],
+               ["tools", "[TOOL|GROUP|all", "...]"]):
+        assert docs.citation_problems(ok, tasks) == [], ok
+    assert docs.path_problems(["build/manifests/<env>/", "tanka/charts/", "secrets.local.json",
+                               "tools/<name>/go.mod", "docker/compose.yaml:LINE", ".tools/bin",
+                               "kustomization.yaml", "../raibid-ci"], REPO) == []
+
+
 def test_docs_check_passes_on_a_clean_copy(project):
     proc = run_doit(project, "docs:check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -47,6 +61,17 @@ def test_docs_check_knows_the_tasks_the_run_loaded_else_asks_doit_list(project):
     ("```bash\ndoit render:local nosuch\n```\n", "cites task 'nosuch', which does not exist"),
     ("See [the guide](docs/NOPE.md).\n", "link to 'docs/NOPE.md' does not resolve"),
     ("```bash\nif then fi (\n```\n", "the bash block does not parse"),
+    # commands, options, their values and arguments: what doit itself parses
+    ("Show it: `doit plan --format yaml`.\n", "--format yaml is not one of dot, json, markdown, mermaid"),
+    ("List: `doit list --everything`.\n", "`doit list` has no option --everything"),
+    ("Deploy: `doit apply:prod --confirm`.\n", "task apply:prod has no parameter --confirm"),
+    ("Build: `doit tools kubectl`.\n", "'kubectl' is not a Go-built tool or group of `doit tools`"),
+    ("Read `doit help nosuch`.\n", "'nosuch' is neither a doit command nor a task"),
+    ("Run `doit doctor --fix`.\n", "`doit doctor` has no option --fix"),
+    # paths and file names cited as code
+    ("Edit `tanka/lib/raibid/nosuch.libsonnet`.\n", "names a path that does not exist"),
+    ("```bash\npython bench/nosuch.py\n```\n", "`bench/nosuch.py` names a path that does not exist"),
+    ("The settings are in `plan.yml`.\n", "`plan.yml` names a file that is nowhere in the project"),
 ])
 def test_docs_check_names_each_problem_with_file_and_line(project, addition, expected):
     readme = project / "README.md"
