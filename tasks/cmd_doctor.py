@@ -10,8 +10,9 @@ class Doctor(PipeSafe, DoitCmdBase):
     name = "doctor"
     doc_purpose = "check every external tool: which tasks need it, version found vs pinned, how to install"
     doc_usage = ""
-    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, actionlint, hadolint) is missing "
-                       "or not at its pinned version; cluster-side tools only warn.")
+    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, actionlint, "
+                       "hadolint) is missing or not at its pinned version; cluster-side tools "
+                       "only warn.")
     cmd_options = ()
 
     def _execute(self):
@@ -61,8 +62,8 @@ class Doctor(PipeSafe, DoitCmdBase):
             width = max(out.width, 40)
             out.print("To install or fix:", highlight=False)
             for hint in hints:
-                out.print(textwrap.fill(hint, width, subsequent_indent="      ", break_on_hyphens=False),
-                          highlight=False, markup=False)
+                text = textwrap.fill(hint, width, subsequent_indent=" " * 6, break_on_hyphens=False)
+                out.print(text, highlight=False, markup=False)
         if bad:
             out.print(f"[red]Missing or wrong version:[/] {', '.join(bad)} - the offline checks need them. "
                           "Run `doit tools` (Go tools) or `pip install -e '.\\[test]'`.")
@@ -89,7 +90,8 @@ def needed_by(task_list) -> dict[str, list[str]]:
         for entry in t.uptodate:
             utd = entry[0] if isinstance(entry, tuple) else entry
             chain = getattr(utd, "chain", None)
-            if chain and callable(getattr(utd, "chain_tools", None)):  # a preflight (tasks.up.ChainTools)
+            # a preflight (tasks.up.ChainTools): the tools of its whole chain
+            if chain and callable(getattr(utd, "chain_tools", None)):
                 for name in utd.chain_tools(tasks):
                     users.setdefault(name, {})[chain[-1]] = None
     for tool in tools.TOOLS.values():

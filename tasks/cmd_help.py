@@ -110,7 +110,8 @@ def rerun_rules(task) -> list[str]:
         rules.append(f"{'the file' if n == 1 else f'one of the {n} files'} it reads changed "
                      f"(`doit info {task.name}` lists {'it' if n == 1 else 'them'})")
     if task.targets:
-        rules.append("a file it writes is missing (" + ", ".join(paths.rel(t) for t in task.targets) + ")")
+        written = ", ".join(paths.rel(t) for t in task.targets)
+        rules.append(f"a file it writes is missing ({written})")
     if not (task.file_dep or rules):
         rules.append("every run: it declares no inputs, so doit never counts it up to date")
     return rules

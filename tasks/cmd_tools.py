@@ -11,7 +11,8 @@ opt_force = {
     "long": "force",
     "type": bool,
     "default": False,
-    "help": "build every tool named, even one whose binary was built from its current go.mod, go.sum and Go",
+    "help": "build every tool named, even one whose binary was built from its current go.mod, "
+            "go.sum and Go",
 }
 
 
@@ -19,14 +20,14 @@ class Tools(Command):
     name = "tools"
     doc_purpose = "build the pinned Go-built tools into .tools/bin"
     doc_usage = "[--force] [TOOL|GROUP|all ...]"
-    doc_description = ("Builds each tool with `go build -trimpath` inside tools/<name>/, a Go module per tool "
-                       "whose go.mod pins the version and whose go.sum pins the checksums. Without "
-                       "arguments: the groups core (tk, jb, helm, actionlint) and tilt. `doit tools "
-                       "control-plane` adds the opt-in test control plane (kube-apiserver, "
-                       "kube-controller-manager, kube-scheduler, kwok, keda-operator); `doit tools all` "
-                       "builds everything. A tool whose binary was built from its current go.mod, go.sum "
-                       "and Go toolchain is left as it is (a stamp next to it records them); --force "
-                       "builds it anyway. Every task puts .tools/bin first on PATH.")
+    doc_description = (
+        "Builds each tool with `go build -trimpath` inside tools/<name>/, a Go module per tool "
+        "whose go.mod pins the version and whose go.sum pins the checksums. Without arguments: "
+        "the groups core (tk, jb, helm, actionlint) and tilt. `doit tools control-plane` adds the "
+        "opt-in test control plane (kube-apiserver, kube-controller-manager, kube-scheduler, "
+        "kwok, keda-operator); `doit tools all` builds everything. A tool whose binary was built "
+        "from its current go.mod, go.sum and Go toolchain is left as it is (a stamp next to it "
+        "records them); --force builds it anyway. Every task puts .tools/bin first on PATH.")
     cmd_options = (opt_force,)
 
     def parse_execute(self, in_args):
@@ -68,14 +69,16 @@ class Tools(Command):
                 what = f"[{n}/{len(targets)}] {t.name} {t.version} (tools/{t.name})"
                 key = tools.build_key(t, goenv)
                 if not params.get("force") and tools.built_current(t, key):
-                    out.print(f"up to date {what}: go.mod, go.sum and {goenv.get('GOVERSION', 'Go')} "
-                              "unchanged", highlight=False, markup=False)
+                    go = goenv.get("GOVERSION", "Go")
+                    out.print(f"up to date {what}: go.mod, go.sum and {go} unchanged",
+                              highlight=False, markup=False)
                     continue
                 out.print(f"building {what} ...", highlight=False, markup=False)
                 start = time.monotonic()
 
                 def progress(seconds, packages, _name=t.name):
-                    out.print(f"  ... {_name}: {seconds:.0f} s, {packages} packages compiled", highlight=False)
+                    out.print(f"  ... {_name}: {seconds:.0f} s, {packages} packages compiled",
+                              highlight=False)
 
                 result = tools.install_go_tool(t, key, progress)
                 took = f"{time.monotonic() - start:.0f} s"

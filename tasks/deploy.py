@@ -20,9 +20,9 @@ import json
 from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
-from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest, check_context, context_of,
-                   context_problem, diff_objects, is_local, kubectl_argv, namespace_of, record_applied,
-                   server_side_apply)
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest, check_context,
+                   context_of, context_problem, diff_objects, is_local, kubectl_argv, namespace_of,
+                   record_applied, server_side_apply)
 from .render import rendered_objects
 from .tanka import digest_file, manifests_dir
 
@@ -151,8 +151,8 @@ def _diff_action(env: str):
     code, text = diff_objects(kubectl_argv(context_of(env)), objects, namespace_of(env))
     if code > 1:
         problem = access_problem(env, "diffed", text)
-        return TaskFailed(f"diff:{env}: {problem}" if problem else
-                          f"diff:{env}: asking the cluster (context {context_of(env)!r}) failed:\n{text}")
+        asked = f"asking the cluster (context {context_of(env)!r}) failed"
+        return TaskFailed(f"diff:{env}: {problem}" if problem else f"diff:{env}: {asked}:\n{text}")
     if code == 1:
         print(text)
         print(f"diff:{env}: the cluster differs from the render (see above); `doit apply:{env}` applies it")

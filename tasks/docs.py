@@ -76,13 +76,13 @@ def task_docs():
     }
     yield {
         "name": "check",
-        "doc": "Check the docs: cited `doit` commands, tasks, options and paths exist, relative links "
-               "resolve, shell blocks parse, PLAN.md is fresh.",
+        "doc": "Check the docs: cited `doit` commands, tasks, options and paths exist, relative "
+               "links resolve, shell blocks parse, PLAN.md is fresh.",
         "actions": [check_docs],
         # what it checks against: the task creators, doit's commands (pyproject.toml), what is
         # generated (.gitignore) and the file names the code uses
-        "file_dep": _doc_files() + ["plan.yaml", "dodo.py", "pyproject.toml", ".gitignore", "Tiltfile",
-                                    *sorted(_task_modules())],
+        "file_dep": _doc_files() + ["plan.yaml", "dodo.py", "pyproject.toml", ".gitignore",
+                                    "Tiltfile", *sorted(_task_modules())],
         "verbosity": 2,
     }
     yield {
@@ -93,8 +93,8 @@ def task_docs():
     }
     yield tools.needs({
         "name": "actionlint",
-        "doc": "Lint the GitHub workflows with the pinned actionlint (expressions, action inputs, needs, "
-               "runner labels; offline)",
+        "doc": "Lint the GitHub workflows with the pinned actionlint (expressions, action "
+               "inputs, needs, runner labels; offline)",
         "actions": [check_actionlint],
         "file_dep": workflow_files() + [str(paths.root() / "tools" / "actionlint" / "go.mod")],
     }, "actionlint")
@@ -158,14 +158,16 @@ def doit_commands(root: Path | None = None) -> dict[str, dict[str, object]]:
 
     main = DoitMain(config_filenames=())
     # doit reads [tool.doit] only of a file named exactly "pyproject.toml" (in the cwd)
-    toml = DoitConfig().load_config_toml(str((root or paths.root()) / "pyproject.toml"), "tool.doit")
+    pyproject = str((root or paths.root()) / "pyproject.toml")
+    toml = DoitConfig().load_config_toml(pyproject, "tool.doit")
     for section, values in toml.items():
         main.config[section].update(values)
     sub = main.get_cmds()
     loader = get_loader(main.config, None, sub)
     out = {}
     for name in sub:
-        cmd = sub.get_plugin(name)(task_loader=loader, config=main.config, bin_name="doit", cmds=sub)
+        cmd = sub.get_plugin(name)(task_loader=loader, config=main.config, bin_name="doit",
+                                   cmds=sub)
         opts = {}
         for opt in cmd.get_options():
             opts.update({f"--{opt.long}": opt} if opt.long else {})
@@ -237,26 +239,31 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
         if kind == "task":
             name = word.split(":", 1)[0] if "<" in word else word
             if name not in tasks and name not in groups:
-                problems.append(f"{call} cites task {name!r}, which does not exist (see `doit list --all`)")
+                problems.append(f"{call} cites task {name!r}, which does not exist "
+                                "(see `doit list --all`)")
         elif kind == "option":
             if scope in commands:
                 if word not in commands[scope]:
-                    problems.append(f"{call}: `doit {scope}` has no option {word} (see `doit help {scope}`)")
+                    problems.append(f"{call}: `doit {scope}` has no option {word} "
+                                    f"(see `doit help {scope}`)")
             elif (flags := task_flags(scope)) is not None and word not in flags:
-                problems.append(f"{call}: task {scope} has no parameter {word} (see `doit help {scope}`)")
+                problems.append(f"{call}: task {scope} has no parameter {word} "
+                                f"(see `doit help {scope}`)")
         elif kind == "value" and getattr(scope, "choices", None):
             allowed = {c[0] if isinstance(c, (tuple, list)) else c for c in scope.choices}
             for value in word.split("|"):
                 if value not in allowed:
-                    problems.append(f"{call}: --{scope.long} {value} is not one of {', '.join(sorted(allowed))}")
+                    choices = ", ".join(sorted(allowed))
+                    problems.append(f"{call}: --{scope.long} {value} is not one of {choices}")
         elif kind == "arg":
             if scope == "help":
                 if word not in commands and word not in tasks and word not in groups:
                     problems.append(f"{call}: {word!r} is neither a doit command nor a task")
             elif scope == "tools":
-                known = set(tools.GROUPS) | {"all"} | {t.name for t in tools.TOOLS.values() if t.go_module}
+                known = {"all", *tools.GROUPS, *(t.name for t in tools.go_tools(["all"]))}
                 if word not in known:
-                    problems.append(f"{call}: {word!r} is not a Go-built tool or group of `doit tools`")
+                    problems.append(f"{call}: {word!r} is not a Go-built tool or group of "
+                                    "`doit tools`")
             else:
                 problems.append(f"{call}: `doit {scope}` takes no argument {word!r}")
     return problems
@@ -303,7 +310,8 @@ def project_files(root: Path) -> tuple[frozenset, frozenset]:
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = [d for d in dirnames if d != ".git" and not ignored(rel_dir + d + "/", patterns)
+        dirnames[:] = [d for d in dirnames if d != ".git"
+                       and not ignored(f"{rel_dir}{d}/", patterns)
                        and not os.path.islink(os.path.join(dirpath, d))]
         kept = [f for f in filenames if not ignored(rel_dir + f, patterns)]
         names.update(kept)
@@ -338,7 +346,8 @@ def path_problems(words: list[str], root: Path, here: Path | None = None) -> lis
             lasts = [p.rstrip("/").rsplit("/", 1)[-1] for p in patterns]
             generated = any(fnmatch.fnmatchcase(glob, last) for last in lasts if last.strip("*?"))
             if glob not in names and not generated and glob not in project_words(root):
-                problems.append(f"`{raw}` names a file that is nowhere in the project (nor in its code)")
+                problems.append(f"`{raw}` names a file that is nowhere in the project "
+                                "(nor in its code)")
     return problems
 
 
@@ -349,9 +358,12 @@ def project_words(root: Path) -> frozenset:
     image build) is one of them."""
     patterns = _ignore_patterns(root)
     found = set()
-    for path in [*root.glob("tasks/*.py"), *root.glob("docker/*"), root / "Tiltfile", root / "dodo.py"]:
+    sources = [*root.glob("tasks/*.py"), *root.glob("docker/*"), root / "Tiltfile",
+               root / "dodo.py"]
+    for path in sources:
         if path.is_file() and not ignored(str(path.relative_to(root)), patterns):
-            found.update(re.findall(r"[\w.-]+\.[A-Za-z]+", path.read_text(encoding="utf-8", errors="replace")))
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found.update(re.findall(r"[\w.-]+\.[A-Za-z]+", text))
     return frozenset(found)
 
 

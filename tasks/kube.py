@@ -89,22 +89,25 @@ def context_problem(env: str, verb: str) -> str | None:
                 f"is not configured: nothing was {verb}. {_kubeconfig_hint(env)}.")
     if contexts is None:
         return None
-    return f"kube context {ctx!r} ({where}) is not in your kubeconfig: nothing was {verb}. {_kubeconfig_hint(env)}."
+    return (f"kube context {ctx!r} ({where}) is not in your kubeconfig: nothing was {verb}. "
+            f"{_kubeconfig_hint(env)}.")
 
 
 #: what kubectl prints when the server does not answer (compiled by re on first use)
-_UNREACHABLE = (r"connection refused|was refused|no route to host|network is unreachable|i/o timeout|"
-                r"no such host|Unable to connect to the server|TLS handshake timeout|"
+_UNREACHABLE = (r"connection refused|was refused|no route to host|network is unreachable|"
+                r"i/o timeout|no such host|Unable to connect to the server|TLS handshake timeout|"
                 r"context deadline exceeded|failed to download openapi")
 #: ... and when it answers but refuses the kubeconfig's credentials
 _DENIED = r"Unauthorized|You must be logged in|x509: |certificate signed by unknown authority"
 #: kubectl's advice on a failed download of the OpenAPI schema: wrong when the server is down
-_VALIDATE_HINT = r";? ?if you choose to ignore these errors, turn validation off with --validate=false"
+_VALIDATE_HINT = (r";? ?if you choose to ignore these errors, "
+                  r"turn validation off with --validate=false")
 
 
 def _server_of(ctx: str) -> str:
-    proc = run(kubectl_argv(ctx) + ["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"],
-               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    argv = kubectl_argv(ctx) + ["config", "view", "--minify", "-o",
+                                "jsonpath={.clusters[0].cluster.server}"]
+    proc = run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "unknown"
 
 
@@ -133,15 +136,16 @@ def access_problem(env: str, verb: str, output: str = "") -> str | None:
         if line is None:
             continue
         reason = re.sub(_VALIDATE_HINT, "", line.strip()).removeprefix("error: ")[:300]
+        where = f"context {ctx!r}, server {_server_of(ctx)}"
         if not unreachable:
-            return (f"the cluster of {env} (context {ctx!r}, server {_server_of(ctx)}) refused your "
-                    f"kubeconfig's credentials: {reason}. Nothing was {verb}. Renew the credentials "
-                    f"of context {ctx!r} (`kubectl --context {ctx} auth whoami` checks them).")
+            return (f"the cluster of {env} ({where}) refused your kubeconfig's credentials: "
+                    f"{reason}. Nothing was {verb}. Renew the credentials of context {ctx!r} "
+                    f"(`kubectl --context {ctx} auth whoami` checks them).")
         fix = ("Start it: `doit cluster`." if is_local(env) else
                f"Check that it runs and that context {ctx!r} of your kubeconfig names its server "
                f"(`kubectl --context {ctx} cluster-info`).")
-        return (f"the cluster of {env} does not answer (context {ctx!r}, server {_server_of(ctx)}): "
-                f"{reason}. Nothing was {verb}. {fix}")
+        return (f"the cluster of {env} does not answer ({where}): {reason}. Nothing was {verb}. "
+                f"{fix}")
     return None
 
 

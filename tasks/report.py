@@ -291,8 +291,8 @@ class PlanView:
         done, total = self.progress(i.id for i in plan.items)
         crit = set(a.critical_path)
         # the command that makes each: the committed document, or a machine's view with statuses
-        made = ("`doit plan --format markdown` from plan.yaml and the build state of the machine it ran on"
-                if statuses else "`doit docs:plan` from plan.yaml alone")
+        made = ("`doit plan --format markdown` from plan.yaml and the build state of the machine "
+                "it ran on" if statuses else "`doit docs:plan` from plan.yaml alone")
         out = [
             "# Deployment migration plan",
             "",

@@ -38,7 +38,7 @@ class Tool(NamedTuple):
     group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
     command: str = ""                  # the executable, when not ``name`` (``own`` tools)
     own: bool = False                  # the user's install: looked up on PATH, never in .tools/bin
-    users: str = ""                    # who needs it besides the tasks that declare it (doit doctor)
+    users: str = ""                    # who needs it besides the tasks declaring it (doit doctor)
 
 
 _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -73,8 +73,8 @@ TOOLS: dict[str, Tool] = {
         _go("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
             "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", version_args=("version", "--short"),
             ldflags="-X helm.sh/helm/v3/internal/version.version={version}"),
-        _go("actionlint", "v1.7.12", "lints the GitHub workflows (expressions, action inputs, needs, "
-            "runner labels): docs:actionlint", "github.com/rhysd/actionlint",
+        _go("actionlint", "v1.7.12", "lints the GitHub workflows (expressions, action inputs, "
+            "needs, runner labels): docs:actionlint", "github.com/rhysd/actionlint",
             "github.com/rhysd/actionlint/cmd/actionlint", version_args=("-version",),
             ldflags="-X github.com/rhysd/actionlint.version={version}"),
         _go("tilt", "v0.37.6", "Tilt, pinned: `tilt:check` loads the Tiltfile with it",
@@ -91,8 +91,8 @@ TOOLS: dict[str, Tool] = {
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
-            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}",
-            users="the autoscaling test"),
+            version_args=("--help",), users="the autoscaling test",
+            ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
@@ -325,7 +325,8 @@ def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
 #: how often a build still under way says so (the large ones take minutes)
 PROGRESS_EVERY = 15.0
 #: ``go env`` settings a built binary depends on, besides go.mod and go.sum
-_GO_ENV = ("GOVERSION", "GOOS", "GOARCH", "GOARM", "GOAMD64", "CGO_ENABLED", "GOFLAGS", "GOEXPERIMENT")
+_GO_ENV = ("GOVERSION", "GOOS", "GOARCH", "GOARM", "GOAMD64", "CGO_ENABLED", "GOFLAGS",
+           "GOEXPERIMENT")
 
 
 def go_env() -> dict[str, str]:
@@ -433,9 +434,9 @@ def install_go_tool(tool: Tool, key: dict | None = None, progress=None,
     lines: list[str] = []
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, cwd=go_tool_dir(tool), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace",
-                                preexec_fn=atomic.child_setup())
+        proc = subprocess.Popen(argv, cwd=go_tool_dir(tool), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", preexec_fn=atomic.child_setup())
     except OSError as e:
         return InstallResult(tool.name, False, str(e), argv)
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -447,7 +448,8 @@ def install_go_tool(tool: Tool, key: dict | None = None, progress=None,
                 break
             except subprocess.TimeoutExpired:
                 if progress is not None:
-                    progress(time.monotonic() - start, sum(1 for line in list(lines) if _is_package(line)))
+                    compiled = sum(1 for line in list(lines) if _is_package(line))
+                    progress(time.monotonic() - start, compiled)
     except BaseException:  # Ctrl-C: the build stops with this run, leaving nothing behind
         proc.kill()
         proc.wait()
@@ -456,11 +458,13 @@ def install_go_tool(tool: Tool, key: dict | None = None, progress=None,
     reader.join()
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        detail = "".join(line for line in lines if not _is_package(line)).strip() or "".join(lines).strip()
+        detail = ("".join(line for line in lines if not _is_package(line)).strip()
+                  or "".join(lines).strip())
         return InstallResult(tool.name, False, detail[-2000:], argv)
     os.replace(partial, final)
     if key is not None:
-        atomic.write_text(stamp_file(tool), json.dumps({"key": key, "binary": _binary_id(final)}) + "\n")
+        stamp = {"key": key, "binary": _binary_id(final)}
+        atomic.write_text(stamp_file(tool), json.dumps(stamp) + "\n")
     return InstallResult(tool.name, True, "", argv)
 
 

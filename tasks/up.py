@@ -233,8 +233,10 @@ def delete_stack(env: str):
     served = kube.served_kinds(kubectl, objects)
     if served is None:
         problem = kube.access_problem(env, "deleted")
-        return TaskFailed(f"down: {problem}" if problem else "deleting the stack failed: the cluster "
-                          f"(context {kube.context_of(env)!r}) could not say which kinds it serves")
+        ctx = kube.context_of(env)
+        return TaskFailed(f"down: {problem}" if problem else
+                          f"deleting the stack failed: the cluster (context {ctx!r}) could not say "
+                          "which kinds it serves")
     # first forget what was applied, so the next `doit up` deploys again even if a delete fails
     if not kube.forget_applied(env):
         return TaskFailed("forgetting the applied record failed (see above); nothing was deleted")

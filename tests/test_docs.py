@@ -24,9 +24,9 @@ def test_what_docs_check_accepts_is_what_the_tool_takes():
     from tasks import docs
 
     tasks = {"apply:prod": {"--yes"}, "apply": set(), "render:local": set(), "render": set()}
-    for ok in (["apply:prod", "--yes"], ["apply:<env>", "--yes"], ["plan", "--format", "json|markdown"],
-               ["-n", "2", "render:local"], ["tools", "--force", "control-plane"], ["help", "plan"],
-               ["tools", "[TOOL|GROUP|all", "...]"]):
+    for ok in (["apply:prod", "--yes"], ["apply:<env>", "--yes"], ["-n", "2", "render:local"],
+               ["plan", "--format", "json|markdown"], ["tools", "--force", "control-plane"],
+               ["help", "plan"], ["tools", "[TOOL|GROUP|all", "...]"]):
         assert docs.citation_problems(ok, tasks) == [], ok
     assert docs.path_problems(["build/manifests/<env>/", "tanka/charts/", "secrets.local.json",
                                "tools/<name>/go.mod", "docker/compose.yaml:LINE", ".tools/bin",
@@ -62,7 +62,8 @@ def test_docs_check_knows_the_tasks_the_run_loaded_else_asks_doit_list(project):
     ("See [the guide](docs/NOPE.md).\n", "link to 'docs/NOPE.md' does not resolve"),
     ("```bash\nif then fi (\n```\n", "the bash block does not parse"),
     # commands, options, their values and arguments: what doit itself parses
-    ("Show it: `doit plan --format yaml`.\n", "--format yaml is not one of dot, json, markdown, mermaid"),
+    ("Show it: `doit plan --format yaml`.\n",
+     "--format yaml is not one of dot, json, markdown, mermaid"),
     ("List: `doit list --everything`.\n", "`doit list` has no option --everything"),
     ("Deploy: `doit apply:prod --confirm`.\n", "task apply:prod has no parameter --confirm"),
     ("Build: `doit tools kubectl`.\n", "'kubectl' is not a Go-built tool or group of `doit tools`"),
@@ -70,7 +71,8 @@ def test_docs_check_knows_the_tasks_the_run_loaded_else_asks_doit_list(project):
     ("Run `doit doctor --fix`.\n", "`doit doctor` has no option --fix"),
     # paths and file names cited as code
     ("Edit `tanka/lib/raibid/nosuch.libsonnet`.\n", "names a path that does not exist"),
-    ("```bash\npython bench/nosuch.py\n```\n", "`bench/nosuch.py` names a path that does not exist"),
+    ("```bash\npython bench/nosuch.py\n```\n",
+     "`bench/nosuch.py` names a path that does not exist"),
     ("The settings are in `plan.yml`.\n", "`plan.yml` names a file that is nowhere in the project"),
 ])
 def test_docs_check_names_each_problem_with_file_and_line(project, addition, expected):
@@ -193,7 +195,8 @@ def test_actionlint_checks_the_workflows(project):
     proc = run_doit(project, "docs:actionlint")
     assert proc.returncode != 0
     line = next(n for n, ln in enumerate(text.splitlines(), 1) if "${{ github.ref_name }}" in ln)
-    assert f".github/workflows/ci.yml:{line}:" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert f".github/workflows/ci.yml:{line}:" in out, out
 
 
 def test_actionlint_missing_is_named_with_how_to_build_it(project, tmp_path):

@@ -173,4 +173,5 @@ def test_every_column_of_the_board_has_a_header():
     assert any("Milestones" in str(t.title) for t in tables)
     for t in tables:
         if t.show_header:
-            assert all(str(c.header).strip() for c in t.columns), (t.title, [c.header for c in t.columns])
+            headers = [str(c.header) for c in t.columns]
+            assert all(h.strip() for h in headers), (t.title, headers)

@@ -130,7 +130,7 @@ def test_doctor_says_who_needs_each_tool(project):
     assert set(rows) == set(tools.TOOLS), out
     needed = {name: row[0].split(", ") for name, row in rows.items()}
     assert all(who != ["-"] for who in needed.values()), needed
-    assert "tilt:check" in needed["tilt"]        # declared even while the check is skipped (no charts)
+    assert "tilt:check" in needed["tilt"]   # declared even while the check is skipped (no charts)
     assert "up" in needed["docker"] and "up" in needed["k3d"]
     assert needed["keda-operator"] == ["the autoscaling test"] == needed["redis-server"]
 
@@ -185,7 +185,8 @@ def handle(argv, state, rec):
         print(json.dumps({"GOVERSION": version, "GOOS": "linux", "GOARCH": "amd64"}))
     elif argv[:1] == ["build"]:
         out = argv[argv.index("-o") + 1]
-        open(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "build.pid"), "w").write(str(os.getpid()))
+        pid_file = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "build.pid")
+        open(pid_file, "w").write(str(os.getpid()))
         open(out, "w").write("half")
         for n in range(state.get("packages", 2)):
             time.sleep(state.get("sleep", 0))
@@ -240,7 +241,8 @@ def test_a_build_reports_progress_while_it_runs(own_tools, monkeypatch):
     monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
     monkeypatch.setenv("PATH", env["PATH"])
     seen = []
-    result = tools.install_go_tool(tools.TOOLS["tk"], progress=lambda s, n: seen.append((s, n)), every=0.25)
+    result = tools.install_go_tool(tools.TOOLS["tk"], progress=lambda s, n: seen.append((s, n)),
+                                   every=0.25)
     assert result.ok, result
     assert len(seen) >= 2 and seen == sorted(seen), seen     # elapsed time and packages only grow
     assert seen[-1][1] >= 2 and "-v" in result.argv
