@@ -364,12 +364,15 @@ def build_key(tool: Tool, goenv: dict) -> dict:
     return key
 
 
-def _binary_id(path: Path) -> list[int] | None:
+def _binary_id(path: Path) -> str | None:
+    """The binary's content digest: what a restored cache (new inodes and times) keeps."""
+    import hashlib
+
     try:
-        st = path.stat()
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def built_current(tool: Tool, key: dict) -> bool:

@@ -295,3 +295,19 @@ def _alive(pid: int) -> bool:
 def test_doit_tools_help_describes_the_command(project):
     out = run_doit(project, "tools", "--help", check=True).stdout
     assert out.startswith("PURPOSE") and "--force" in out and "CmdOption" not in out
+
+
+def test_a_tools_cache_restored_elsewhere_is_still_up_to_date(own_tools, tmp_path):
+    """CI restores .tools from its cache (a tar: new inodes, maybe coarser times): the tools in
+    it are not built again."""
+    import shutil
+
+    project, shims, env = own_tools
+    run_doit(project, "tools", "jb", env=env, check=True)
+    bin_dir = project / ".tools" / "bin"
+    saved = tmp_path / "cache"
+    shutil.copytree(bin_dir, saved)   # copies: other inodes and modification times
+    shutil.rmtree(bin_dir)
+    shutil.copytree(saved, bin_dir, copy_function=shutil.copy)
+    out = run_doit(project, "tools", "jb", env=env, check=True).stdout
+    assert len(_builds(shims)) == 1 and "up to date" in out, out
