@@ -82,7 +82,7 @@ def context_problem(env: str, verb: str) -> str | None:
     if contexts is not None and ctx in contexts:
         return None
     files = kubeconfig_files()
-    if not any(f.is_file() for f in files):
+    if not contexts and not any(f.is_file() for f in files):  # kubectl has no kubeconfig at all
         named = ", ".join(str(f) for f in files)
         via = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default kubeconfig"
         return (f"no kubeconfig: {named} ({via}) does not exist, so kube context {ctx!r} ({where}) "
