@@ -60,10 +60,11 @@ class Tools(Command):
         goenv = tools.go_env()
         bin_dir = paths.tools_bin()
         bin_dir.mkdir(parents=True, exist_ok=True)
+        shown = bin_dir.relative_to(paths.root())  # .tools/bin, also when .tools is a link
         failed = 0
         with atomic.locked(bin_dir):  # two `doit tools` in one checkout take turns
             for stale in tools.sweep_partials():
-                out.print(f"removed {paths.rel(bin_dir / stale)}, left by a build that was killed",
+                out.print(f"removed {shown / stale}, left by a build that was killed",
                           highlight=False)
             for n, t in enumerate(targets, 1):
                 what = f"[{n}/{len(targets)}] {t.name} {t.version} (tools/{t.name})"
@@ -84,7 +85,7 @@ class Tools(Command):
                 took = f"{time.monotonic() - start:.0f} s"
                 if result.ok:
                     out.print(f"[green]ok[/] {t.name} {t.version} -> "
-                              f"{paths.rel(bin_dir / t.name)} ({took})", highlight=False)
+                              f"{shown / t.name} ({took})", highlight=False)
                 else:
                     failed += 1
                     out.print(f"[red]failed[/] {t.name} after {took}: ", highlight=False, end="")
