@@ -386,6 +386,24 @@ def task_names() -> list[str]:
     return [n for n in names if not n.startswith("_")]
 
 
+#: a task name cited as code on its own: `render:local`, `validate:<env>`
+_TASK_NAME = r"([a-z][a-z0-9-]*):([a-z<][\w<>-]*)"
+
+
+def task_name_problems(spans: list[str], tasks) -> list[str]:
+    """Task names cited as code (`render:local`) that are not tasks, where the part before
+    the colon is a task group (an image ref such as `raibid-server:dev` is not one); a
+    placeholder (`validate:<env>`) needs only its group."""
+    groups = {name.split(":", 1)[0] for name in tasks}
+    problems = []
+    for span in spans:
+        m = re.fullmatch(_TASK_NAME, span.strip())
+        if m and m.group(1) in groups and "<" not in m.group(2) and span.strip() not in tasks:
+            problems.append(f"`{span}` names task {span.strip()!r}, which does not exist "
+                            "(see `doit list --all`)")
+    return problems
+
+
 def task_parameters() -> dict[str, set[str] | None]:
     """Every task (:func:`task_names`) -> the flags of its parameters (``--yes``); None for
     each when the tasks themselves cannot be had here (only their names)."""
@@ -418,6 +436,9 @@ def doc_problems(text: str, rel: str, tasks: dict[str, set[str] | None], root: P
             continue
         for args in doit_citations(line, in_code_block=fence):
             problems += [f"{rel}:{n}: {p}" for p in citation_problems(args, tasks)]
+        if not fence:
+            spans = re.findall(_CODE_SPAN, line)
+            problems += [f"{rel}:{n}: {p}" for p in task_name_problems(spans, tasks)]
         if fence:
             words = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].split()
         else:

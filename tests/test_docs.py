@@ -69,6 +69,8 @@ def test_docs_check_knows_the_tasks_the_run_loaded_else_asks_doit_list(project):
     ("Build: `doit tools kubectl`.\n", "'kubectl' is not a Go-built tool or group of `doit tools`"),
     ("Read `doit help nosuch`.\n", "'nosuch' is neither a doit command nor a task"),
     ("Run `doit doctor --fix`.\n", "`doit doctor` has no option --fix"),
+    ("The check `tilt:chek` loads it.\n",
+     "`tilt:chek` names task 'tilt:chek', which does not exist"),
     # paths and file names cited as code
     ("Edit `tanka/lib/raibid/nosuch.libsonnet`.\n", "names a path that does not exist"),
     ("```bash\npython bench/nosuch.py\n```\n",
