@@ -10,26 +10,28 @@ class Doctor(PipeSafe, DoitCmdBase):
     name = "doctor"
     doc_purpose = "check every external tool: which tasks need it, version found vs pinned, how to install"
     doc_usage = ""
-    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, hadolint) is missing "
-                       "or not at its pinned version; cluster-side tools only warn.")
+    doc_description = ("Exits 1 when a tool the offline checks need (tk, jb, helm, actionlint, "
+                       "hadolint) is missing or not at its pinned version; cluster-side tools "
+                       "only warn.")
     cmd_options = ()
 
     def _execute(self):
+        from rich import box
         from rich.table import Table
         from rich.text import Text
 
         from . import tools
 
         self.dep_manager.close()
-        # the commands that need a tool, besides the tasks (`doit tools` builds with go)
-        users: dict[str, list[str]] = {"go": ["doit tools"]}
-        for t in self.task_list:
-            for name in (t.meta or {}).get("tools", ()):
-                users.setdefault(name, []).append(t.name)
-        table = Table(title="External tools", title_justify="left")
-        for col in ("tool", "needed by", "pinned", "found", "status", "install"):
-            table.add_column(col, overflow="fold")
-        bad = []
+        users = needed_by(self.task_list)
+        # narrow enough for 80 columns: the install hints go below the table, one a line
+        table = Table(title="External tools", title_justify="left", box=box.SIMPLE_HEAD,
+                      show_edge=False, collapse_padding=True)
+        table.add_column("tool", no_wrap=True)
+        table.add_column("needed by", overflow="fold")
+        for col in ("pinned", "found", "status"):
+            table.add_column(col, no_wrap=True)
+        bad, hints = [], []
         for tool in tools.TOOLS.values():
             found = tools.found_version(tool)
             want = tool.version if tool.exact else f">= {tool.version}"
@@ -49,16 +51,53 @@ class Doctor(PipeSafe, DoitCmdBase):
             if tool.optional:
                 needed = needed or "optional"
             hint = {"ok": "", "not usable": tool.live_hint}.get(status.plain, tool.install)
-            table.add_row(tool.name, needed or "-", want, found or "-", status, hint)
+            if hint:
+                hints.append(f"  {tool.name}: {hint}")
+            table.add_row(tool.name, needed or "-", want, found or "-", status)
         out = console(self.outstream)
         out.print(table)
+        if hints:
+            import textwrap
+
+            width = max(out.width, 40)
+            out.print("To install or fix:", highlight=False)
+            for hint in hints:
+                text = textwrap.fill(hint, width, subsequent_indent=" " * 6, break_on_hyphens=False)
+                out.print(text, highlight=False, markup=False)
         if bad:
             out.print(f"[red]Missing or wrong version:[/] {', '.join(bad)} - the offline checks need them. "
-                          "Run `doit tools` (Go tools) or `pip install -e '.[test]'`.")
+                          "Run `doit tools` (Go tools) or `pip install -e '.\\[test]'`.")
             return 1
         out.print("[green]The offline tools are ready.[/] Cluster-side tools (docker, k3d, kubectl, tilt) "
                       "are needed only by `doit up`, `doit dev` and the deploy tasks.")
         return 0
+
+
+def needed_by(task_list) -> dict[str, list[str]]:
+    """tool name -> who needs it: each task that declares it (``tools.needs`` records it in
+    ``meta.tools``), each command whose preflight checks it (``up``, ``dev``, ``e2e``: their
+    ``<name>:tools`` task's check knows its whole chain's tools) and what the registry names
+    besides tasks (``Tool.users``: ``doit tools`` needs go, the autoscaling test redis-server)."""
+    from . import tools
+
+    tasks = {t.name: t for t in task_list}
+    users: dict[str, dict[str, None]] = {}
+    for t in task_list:
+        if t.name.startswith("_"):
+            continue
+        for name in (t.meta or {}).get("tools", ()):
+            users.setdefault(name, {})[t.name] = None
+        for entry in t.uptodate:
+            utd = entry[0] if isinstance(entry, tuple) else entry
+            chain = getattr(utd, "chain", None)
+            # a preflight (tasks.up.ChainTools): the tools of its whole chain
+            if chain and callable(getattr(utd, "chain_tools", None)):
+                for name in utd.chain_tools(tasks):
+                    users.setdefault(name, {})[chain[-1]] = None
+    for tool in tools.TOOLS.values():
+        if tool.users:
+            users.setdefault(tool.name, {})[tool.users] = None
+    return {name: list(who) for name, who in users.items()}
 
 
 def _summarise(names: list[str]) -> str:

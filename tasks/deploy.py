@@ -20,8 +20,9 @@ import json
 from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
-from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, applied_digest, check_context, context_of, context_problem,
-                   diff_objects, is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest, check_context,
+                   context_of, context_problem, diff_objects, is_local, kubectl_argv, namespace_of,
+                   record_applied, server_side_apply)
 from .render import changed_since_render, rendered_objects
 from .tanka import manifests_dir, read_digest
 
@@ -53,6 +54,8 @@ def deploy_digest(env: str) -> str:
 
 def _applied_uptodate(env: str):
     def check(task, values):
+        """True when the cluster's ConfigMap raibid-deploy-applied holds the digest of this
+        render and its image refs (asked live: a recreated cluster holds none)."""
         return applied_digest(env) == deploy_digest(env)
 
     return check
@@ -135,6 +138,9 @@ def _apply_action(env: str):
         return objects
     kubectl = kubectl_argv(context_of(env))
     ok, output = server_side_apply(kubectl, objects, namespace_of(env))
+    problem = None if ok else access_problem(env, "applied", output)
+    if problem:  # kubectl's own words (a --validate=false hint) would point the wrong way
+        return TaskFailed(f"apply:{env}: {problem}")
     print(output)
     if not ok:
         return TaskFailed(f"apply:{env}: the server-side apply failed (see above); nothing was recorded, "
@@ -155,7 +161,9 @@ def _diff_action(env: str):
         return objects
     code, text = diff_objects(kubectl_argv(context_of(env)), objects, namespace_of(env))
     if code > 1:
-        return TaskFailed(f"diff:{env}: asking the cluster failed:\n{text}")
+        problem = access_problem(env, "diffed", text)
+        asked = f"asking the cluster (context {context_of(env)!r}) failed"
+        return TaskFailed(f"diff:{env}: {problem}" if problem else f"diff:{env}: {asked}:\n{text}")
     if code == 1:
         print(text)
         print(f"diff:{env}: the cluster differs from the render (see above); `doit apply:{env}` applies it")

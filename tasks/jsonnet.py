@@ -34,8 +34,20 @@ def _fmt_check():
         listed = "\n".join(f"  tanka/{f}" if not f.startswith("tanka/") else f"  {f}" for f in files)
         return TaskFailed("jsonnet files are not formatted:\n"
                           f"{listed or (proc.stdout + proc.stderr).strip()}\n"
-                          "Fix: tk fmt tanka/")
+                          f"Fix (from the project root): {fmt_fix_command()}")
     return TaskFailed(f"`tk fmt --test` failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr).strip()}")
+
+
+def fmt_fix_command() -> str:
+    """The command that formats the jsonnet files, as it runs in the user's shell from the
+    project root: the tk every task runs, which `doit tools` put in .tools/bin (not on the
+    shell's PATH)."""
+    import shlex
+
+    exe = tools.which("tk")
+    if exe is None or exe == str(paths.tools_bin() / "tk"):
+        exe = str((paths.tools_bin() / "tk").relative_to(paths.root()))
+    return f"{shlex.quote(exe)} fmt tanka/"
 
 
 def test_file(name: str) -> Path:
@@ -88,7 +100,7 @@ def task_tanka():
     """Tanka project checks: jsonnet formatting and the validated renders."""
     yield tools.needs({
         "name": "fmt",
-        "doc": "Check jsonnet formatting with `tk fmt --test` (fix: tk fmt tanka/)",
+        "doc": "Check jsonnet formatting with `tk fmt --test` (fix: .tools/bin/tk fmt tanka/)",
         "actions": [_fmt_check],
         "file_dep": jsonnet_sources(),
         "verbosity": 1,

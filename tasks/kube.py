@@ -7,7 +7,9 @@ them), the kinds a server serves, and the applied record: the ConfigMap
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
@@ -58,19 +60,93 @@ def kube_contexts() -> list[str] | None:
         return None
 
 
+def kubeconfig_files() -> list[Path]:
+    """The kubeconfig files kubectl reads: ``$KUBECONFIG`` (a path list), else ~/.kube/config."""
+    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return [Path(p).expanduser() for p in listed] or [Path.home() / ".kube" / "config"]
+
+
+def _kubeconfig_hint(env: str) -> str:
+    return ("`doit cluster` creates the k3d cluster and its context" if is_local(env)
+            else "Add it to your kubeconfig (or point KUBECONFIG at one that has it)")
+
+
 def context_problem(env: str, verb: str) -> str | None:
-    """Why ``env`` cannot be reached (the kubeconfig lacks its context), with what to do;
-    None when it can (or the kubeconfig is unreadable: then kubectl says what is wrong)."""
+    """Why ``env`` cannot be reached (no kubeconfig, or it lacks the context), with what to
+    do; None when it can (or the kubeconfig is unreadable: then kubectl says what is wrong)."""
     from .settings import FILE
 
     ctx = context_of(env)
     where = FILE if is_local(env) else f"{FILE} environments.{env}.context"
     contexts = kube_contexts()
-    if contexts is None or ctx in contexts:
+    if contexts is not None and ctx in contexts:
         return None
-    hint = ("`doit cluster` creates the k3d cluster and its context" if is_local(env)
-            else "Add it to your kubeconfig (or point KUBECONFIG at one that has it)")
-    return f"kube context {ctx!r} ({where}) is not in your kubeconfig: nothing was {verb}. {hint}."
+    files = kubeconfig_files()
+    if not contexts and not any(f.is_file() for f in files):  # kubectl has no kubeconfig at all
+        named = ", ".join(str(f) for f in files)
+        via = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default kubeconfig"
+        return (f"no kubeconfig: {named} ({via}) does not exist, so kube context {ctx!r} ({where}) "
+                f"is not configured: nothing was {verb}. {_kubeconfig_hint(env)}.")
+    if contexts is None:
+        return None
+    return (f"kube context {ctx!r} ({where}) is not in your kubeconfig: nothing was {verb}. "
+            f"{_kubeconfig_hint(env)}.")
+
+
+#: what kubectl prints when the server does not answer (compiled by re on first use)
+_UNREACHABLE = (r"connection refused|was refused|no route to host|network is unreachable|"
+                r"i/o timeout|no such host|Unable to connect to the server|TLS handshake timeout|"
+                r"context deadline exceeded|failed to download openapi")
+#: ... and when it answers but refuses the kubeconfig's credentials
+_DENIED = r"Unauthorized|You must be logged in|x509: |certificate signed by unknown authority"
+#: kubectl's advice on a failed download of the OpenAPI schema: wrong when the server is down
+_VALIDATE_HINT = (r";? ?if you choose to ignore these errors, "
+                  r"turn validation off with --validate=false")
+
+
+def _server_of(ctx: str) -> str:
+    argv = kubectl_argv(ctx) + ["config", "view", "--minify", "-o",
+                                "jsonpath={.clusters[0].cluster.server}"]
+    proc = run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "unknown"
+
+
+def access_problem(env: str, verb: str, output: str = "") -> str | None:
+    """Why kubectl could not reach the cluster of ``env`` (its output is ``output``), naming
+    the context and the fix: no kubeconfig, the context missing from it, a server that does
+    not answer (never kubectl's ``--validate=false`` advice: validation is not the problem)
+    or that refuses the credentials. None when the cluster answers (the failure is another
+    one: kubectl's own output says it). Asks the server once (``/version``) when ``output``
+    does not say."""
+    import re
+
+    problem = context_problem(env, verb)
+    if problem:
+        return problem
+    ctx = context_of(env)
+    text = output
+    if not re.search(f"{_UNREACHABLE}|{_DENIED}", text):
+        probe = run(kubectl_argv(ctx) + ["--request-timeout=10s", "get", "--raw", "/version"],
+                    capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if probe.returncode == 0:
+            return None
+        text = f"{text}\n{probe.stderr}"
+    for pattern, unreachable in ((_UNREACHABLE, True), (_DENIED, False)):
+        line = next((ln for ln in text.splitlines() if re.search(pattern, ln)), None)
+        if line is None:
+            continue
+        reason = re.sub(_VALIDATE_HINT, "", line.strip()).removeprefix("error: ")[:300]
+        where = f"context {ctx!r}, server {_server_of(ctx)}"
+        if not unreachable:
+            return (f"the cluster of {env} ({where}) refused your kubeconfig's credentials: "
+                    f"{reason}. Nothing was {verb}. Renew the credentials of context {ctx!r} "
+                    f"(`kubectl --context {ctx} auth whoami` checks them).")
+        fix = ("Start it: `doit cluster`." if is_local(env) else
+               f"Check that it runs and that context {ctx!r} of your kubeconfig names its server "
+               f"(`kubectl --context {ctx} cluster-info`).")
+        return (f"the cluster of {env} does not answer ({where}): {reason}. Nothing was {verb}. "
+                f"{fix}")
+    return None
 
 
 def check_context(env: str, verb: str):

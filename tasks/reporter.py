@@ -146,8 +146,9 @@ class RichReporter(ConsoleReporter):
             self.say(("interrupted", "bold red"), f" during {names}: {'its' if one else 'their'} outputs "
                      f"were not updated, and {'it runs' if one else 'they run'} again next time ({wall:.2f}s)")
             return
-        ran = len(self.executed)
-        if ran or self.failed:
+        # a check that ran only to say it was skipped is counted as skipped, never as executed
+        ran = len(self.executed) - len(self.not_checked)
+        if self.executed or self.failed:
             self._flush_skipped()
         self._skipped.clear()
         parts: list = [f" {ran} executed, {len(self.uptodate)} up to date"]
@@ -156,7 +157,7 @@ class RichReporter(ConsoleReporter):
         if self.failed:
             parts += [", ", (f"{len(self.failed)} failed", "bold red")]
         parts.append(f" in {wall:.2f}s")
-        if not self.failed and ran == 0 and self.uptodate:
+        if not self.failed and not self.executed and self.uptodate:
             parts.append(" - nothing to do, everything is up to date")
         self.say(("done:", "bold"), *parts)
         if self.not_checked:

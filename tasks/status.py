@@ -83,6 +83,18 @@ class StatusReader:
             return "has no computed value" not in str(e)
         return True
 
+    def _current_without_record(self, task, unasked: list) -> bool:
+        """doit erases a task's record when it starts it, so a run that fails leaves none;
+        a task whose own checks decide (no file_dep: render:<env>'s depfile) is up to date
+        for doit once its inputs are put back by hand, and doit never runs it again. So is it
+        for the plan (asked as doit asks it; never a check of a live system unless --live)."""
+        if task.file_dep or not task.uptodate or unasked:
+            return False
+        try:
+            return self.dep.get_status(task, self.tasks, get_log=False).status == "up-to-date"
+        except Exception:  # a check that cannot answer: as without a record
+            return False
+
     def _status(self, task, unasked: list):
         """doit's status of ``task`` without calling the checks in ``unasked``."""
         if not unasked:
@@ -95,9 +107,11 @@ class StatusReader:
             task.uptodate = kept
 
     def _own(self, task) -> str:
-        if not self._ran(task.name) or self.dep.get_values(task.name).get("skipped"):
-            return "not run"  # never succeeded, or its last run was a skip (core.skip_action)
         unasked = [] if self.live else [u for u in task.uptodate if asks_live_system(task, u[0])]
+        if self.dep.get_values(task.name).get("skipped"):
+            return "not run"  # its last run was a skip (core.skip_action)
+        if not self._ran(task.name) and not self._current_without_record(task, unasked):
+            return "not run"  # never succeeded, and doit would run it
         try:
             st = self._status(task, unasked)
         except Exception:  # an uptodate check that cannot answer (tool gone, cluster down)

@@ -224,6 +224,7 @@ def task_tilt_check():
                                          "Run `doit vendor:charts` (needs network once), then `doit` again.")],
             "uptodate": [False],
             "verbosity": 2,
+            "meta": {"tools": ("tilt",)},  # what it needs once it can run (doit doctor)
         }
     envs = tilt_environments()
     # what a load reads: the Tiltfile, deploy.json, each environment's main.jsonnet and render

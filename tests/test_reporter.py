@@ -92,3 +92,29 @@ def test_ctrl_c_of_a_parallel_run_names_every_task_under_way(tmp_path):
     assert set(line.split(":")[0][len("interrupted during "):].split(", ")) == {"a", "b"}, out
     assert "they run again next time" in line
     assert "Traceback" not in out + err and "> c" not in out
+
+
+def _task(name, skipped=False):
+    from doit.task import Task
+
+    task = Task(name, [lambda: None])
+    task.values = {"skipped": "why"} if skipped else {}
+    return task
+
+
+def test_the_summary_counts_a_skipped_check_as_skipped_not_executed():
+    import io
+
+    from tasks.reporter import RichReporter
+
+    out = io.StringIO()
+    rep = RichReporter(out, {})
+    rep.styled = False
+    for name, skipped in (("a", False), ("b", False), ("c", True), ("d", True)):
+        task = _task(name, skipped)
+        rep.execute_task(task)
+        rep.add_success(task)
+    rep.skip_uptodate(_task("e"))
+    rep.complete_run()
+    done = next(line for line in out.getvalue().splitlines() if line.startswith("done:"))
+    assert done.startswith("done: 2 executed, 1 up to date, 2 skipped in "), done

@@ -700,6 +700,14 @@ def test_fmt_check_names_the_files_and_the_fix(project, real_tools):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "tanka/lib/ugly.libsonnet" in out and "tk fmt tanka/" in out
+    # the fix runs as printed in the user's shell, whose PATH has no .tools/bin (nor any tk)
+    fix = out.split("Fix (from the project root): ", 1)[1].splitlines()[0]
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if p and not os.access(os.path.join(p, "tk"), os.X_OK))
+    shell = subprocess.run(["bash", "-c", fix], cwd=project, env={**os.environ, "PATH": path},
+                           capture_output=True, text=True)
+    assert shell.returncode == 0, (fix, shell.stderr)
+    assert run_doit(project, "tanka:fmt").returncode == 0
 
 
 def test_library_tests_pass_and_a_failure_is_readable(project, real_tools):
@@ -1025,3 +1033,21 @@ def test_help_of_a_render_says_what_it_needs_reads_writes_and_when_it_runs(proje
     assert "after: vendor:charts, secrets:local" in out
     assert "build/manifests/local.deps.json" in out
     assert "runs again when" in out and "depfile" in out
+
+
+def test_help_of_every_task_says_when_it_runs_again(project):
+    """Derived from what doit decides it by (uptodate, file_dep, targets, task_dep): a task of
+    each kind says its own rule, not only the ones whose check has a docstring."""
+    want = {
+        "docs:check": "files it reads changed",          # file_dep only
+        "diff:local": "every run",                      # uptodate: False
+        "ci": "runs nothing, only the tasks it groups",  # task_dep only
+        "cluster": "the cluster runs and holds the namespace",  # a documented check function
+        "validate:local": "kubernetes_version",          # config_changed: its keys
+        "apply:local": "holds the digest of this render",
+        "render:local": "depfile",
+    }
+    for name, rule in want.items():
+        out = run_doit(project, "help", name, check=True).stdout
+        after = out.split("runs again when:", 1)
+        assert len(after) == 2 and rule in after[1], (name, out)
