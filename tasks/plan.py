@@ -138,6 +138,8 @@ class _Located(Exception):
         self.problem = Problem(mark.line + 1, message, fix, mark.column + 1)
 
 
+#: larger whole numbers are refused as Python's decimal reading refuses them (4300 digits)
+MAX_INT_BITS = 14_000
 #: no plan needs more than a handful of levels; deeper input is an attack or an accident
 MAX_DEPTH = 100
 NESTING_FIX = "a plan needs a few levels: check the brackets and `-` on this line"
@@ -233,6 +235,11 @@ def _build(text: str) -> Any:
                     except (OverflowError, TypeError) as err:
                         raise _Located(e.start_mark, f"cannot read this value: {err}",
                                        "quote it to make it text, or correct it") from None
+                    if type(value) is int and value.bit_length() > MAX_INT_BITS:
+                        # hex, octal and binary are read past the decimal digit limit,
+                        # which any message showing the number would then hit
+                        raise _Located(e.start_mark, "this number is too large",
+                                       "write a smaller number")
                 if e.anchor:
                     anchors[e.anchor] = value
                 add(value, line)
