@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .problems import InputError, Problem
+from .problems import InputError, Problem, utf8_problem
 
 MAX_ID = 999_999_999
 CRITERIA_LEVELS = ("must", "should", "nice")
@@ -668,10 +668,7 @@ def decode(data: bytes, source: str = "plan.yaml") -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
-        raise PlanError(source, [Problem(line, "the file is not UTF-8 text here", "save the file as UTF-8 "
-                                         "(most editors: File > Save with encoding > UTF-8)", col)]) from None
+        raise PlanError(source, [utf8_problem(data, e)]) from None
 
 
 _CACHE: dict[Path, tuple[tuple[int, int], Plan]] = {}
