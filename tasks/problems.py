@@ -20,6 +20,16 @@ class Problem(NamedTuple):
         return f"{where}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
+def shown(value) -> str:
+    """``value`` for a message: its repr, cut short (a key or value may be megabytes)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = 60
+    r.maxlevel, r.maxlist, r.maxdict = 2, 4, 4
+    return r.repr(value)
+
+
 def utf8_problem(data: bytes, err: UnicodeDecodeError) -> Problem:
     """The line and column of the first byte of ``data`` that is not UTF-8."""
     line = data.count(b"\n", 0, err.start) + 1

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import paths
-from .problems import SHOWN_PROBLEMS, InputError, Problem, utf8_problem
+from .problems import SHOWN_PROBLEMS, InputError, Problem, shown, utf8_problem
 
 FILE = "deploy.json"
 KINDS = ("local", "remote")
@@ -206,7 +206,7 @@ def loads(text: str, source: str = FILE, on_disk: list[str] | None = None) -> Se
                                              "brackets here", column)])
     c = _Checker(text, layout.lines)
     for path, line, first in layout.duplicates:
-        c.problems.append(Problem(line, f"duplicate key {_shown(path[-1])} (first at line {first})",
+        c.problems.append(Problem(line, f"duplicate key {shown(path[-1])} (first at line {first})",
                                   "keep one of them: JSON readers disagree on which one counts"))
     if not isinstance(doc, dict):
         raise SettingsError(source, [Problem(1, "the file must be a JSON object at the top",
@@ -216,11 +216,11 @@ def loads(text: str, source: str = FILE, on_disk: list[str] | None = None) -> Se
     registry = doc.get("registry")
     if not (isinstance(registry, str) and _HOST.fullmatch(registry)):
         c.add(("registry",), f"'registry' must be a host name (lowercase letters, digits, '-' and '.'; "
-              f"no scheme, port or path: the port is registry_port), got {_shown(registry)}",
+              f"no scheme, port or path: the port is registry_port), got {shown(registry)}",
               '"registry": "raibid-registry.localhost"')
     port = doc.get("registry_port")
     if not (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535):
-        c.add(("registry_port",), f"'registry_port' must be a port number, got {_shown(port)}",
+        c.add(("registry_port",), f"'registry_port' must be a port number, got {shown(port)}",
               '"registry_port": 5111')
     version = doc.get("kubernetes_version")
     c.kubernetes_version(version)
@@ -240,7 +240,7 @@ def _environments(c: "_Checker", m, namespace: str, cluster: str, on_disk: list[
     for name, e in m.items():
         where = ("environments", name)
         if not _DNS_LABEL.fullmatch(name):
-            c.add(where, f"environment name {_shown(name)} must be a lowercase Kubernetes-style "
+            c.add(where, f"environment name {shown(name)} must be a lowercase Kubernetes-style "
                   "name (letters, digits and '-', at most 63; it names the folder "
                   "tanka/environments/<name>)", "rename it")
             continue
@@ -251,7 +251,7 @@ def _environments(c: "_Checker", m, namespace: str, cluster: str, on_disk: list[
         kind = e.get("kind")
         if kind not in KINDS:
             c.add(where + ("kind",), f"environment {name!r}: 'kind' must be one of "
-                  f"{', '.join(KINDS)}, got {_shown(kind)}",
+                  f"{', '.join(KINDS)}, got {shown(kind)}",
                   '"kind": "local" (this project\'s k3d cluster) or "remote" (a cluster of its own, with "context")')
             continue
         ctx = e.get("context")
@@ -268,22 +268,22 @@ def _environments(c: "_Checker", m, namespace: str, cluster: str, on_disk: list[
         elif not _CONTEXT.fullmatch(ctx):
             c.add(where + ("context",), f"environment {name!r}: 'context' must be a kube "
                   "context's name (no control characters or surrounding spaces), "
-                  f"got {_shown(ctx)}",
+                  f"got {shown(ctx)}",
                   f'"context": "{name}" (a context name in your kubeconfig)')
             continue
         ns = e.get("namespace", namespace)
         if "namespace" in e and not (isinstance(ns, str) and _DNS_LABEL.fullmatch(ns)):
             c.add(where + ("namespace",), f"environment {name!r}: 'namespace' must be a "
-                  f"Kubernetes name, got {_shown(ns)}",
+                  f"Kubernetes name, got {shown(ns)}",
                   '"namespace": "raibid-system"')
         confirm = e.get("confirm_apply", False)
         if not isinstance(confirm, bool):
             c.add(where + ("confirm_apply",), f"environment {name!r}: 'confirm_apply' must be true or false, "
-                  f"got {_shown(confirm)}", '"confirm_apply": true')
+                  f"got {shown(confirm)}", '"confirm_apply": true')
         policy = e.get("image_policy", "any" if kind == "local" else "pinned")
         if policy not in IMAGE_POLICIES:
             c.add(where + ("image_policy",), f"environment {name!r}: 'image_policy' must be one of "
-                  f"{', '.join(IMAGE_POLICIES)}, got {_shown(policy)}", '"image_policy": "pinned"')
+                  f"{', '.join(IMAGE_POLICIES)}, got {shown(policy)}", '"image_policy": "pinned"')
         out[name] = Environment(name, kind, ctx, ns, confirm is True, policy)
     locals_ = [n for n, e in out.items() if e.local]
     if len(locals_) > 1:
@@ -367,16 +367,6 @@ class _Digits(NamedTuple):
 
 def _int(text: str):
     return int(text) if len(text) <= MAX_DIGITS else _Digits(text)
-
-
-def _shown(value) -> str:
-    """``value`` for a message: its repr, cut short (a key or value may be megabytes)."""
-    import reprlib
-
-    r = reprlib.Repr()
-    r.maxstring = r.maxother = 60
-    r.maxlevel, r.maxlist, r.maxdict = 2, 4, 4
-    return r.repr(value)
 
 
 def _too_large(line: int) -> Problem:
@@ -474,7 +464,7 @@ class _Checker:
         for k in m:
             if k not in allowed:
                 close = self.close(k, allowed)
-                self.add(where + (k,), f"{what}: unknown key {_shown(k)}",
+                self.add(where + (k,), f"{what}: unknown key {shown(k)}",
                          f"did you mean {close!r}?" if close else
                          f"known keys: {', '.join(allowed)}")
 
@@ -482,7 +472,7 @@ class _Checker:
         v = m.get(key)
         if not (isinstance(v, str) and _DNS_LABEL.fullmatch(v)):
             self.add((key,), f"{key!r} must be a Kubernetes name (lowercase letters, digits and "
-                     f"'-', at most 63), got {_shown(v)}",
+                     f"'-', at most 63), got {shown(v)}",
                      '"namespace": "raibid-system"' if key == "namespace"
                      else f'"{key}": "raibid-ci"')
         return v
@@ -491,7 +481,7 @@ class _Checker:
         known = supported_kubernetes_versions()
         if not isinstance(version, str):
             self.add(("kubernetes_version",),
-                     f"'kubernetes_version' must be a string, got {_shown(version)}",
+                     f"'kubernetes_version' must be a string, got {shown(version)}",
                      '"kubernetes_version": "1.33.0"')
             return
         mm = _K8S_VERSION.fullmatch(version)
@@ -500,5 +490,5 @@ class _Checker:
         what = "is not a Kubernetes version (MAJOR.MINOR.PATCH)" if not mm else \
             "is a version the manifest validator cannot check"
         span = f"; kubernetes-validate knows {known[0]} to {known[-1]}" if known else ""
-        self.add(("kubernetes_version",), f"'kubernetes_version' {_shown(version)} {what}{span}",
+        self.add(("kubernetes_version",), f"'kubernetes_version' {shown(version)} {what}{span}",
                  f'"kubernetes_version": "{known[-1] if known else "1.33"}.0"')
