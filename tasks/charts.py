@@ -92,21 +92,23 @@ def read_chartfile(fetching=()) -> Chartfile:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ChartfileError(source, [utf8_problem(data, e)]) from None
-    if _INTRICATE.search(text):
-        _lines(text)  # raises at an alias, past the depth limit, at a duplicate key
-    try:
-        doc = load_yaml(path)
-    except OSError as e:
-        raise ChartfileError(source, [Problem(0, f"cannot be read: {e.strerror or e}",
-                                              RESTORE)]) from None
-    except ValueError as e:  # not YAML: the line-aware reader names where
-        _lines(text)
-        raise ChartfileError(source, [Problem(1, f"cannot read YAML: {shown(str(e))}",
-                                              "fix the YAML syntax")]) from None
+    if _INTRICATE.search(text):  # raises at an alias, past the depth limit, at a duplicate key
+        doc = tree = _lines(text)
+    else:
+        tree = None
+        try:
+            doc = load_yaml(path)
+        except OSError as e:
+            raise ChartfileError(source, [Problem(0, f"cannot be read: {e.strerror or e}",
+                                                  RESTORE)]) from None
+        except ValueError as e:  # not YAML: the line-aware reader names where
+            _lines(text)
+            raise ChartfileError(source, [Problem(1, f"cannot read YAML: {shown(str(e))}",
+                                                  "fix the YAML syntax")]) from None
     problems: list = []
     result = _check(doc, problems, fetching)
     if problems:
-        tree = _lines(text)
+        tree = tree or _lines(text)
         raise ChartfileError(source, [Problem(_line_of(tree, where), msg, fix)
                                       for where, msg, fix in problems])
     return result
@@ -195,7 +197,8 @@ def _check(doc, problems: list, fetching=()) -> Chartfile:
         add(("requires",), "`requires` must be a list of charts (chart, version)",
             "write `requires:` followed by `- chart: <repo>/<name>` and `version: ...` entries")
         return Chartfile(repositories, ())
-    named = {r.get("name") for r in repos or [] if isinstance(r, dict)}
+    named = {r["name"] for r in repos or []
+             if isinstance(r, dict) and isinstance(r.get("name"), str)}
     pins, directories = [], {}
     for i, r in enumerate(requires):
         where, what = ("requires", i), f"requires entry {i + 1}"
@@ -213,7 +216,7 @@ def _check(doc, problems: list, fetching=()) -> Chartfile:
                 "write e.g. `chart: kedacore/keda`")
             continue
         version = r["version"]
-        if isinstance(version, int) and not isinstance(version, bool):
+        if isinstance(version, int) and not isinstance(version, bool) and 0 <= version < 10 ** 60:
             version = str(version)
         if not (isinstance(version, str) and _VERSION.fullmatch(version)):
             add(where + ("version",), f"{what}: `version` must be the chart's exact version, got "

@@ -24,6 +24,8 @@ def shown(value) -> str:
     """``value`` for a message: its repr, cut short (a key or value may be megabytes)."""
     import reprlib
 
+    if type(value) is int and value.bit_length() > 200:  # repr() refuses past 4300 digits
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     r = reprlib.Repr()
     r.maxstring = r.maxother = 60
     r.maxlevel, r.maxlist, r.maxdict = 2, 4, 4

@@ -254,8 +254,9 @@ def test_an_alias_bomb_is_refused_at_its_line_fast(project, monkeypatch):
      "YAML"),
     (CHARTFILE.replace("url: https://kedacore.github.io/charts", "url: file:///etc"), "url: file",
      "address"),
+    (CHARTFILE.replace("version: 2.18.3", "version: 0x" + "f" * 5000), "version: 0x", "too large"),
 ], ids=["directory-twice", "no-repository", "misspelt-key", "extra-key", "not-a-list",
-        "duplicate-key", "syntax", "url"])
+        "duplicate-key", "syntax", "url", "huge-hex-version"])
 def test_each_chartfile_problem_is_named_at_its_line(project, monkeypatch, text, needle, what):
     fetching = {"keda"} if what == "no repository" else ()
     problems = _problems(project, text, monkeypatch, fetching)
