@@ -70,19 +70,38 @@ def _source() -> str:
     return paths.rel(chartfile())
 
 
+#: the last chartfile.yaml checked in this process (its bytes and ``fetching``) and the
+#: outcome: each doit start asks for the pins several times
+_LAST: list = [None, None]
+
+
 def read_chartfile(fetching=()) -> Chartfile:
     """chartfile.yaml, checked (raises :class:`ChartfileError`, every problem at its line);
     the charts of the directories ``fetching`` also need their repository listed (only a
     download needs it)."""
-    from .statcache import load_yaml
-
-    path, source = chartfile(), _source()
+    path = chartfile()
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except OSError as e:
-        raise ChartfileError(source, [Problem(0, f"cannot be read: {e.strerror or e}",
-                                              RESTORE)]) from None
+        raise ChartfileError(_source(), [Problem(0, f"cannot be read: {e.strerror or e}",
+                                                 RESTORE)]) from None
+    key = (str(path), data, frozenset(fetching))
+    if _LAST[0] != key:
+        try:
+            _LAST[1] = _read(path, data, fetching)
+        except ChartfileError as e:
+            _LAST[1] = e
+        _LAST[0] = key
+    if isinstance(_LAST[1], ChartfileError):
+        raise ChartfileError(_LAST[1].source, _LAST[1].problems)
+    return _LAST[1]
+
+
+def _read(path: Path, data: bytes, fetching) -> Chartfile:
+    from .statcache import load_yaml
+
+    source = _source()
     if len(data) > MAX_BYTES:
         raise ChartfileError(source, [Problem(
             data.count(b"\n", 0, MAX_BYTES) + 1, f"the file is larger than {MAX_BYTES // 1024} KiB "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .problems import InputError, Problem, utf8_problem
+from .problems import InputError, Problem, shown, utf8_problem
 
 MAX_ID = 999_999_999
 CRITERIA_LEVELS = ("must", "should", "nice")
@@ -326,7 +326,7 @@ def parse_yaml(text: str, source: str, error: type[InputError] = PlanError,
                                      "mappings", "merge with `<<: *anchor` where &anchor is on a "
                                      "mapping")]) from None
     except _DuplicateKey as e:
-        raise error(source, [Problem(e.line, f"duplicate key {e.key!r} (first at line {e.first})",
+        raise error(source, [Problem(e.line, f"duplicate key {shown(e.key)} (first at line {e.first})",
                                      "keep one of them")]) from None
     except _Unhashable as e:
         raise error(source, [Problem(e.line, "a mapping key must be a plain value",
