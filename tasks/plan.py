@@ -326,7 +326,8 @@ def parse_yaml(text: str, source: str, error: type[InputError] = PlanError,
                                      "mappings", "merge with `<<: *anchor` where &anchor is on a "
                                      "mapping")]) from None
     except _DuplicateKey as e:
-        raise error(source, [Problem(e.line, f"duplicate key {shown(e.key)} (first at line {e.first})",
+        raise error(source, [Problem(e.line, f"duplicate key {shown(e.key)} (first at line "
+                                     f"{e.first})",
                                      "keep one of them")]) from None
     except _Unhashable as e:
         raise error(source, [Problem(e.line, "a mapping key must be a plain value",
