@@ -359,7 +359,10 @@ def _vendor_charts():
                     f"`tk tool charts vendor` did not give {', '.join(wrong)} at the version "
                     f"{_source()} pins; the vendored charts were left as they were.")
             for p in stale:  # each old chart is replaced only now, by a complete new one
-                with atomic.replace_dir(charts / p.directory) as new:
+                target = charts / p.directory
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    target.unlink()  # a link is replaced, never what it points to
+                with atomic.replace_dir(target) as new:
                     os.replace(work / "charts" / p.directory, new)
         finally:
             shutil.rmtree(work, ignore_errors=True)

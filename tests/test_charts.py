@@ -275,3 +275,32 @@ def test_a_chartfile_too_large_or_not_utf8_is_named_at_its_line(project, monkeyp
         charts.pinned_charts()
     [p] = e.value.problems
     assert p.line == _line(CHARTFILE, "directory: flux2") and p.column
+
+
+def test_a_chart_that_is_a_link_is_replaced_and_what_it_points_to_kept(charted, tmp_path, monkeypatch):
+    """A vendored chart may be a link (to a chart kept elsewhere): a pin bump replaces the
+    link with the downloaded chart and leaves the linked directory as it was."""
+    import shutil
+    import subprocess
+
+    from tasks import charts
+
+    elsewhere = tmp_path / "elsewhere/keda"
+    shutil.move(charted / "tanka/charts/keda", elsewhere)
+    (charted / "tanka/charts/keda").symlink_to(elsewhere, target_is_directory=True)
+    before = sorted(p.name for p in elsewhere.rglob("*"))
+
+    def tk(*args, cwd, **kw):  # what `tk tool charts vendor` leaves: the chart, downloaded
+        chart = Path(cwd) / "charts/keda"
+        chart.mkdir(parents=True)
+        (chart / "Chart.yaml").write_text("name: keda\nversion: 2.20.3\n")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(charts, "tk", tk)
+    chartfile = charted / "tanka/chartfile.yaml"
+    chartfile.write_text(chartfile.read_text().replace("version: 2.20.2", "version: 2.20.3"))
+    assert charts._vendor_charts() is None
+    keda = charted / "tanka/charts/keda"
+    assert not keda.is_symlink() and "2.20.3" in (keda / "Chart.yaml").read_text()
+    assert sorted(p.name for p in elsewhere.rglob("*")) == before
+    assert _hidden(charted) == []
