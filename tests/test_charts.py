@@ -277,7 +277,8 @@ def test_a_chartfile_too_large_or_not_utf8_is_named_at_its_line(project, monkeyp
     assert p.line == _line(CHARTFILE, "directory: flux2") and p.column
 
 
-def test_a_chart_that_is_a_link_is_replaced_and_what_it_points_to_kept(charted, tmp_path, monkeypatch):
+def test_a_chart_that_is_a_link_is_replaced_and_what_it_points_to_kept(charted, tmp_path,
+                                                                        monkeypatch):
     """A vendored chart may be a link (to a chart kept elsewhere): a pin bump replaces the
     link with the downloaded chart and leaves the linked directory as it was."""
     import shutil
