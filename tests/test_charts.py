@@ -72,6 +72,13 @@ def _line(text: str, needle: str) -> int:
     return max(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
+@pytest.fixture
+def bare(tmp_path) -> Path:
+    """A project root with only tanka/ (reading the chartfile needs no more)."""
+    (tmp_path / "project/tanka").mkdir(parents=True)
+    return tmp_path / "project"
+
+
 def _problems(project: Path, text: str, monkeypatch, fetching=()):
     from tasks import charts
 
@@ -103,7 +110,7 @@ def _problems(project: Path, text: str, monkeypatch, fetching=()):
     ("name: kedacore", "name: ../../../victim"),  # Helm names its cache files after it
     ("version: 2.20.2", "version: ../../x"), ("version: 2.20.2", "version: 2.0"),
 ], ids=lambda v: v.strip()[:40])
-def test_every_path_in_the_chartfile_stays_in_tanka_charts(project, monkeypatch, old, new):
+def test_every_path_in_the_chartfile_stays_in_tanka_charts(bare, monkeypatch, old, new):
     """Each path field (the charts' directory, each chart's directory or name, a repository's
     name) is one folder under tanka/charts/, or the file is refused at that field's line."""
     text = CHARTFILE.replace("directory: keda", "directory: keda")  # the real file, as pinned
@@ -114,7 +121,7 @@ def test_every_path_in_the_chartfile_stays_in_tanka_charts(project, monkeypatch,
     else:
         text = text.replace(old, new, 1)
         needle = new.strip()
-    problems = _problems(project, text, monkeypatch)
+    problems = _problems(bare, text, monkeypatch)
     assert any(p.line == _line(text, needle) for p in problems), problems
 
 
@@ -226,9 +233,10 @@ def test_a_pin_bump_replaces_the_chart_once_the_new_one_is_downloaded(vendoring,
     assert _hidden(vendoring) == []
 
 
-def test_an_alias_bomb_is_refused_at_its_line_fast(project, monkeypatch):
+def test_an_alias_bomb_is_refused_at_its_line_fast(bare, monkeypatch):
     """A few hundred bytes of aliases expand to millions of values in any reader that
     copies them (the parsed-YAML cache wrote 12 MB of it, a 1.4 KB one ran out of memory)."""
+    project = bare
     (project / "build").mkdir()
     lines = ["a0: &a0 [" + ", ".join(["x"] * 8) + "]"]
     lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 8) + "]" for n in range(1, 7)]
@@ -257,13 +265,14 @@ def test_an_alias_bomb_is_refused_at_its_line_fast(project, monkeypatch):
     (CHARTFILE.replace("version: 2.18.3", "version: 0x" + "f" * 5000), "version: 0x", "too large"),
 ], ids=["directory-twice", "no-repository", "misspelt-key", "extra-key", "not-a-list",
         "duplicate-key", "syntax", "url", "huge-hex-version"])
-def test_each_chartfile_problem_is_named_at_its_line(project, monkeypatch, text, needle, what):
+def test_each_chartfile_problem_is_named_at_its_line(bare, monkeypatch, text, needle, what):
     fetching = {"keda"} if what == "no repository" else ()
-    problems = _problems(project, text, monkeypatch, fetching)
+    problems = _problems(bare, text, monkeypatch, fetching)
     assert any(p.line == _line(text, needle) and what in p.message for p in problems), problems
 
 
-def test_a_chartfile_too_large_or_not_utf8_is_named_at_its_line(project, monkeypatch):
+def test_a_chartfile_too_large_or_not_utf8_is_named_at_its_line(bare, monkeypatch):
+    project = bare
     text = CHARTFILE + "# " + "x" * 100_000 + "\n"
     [p] = _problems(project, text, monkeypatch)
     assert p.line == _line(text, "# xxx") and "larger than" in p.message
