@@ -288,15 +288,27 @@ def charts_present() -> bool:
     return all((charts_dir() / c / "Chart.yaml").is_file() for c in names)
 
 
-def _at_pin(root: Path, directory: str, version: str) -> bool:
-    """``root/directory`` holds a chart of ``version`` (its Chart.yaml says so)."""
+def _at_pin(root: Path, directory: str, version: str, cached: bool = True) -> bool:
+    """``root/directory`` holds a chart of ``version`` (its Chart.yaml says so); read through
+    the parsed-YAML cache unless ``cached`` is False (a download in a temporary directory,
+    whose entry would never be read again)."""
     from .statcache import load_yaml
 
+    chart_yaml = root / directory / "Chart.yaml"
     try:
-        chart = load_yaml(root / directory / "Chart.yaml") or {}
-    except (OSError, ValueError):
+        if cached:
+            chart = load_yaml(chart_yaml)
+        else:
+            import yaml
+
+            try:
+                chart = yaml.load(chart_yaml.read_bytes(),
+                                  Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except yaml.YAMLError:
+                return False
+        return isinstance(chart, dict) and str(chart.get("version")) == version
+    except (OSError, ValueError):  # unreadable, not YAML, or a number str() refuses
         return False
-    return isinstance(chart, dict) and str(chart.get("version")) == version
 
 
 def charts_at_pins() -> bool:
@@ -353,7 +365,8 @@ def _vendor_charts():
                     f"{proc.stderr.strip()}\nThe vendored charts were left as they were. Check "
                     f"{_source()} and the network; charts already at their pinned version are "
                     "never downloaded again.")
-            wrong = [p.chart for p in stale if not _at_pin(work / "charts", p.directory, p.version)]
+            wrong = [p.chart for p in stale
+                     if not _at_pin(work / "charts", p.directory, p.version, cached=False)]
             if wrong:
                 return TaskFailed(
                     f"`tk tool charts vendor` did not give {', '.join(wrong)} at the version "

@@ -202,6 +202,7 @@ def test_a_pin_bump_replaces_the_chart_once_the_new_one_is_downloaded(vendoring,
 
     repo = tmp_path / "repo"
     repo.mkdir()
+    (vendoring / "build").mkdir()  # where the parsed-YAML cache is kept
     src = vendoring / "tanka/charts/keda"
     meta = yaml.safe_load((src / "Chart.yaml").read_text())
     meta["version"] = "2.20.3"
@@ -231,6 +232,8 @@ def test_a_pin_bump_replaces_the_chart_once_the_new_one_is_downloaded(vendoring,
     assert failed is None, failed.message
     assert (src / "NEW").read_text() == "2.20.3\n" and charts.charts_at_pins()
     assert _hidden(vendoring) == []
+    cache = (vendoring / "build/.cache/stat-yaml.json").read_text()
+    assert "/tanka/charts/keda/Chart.yaml" in cache and ".vendor." not in cache  # no dead entry
 
 
 def test_an_alias_bomb_is_refused_at_its_line_fast(bare, monkeypatch):
