@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .problems import InputError, Problem
+from .problems import InputError, Problem, shown, utf8_problem
 
 MAX_ID = 999_999_999
 CRITERIA_LEVELS = ("must", "should", "nice")
@@ -138,9 +138,11 @@ class _Located(Exception):
         self.problem = Problem(mark.line + 1, message, fix, mark.column + 1)
 
 
+#: larger whole numbers are refused as Python's decimal reading refuses them (4300 digits)
+MAX_INT_BITS = 14_000
 #: no plan needs more than a handful of levels; deeper input is an attack or an accident
 MAX_DEPTH = 100
-NESTING_FIX = "a plan needs a few levels: check the brackets and `-` on this line"
+NESTING_FIX = "this file needs a few levels: check the brackets and `-` on this line"
 _NO_KEY = object()
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -167,11 +169,12 @@ def _event_source():
     return Events
 
 
-def _build(text: str) -> Any:
+def _build(text: str, aliases: bool = True) -> Any:
     """The YAML document as _Map/_Seq/scalars with lines, built in one pass over the parser's
     events with an explicit stack: no recursion (libyaml's own composer recurses in C and
     crashes the interpreter on deeply nested input), a depth limit, aliases shared (so alias
-    bombs cost nothing), merge keys (``<<``) applied with explicit keys winning."""
+    bombs cost nothing) or, without ``aliases``, refused, merge keys (``<<``) applied with
+    explicit keys winning."""
     import yaml
     from yaml import events as ev
     from yaml.nodes import ScalarNode
@@ -233,6 +236,11 @@ def _build(text: str) -> Any:
                     except (OverflowError, TypeError) as err:
                         raise _Located(e.start_mark, f"cannot read this value: {err}",
                                        "quote it to make it text, or correct it") from None
+                    if type(value) is int and value.bit_length() > MAX_INT_BITS:
+                        # hex, octal and binary are read past the decimal digit limit,
+                        # which any message showing the number would then hit
+                        raise _Located(e.start_mark, "this number is too large",
+                                       "write a smaller number")
                 if e.anchor:
                     anchors[e.anchor] = value
                 add(value, line)
@@ -241,7 +249,7 @@ def _build(text: str) -> Any:
                     raise _Located(e.start_mark, f"nested more than {MAX_DEPTH} levels deep", NESTING_FIX)
                 is_map = kind is ev.MappingStartEvent
                 if e.tag not in (None, "!", "tag:yaml.org,2002:map" if is_map else "tag:yaml.org,2002:seq"):
-                    raise _Located(e.start_mark, f"the tag {e.tag} is not supported in a plan",
+                    raise _Located(e.start_mark, f"the tag {e.tag} is not supported here",
                                    "remove the tag")
                 c = _Map() if is_map else _Seq()
                 c.line = e.start_mark.line + 1
@@ -260,6 +268,9 @@ def _build(text: str) -> Any:
                     anchors[anchor] = c
                 add(c, c.line)
             elif kind is ev.AliasEvent:
+                if not aliases:  # for a reader that expands them (an alias bomb)
+                    raise _Located(e.start_mark, f"a YAML alias (*{e.anchor}) is not allowed here",
+                                   "write the value out in full")
                 if e.anchor not in anchors:
                     raise _Located(e.start_mark, f"unknown alias *{e.anchor} (or one used inside its own anchor)",
                                    f"define `&{e.anchor}` on a complete value before using `*{e.anchor}`")
@@ -295,7 +306,11 @@ class _MergeError(Exception):
         self.line = line
 
 
-def _parse(text: str, source: str) -> Any:
+def parse_yaml(text: str, source: str, error: type[InputError] = PlanError,
+               aliases: bool = True) -> Any:
+    """A YAML document whose mappings and lists know their lines (``_Map.key_lines``,
+    ``_Seq.item_lines``); anything that is not a readable single document raises ``error``
+    (an :class:`InputError`) at its line. The reader of plan.yaml and chartfile.yaml."""
     import gc
 
     import yaml
@@ -303,31 +318,34 @@ def _parse(text: str, source: str) -> Any:
     gc_was_on = gc.isenabled()
     gc.disable()  # building a large tree of new objects: the cycle collector only slows it down
     try:
-        return _build(text)
+        return _build(text, aliases)
     except _Located as e:
-        raise PlanError(source, [e.problem]) from None
+        raise error(source, [e.problem]) from None
     except _MergeError as e:
-        raise PlanError(source, [Problem(e.line, "`<<:` (a merge key) must name a mapping or a list of mappings",
-                                         "merge with `<<: *anchor` where &anchor is on a mapping")]) from None
+        raise error(source, [Problem(e.line, "`<<:` (a merge key) must name a mapping or a list of "
+                                     "mappings", "merge with `<<: *anchor` where &anchor is on a "
+                                     "mapping")]) from None
     except _DuplicateKey as e:
-        raise PlanError(source, [Problem(e.line, f"duplicate key {e.key!r} (first at line {e.first})",
-                                         "keep one of them")]) from None
+        raise error(source, [Problem(e.line, f"duplicate key {shown(e.key)} (first at line "
+                                     f"{e.first})",
+                                     "keep one of them")]) from None
     except _Unhashable as e:
-        raise PlanError(source, [Problem(e.line, "a mapping key must be a plain value",
-                                         "use a string such as `id` as the key")]) from None
+        raise error(source, [Problem(e.line, "a mapping key must be a plain value",
+                                     "use a string such as `id` as the key")]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 0)
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
         if "nesting depth" in what:  # PyYAML >= 6.0.4's scanner limit, met before the parser's depth check
-            raise PlanError(source, [Problem(line, f"nested more than {MAX_DEPTH} levels deep", NESTING_FIX,
-                                             col)]) from None
-        raise PlanError(source, [Problem(line, f"YAML syntax error: {what}",
-                                         "check indentation, colons and quotes on this line", col)]) from None
+            raise error(source, [Problem(line, f"nested more than {MAX_DEPTH} levels deep",
+                                         NESTING_FIX, col)]) from None
+        raise error(source, [Problem(line, f"YAML syntax error: {what}",
+                                     "check indentation, colons and quotes on this line",
+                                     col)]) from None
     except yaml.reader.ReaderError as e:
-        raise PlanError(source, [_character_problem(text, _char_index(text, e))]) from None
+        raise error(source, [_character_problem(text, _char_index(text, e))]) from None
     except yaml.YAMLError as e:
-        raise PlanError(source, [Problem(1, f"cannot read YAML: {e}", "fix the YAML syntax")]) from None
+        raise error(source, [Problem(1, f"cannot read YAML: {e}", "fix the YAML syntax")]) from None
     finally:
         if gc_was_on:
             gc.enable()
@@ -629,7 +647,7 @@ def loads(text: str, source: str = "plan.yaml") -> Plan:
         raise PlanError(source, [Problem(0, "the plan must be text", "")])
     if "\x00" in text:
         raise PlanError(source, [_character_problem(text, text.index("\x00"))])
-    return build(_parse(text, source), source)
+    return build(parse_yaml(text, source), source)
 
 
 def load(path: Path | None = None) -> Plan:
@@ -661,10 +679,7 @@ def decode(data: bytes, source: str = "plan.yaml") -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = len(data[data.rfind(b"\n", 0, e.start) + 1:e.start].decode("utf-8", "replace")) + 1
-        raise PlanError(source, [Problem(line, "the file is not UTF-8 text here", "save the file as UTF-8 "
-                                         "(most editors: File > Save with encoding > UTF-8)", col)]) from None
+        raise PlanError(source, [utf8_problem(data, e)]) from None
 
 
 _CACHE: dict[Path, tuple[tuple[int, ...], str, Plan]] = {}

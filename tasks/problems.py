@@ -30,6 +30,26 @@ class Problem(NamedTuple):
         return f"{where}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
+def shown(value) -> str:
+    """``value`` for a message: its repr, cut short (a key or value may be megabytes)."""
+    import reprlib
+
+    if type(value) is int and value.bit_length() > 200:  # repr() refuses past 4300 digits
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = 60
+    r.maxlevel, r.maxlist, r.maxdict = 2, 4, 4
+    return r.repr(value)
+
+
+def utf8_problem(data: bytes, err: UnicodeDecodeError) -> Problem:
+    """The line and column of the first byte of ``data`` that is not UTF-8."""
+    line = data.count(b"\n", 0, err.start) + 1
+    col = len(data[data.rfind(b"\n", 0, err.start) + 1:err.start].decode("utf-8", "replace")) + 1
+    return Problem(line, "the file is not UTF-8 text here",
+                   "save the file as UTF-8 (most editors: File > Save with encoding > UTF-8)", col)
+
+
 #: at most this many problems are printed (all are kept in ``InputError.problems``)
 SHOWN_PROBLEMS = 100
 

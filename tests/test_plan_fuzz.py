@@ -206,10 +206,11 @@ def test_alias_and_merge_bombs(levels, fanout, kind, where):
 
 @given(st.sampled_from(["id", "estimate_days", "title", "needs", "tasks", "registry_port", "kubernetes_version",
                         "environments", "target_day"]),
-       st.sampled_from(["digits", "string", "list", "float"]), st.integers(1, 6))
+       st.sampled_from(["digits", "hex", "string", "list", "float"]), st.integers(1, 6))
 def test_huge_values(field, kind, magnitude):
     size = 10 ** magnitude
-    value = {"digits": "9" * min(size, 20_000), "string": '"' + "x" * size + '"',
+    value = {"digits": "9" * min(size, 20_000), "hex": "0x" + "f" * min(size, 20_000),
+             "string": '"' + "x" * size + '"',
              "list": "[" + ", ".join(["1"] * min(size, 20_000)) + "]", "float": "1e" + "9" * magnitude}[kind]
     if field in ("registry_port", "kubernetes_version", "environments"):
         text = f"settings:\n  {field}: {value}\n" + HEAD

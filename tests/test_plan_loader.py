@@ -215,6 +215,20 @@ def test_huge_integers_report_their_line():
     assert any(p.line == 14 and "'id' must be a whole number" in p.message for p in e.problems)
 
 
+@pytest.mark.parametrize("number", ["0x" + "f" * 5000, "-0" + "7" * 5000, "0b" + "1" * 20_000],
+                         ids=["hex", "octal", "binary"])
+@pytest.mark.parametrize("where", ["target_day: 3", "estimate_days: 2", "needs: [1]",
+                                   "items: [1, 2]"],
+                         ids=["target_day", "estimate_days", "needs", "items"])
+def test_huge_hex_octal_and_binary_numbers_report_their_line(number, where):
+    """Python reads them without the decimal digit limit; printing one in a message hit it."""
+    value = number if ":" in where and "[" not in where else f"[{number}]"
+    text = GOOD.replace(where, where.split(":")[0] + ": " + value)
+    e = error_of(text)
+    line = text.splitlines().index(next(x for x in text.splitlines() if number in x)) + 1
+    assert any(p.line == line and "too large" in p.message for p in e.problems), str(e)[:500]
+
+
 def test_deep_nesting_and_yaml_bombs_are_rejected_with_a_line():
     deep = "workstreams: []\nitems: []\nsettings:\n  project: " + "[" * 100_000 + "]" * 100_000 + "\n"
     e = error_of(deep)

@@ -226,3 +226,94 @@ def test_the_image_tag_policy_follows_image_policy_not_the_name(project, monkeyp
     doc["environments"]["local"]["image_policy"] = "pinned"
     (project / "deploy.json").write_text(json.dumps(doc))
     assert not tag_rules("staging") and tag_rules("local")
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def _bounded(e: SettingsError, limit: int = 4000) -> str:
+    """Every problem is reported at a line, in a message of bounded length."""
+    msg = str(e)
+    assert len(msg) < limit and all(p.line >= 1 for p in e.problems), msg[:limit]
+    for p in e.problems:
+        assert f"deploy.json:{p.line}" in msg
+    return msg
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "-" + "9" * 5000, "1" + "0" * 40],
+                         ids=["5000-digits", "negative", "41-digits"])
+def test_a_huge_number_is_named_at_its_line(number):
+    doc = text(GOOD).replace('"registry_port": 5111', f'"registry_port": {number}')
+    [p] = error(doc).problems
+    assert p.line == line_of(doc, '"registry_port"')
+    assert "'registry_port' must be a port" in p.message
+    _bounded(error(doc))
+
+
+@pytest.mark.parametrize("opener, closer", [("[", "]"), ('{"a": ', "}")])
+def test_deep_nesting_is_named_at_its_line(opener, closer):
+    deep = opener * 20_000 + "1" + closer * 20_000
+    doc = text(GOOD).replace('"kind": "local"', '"kind": ' + deep)
+    [p] = error(doc).problems
+    assert p.line == line_of(doc, '"kind": ' + opener[0]) and p.column
+    assert "nested more than" in p.message
+    _bounded(error(doc))
+
+
+@pytest.mark.parametrize("size", [200_000, 20_000_000])
+def test_a_huge_key_or_value_is_rejected_fast_with_a_short_message(size):
+    import time
+
+    for doc in (dict(GOOD, **{"x" * size: 1}), dict(GOOD, project="x" * size),
+                with_env("e" * size, {"kind": "remote"})):
+        start = time.monotonic()
+        e = error(doc)
+        assert time.monotonic() - start < 2, "slow"
+        _bounded(e)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("project", "raibid-ci\n"), ("namespace", "raibid-system\n"), ("cluster", "raibid-ci\n"),
+    ("registry", "raibid-registry.localhost\n"), ("kubernetes_version", "1.33.0\n")])
+def test_a_trailing_newline_is_not_part_of_a_name(key, value):
+    doc = dict(GOOD, **{key: value})
+    [p] = error(doc).problems
+    assert repr(key) in p.message and p.line == line_of(text(doc), f'"{key}"')
+
+
+def test_a_trailing_newline_is_not_part_of_an_environment_or_its_namespace():
+    doc = with_env("qa", {"kind": "remote", "context": "qa-ctx", "namespace": "qa-ns\n"})
+    [p] = error(doc).problems
+    assert "'namespace' must be a Kubernetes name" in p.message
+    doc = json.loads(json.dumps(GOOD))
+    doc["environments"]["qa\n"] = doc["environments"].pop("qa")
+    assert any("environment name 'qa\\n'" in p.message for p in error(doc).problems)
+    doc = with_env("qa", {"kind": "remote", "context": "qa-ctx\n"})
+    [p] = error(doc).problems
+    assert "context" in p.message and p.line == line_of(text(doc), '"context": "qa-ctx\\n"')
+
+
+def test_a_duplicate_key_is_named_at_its_second_line():
+    doc = text(GOOD).replace('"registry_port": 5111,',
+                             '"registry_port": 5111,\n  "registry_port": 5112,')
+    [p] = error(doc).problems
+    assert "duplicate key 'registry_port'" in p.message and "first at line" in p.message
+    assert p.line == line_of(doc, '"registry_port": 5112')
+    doc = text(GOOD).replace('"kind": "local"', '"kind": "local",\n      "kind": "remote"')
+    assert any("duplicate key 'kind'" in p.message and p.line == line_of(doc, '"kind": "remote"')
+               for p in error(doc).problems)
+
+
+def test_a_file_that_is_not_utf8_or_too_large_is_named_at_its_line(tmp_path):
+    f = tmp_path / "deploy.json"
+    f.write_bytes(text(GOOD).encode().replace(b"raibid-system", b"raibid-\xffsystem"))
+    with pytest.raises(SettingsError) as e:
+        settings.load(f, on_disk=ON_DISK)
+    [p] = e.value.problems
+    assert (p.line, p.column) == (line_of(text(GOOD), '"namespace"'), 24), str(e.value)
+    f.write_text(text(GOOD).replace('"project"', '"x": "' + "x" * 20_000_000 + '",\n  "project"'))
+    with pytest.raises(SettingsError) as e:
+        settings.load(f, on_disk=ON_DISK)
+    [p] = e.value.problems
+    assert p.line == 2 and "larger than" in p.message
+    _bounded(e.value)
