@@ -4,7 +4,7 @@ from __future__ import annotations
 from doit.cmd_base import Command
 
 from . import paths
-from .cmd_base import console
+from .cmd_base import PipeSafe, console
 
 opt_force = {
     "name": "force",
@@ -16,7 +16,7 @@ opt_force = {
 }
 
 
-class Tools(Command):
+class Tools(PipeSafe, Command):
     name = "tools"
     doc_purpose = "build the pinned Go-built tools into .tools/bin"
     doc_usage = "[--force] [TOOL|GROUP|all ...]"
@@ -29,14 +29,6 @@ class Tools(Command):
         "from its current go.mod, go.sum and Go toolchain is left as it is (a stamp next to it "
         "records them); --force builds it anyway. Every task puts .tools/bin first on PATH.")
     cmd_options = (opt_force,)
-
-    def parse_execute(self, in_args):
-        if any(a in ("-h", "--help") for a in in_args):  # what `doit help tools` prints
-            import sys
-
-            sys.stdout.write(self.help() + "\n")
-            return 0
-        return super().parse_execute(in_args)
 
     def execute(self, params, args):  # no dodo.py needed to install tools
         import sys
