@@ -579,7 +579,11 @@ def dry_run_namespaces(objects: list[dict], namespace: str, env: str) -> tuple[l
 
     A dry-run is a create only when nothing of that name exists: in namespaces of its own
     neither a deploy to the same control plane nor another environment's render turns it
-    into a patch of existing objects (whose immutable fields would then be reported)."""
+    into a patch of existing objects (whose immutable fields would then be reported).
+    Every namespace moves, the environment's and any other a chart names (KEDA's RoleBinding
+    in kube-system), each object into its own. Cluster-scoped objects keep their names
+    (an APIService's and a CRD's are fixed by their contents), so a dry-run of one that
+    a deploy left on the control plane is the patch an apply there would send."""
     import copy
 
     def moved(ns: str) -> str:

@@ -105,11 +105,43 @@ def rendered(stack, tmp_path_factory):
 
 
 def test_validate_dry_runs_the_render_server_side(rendered, controlplane):
-    proc = run_doit(rendered, "validate:local", check=True)
+    """Every environment's render, with objects outside its namespace (the KEDA chart's
+    RoleBinding in kube-system) and cluster-scoped ones, is accepted."""
     from tasks import tools
+    from tasks.render import rendered_objects
 
+    for env in ("local", "staging"):
+        objs = rendered_objects(rendered / "build" / "manifests" / env)
+        assert {o["metadata"].get("namespace") for o in objs} - {None, "raibid-system"}, env
+        assert [o for o in objs if not o["metadata"].get("namespace")
+                and o["kind"] not in ("Namespace", "CustomResourceDefinition")], env
+    proc = run_doit(rendered, "validate:local", "validate:staging", check=True)
     pinned = tools.TOOLS["kube-apiserver"].version  # tools/kube-apiserver/go.mod
-    assert f"server-side dry-run accepted by kube-apiserver {pinned}" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert out.count(f"server-side dry-run accepted by kube-apiserver {pinned}") == 2, out
+
+
+def test_the_dry_run_moves_every_namespace_and_keeps_cluster_scoped_names():
+    """dry_run_namespaces: each namespaced object moves into the dry-run's namespace for
+    its own (the environment's or another, as kube-system), with a Namespace for each;
+    one naming none goes to the environment's (returned); cluster-scoped objects keep
+    their names."""
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raibid-system"}},
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "c", "namespace": "raibid-system"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "keda-operator-auth-reader", "namespace": "kube-system"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": "keda-operator"}}]
+    out, default = cpmod.dry_run_namespaces(objs, "raibid-system", "staging")
+    assert default == "dryrun-staging-raibid-system"
+    assert [(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in out] == [
+        ("Namespace", "dryrun-staging-raibid-system", None),
+        ("ConfigMap", "c", "dryrun-staging-raibid-system"),
+        ("RoleBinding", "keda-operator-auth-reader", "dryrun-staging-kube-system"),
+        ("ClusterRole", "keda-operator", None),
+        ("Namespace", "dryrun-staging-kube-system", None)]
+    assert objs[2]["metadata"]["namespace"] == "kube-system"  # the render is not changed
 
 
 def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendered, controlplane, tmp_path):
