@@ -2,7 +2,7 @@
 
 ``doit controlplane:start`` starts etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok (one fake node, so Pods are scheduled and reported Running) on
-free loopback ports, with certificates made by openssl (a CA, a serving certificate for
+free loopback ports (Service cluster IPs on loopback too), with certificates made by openssl (a CA, a serving certificate for
 127.0.0.1, an admin client certificate in ``system:masters``, a service-account key
 pair) under ``build/controlplane/``, writes ``build/controlplane/kubeconfig`` and waits
 until everything answers. ``doit controlplane:stop`` stops exactly the processes it
@@ -404,8 +404,12 @@ def _start_components(cp: ControlPlane, ports: dict, timeout: float) -> None:
         f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
         f"--client-ca-file={pki / 'ca.crt'}", "--service-account-issuer=https://kubernetes.default.svc",
         f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=RBAC", "--allow-privileged=true",
-        "--endpoint-reconciler-type=none", "--profiling=false", f"--cert-dir={cp.dir / 'apiserver'}"])
+        # Service IPs on loopback: what the API server itself calls (a chart's admission
+        # webhooks, KEDA's metrics APIService) stays on this machine and, nothing serving
+        # it, fails at once (a webhook failing open, an APIService unavailable)
+        "--service-cluster-ip-range=127.96.0.0/16",
+        "--authorization-mode=RBAC", "--allow-privileged=true", "--endpoint-reconciler-type=none",
+        "--profiling=false", f"--cert-dir={cp.dir / 'apiserver'}"])
     cp.wait_http("kube-apiserver", f"https://127.0.0.1:{ports['apiserver']}/readyz", timeout, cp._ssl())
     common = [f"--kubeconfig={cp.kubeconfig}", f"--authentication-kubeconfig={cp.kubeconfig}",
               f"--authorization-kubeconfig={cp.kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false"]

@@ -48,6 +48,48 @@ def test_the_control_plane_schedules_a_job_on_the_fake_node_and_answers_every_co
     cp.kubectl("delete", "namespace", ns, "--wait=false", check=True)
 
 
+def test_what_the_api_server_calls_itself_stays_on_loopback(controlplane):
+    """A webhook (the KEDA chart's admission webhooks, its metrics APIService) is called by
+    the API server at its Service's cluster IP: on the test control plane that is a
+    loopback address, where nothing serves it, so the call fails at once and never leaves
+    this machine."""
+    import ipaddress
+
+    cp = controlplane
+    ns = "cp-loopback"
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hook", "namespace": ns},
+           "spec": {"ports": [{"port": 443}]}}
+    hook = {"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "raibid-test-loopback"},
+            "webhooks": [{"name": "loopback.raibid.test", "admissionReviewVersions": ["v1"],
+                          "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
+                          "clientConfig": {"service": {"name": "hook", "namespace": ns}},
+                          "objectSelector": {"matchLabels": {"raibid.test/hooked": "yes"}},
+                          "rules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                     "operations": ["CREATE"], "resources": ["configmaps"]}]}]}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "c", "namespace": ns, "labels": {"raibid.test/hooked": "yes"}}}
+    cp.kubectl("create", "namespace", ns, check=True)
+    try:
+        cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                        "items": [svc, hook]}), check=True)
+        ip = cp.kubectl("-n", ns, "get", "service", "hook", "-o", "jsonpath={.spec.clusterIP}",
+                        check=True).stdout
+        assert ipaddress.ip_address(ip).is_loopback, ip
+        for _ in range(50):  # the API server sees the new webhook within a moment
+            proc = cp.kubectl("create", "-f", "-", input=json.dumps(cm))
+            if proc.returncode != 0:
+                break
+            cp.kubectl("-n", ns, "delete", "configmap", "c", check=True)
+            time.sleep(0.1)
+        refused = f"dial tcp {ip}:443: connect: connection refused"
+        assert proc.returncode != 0 and refused in proc.stderr, proc.stderr
+    finally:
+        cp.kubectl("delete", "validatingwebhookconfiguration", hook["metadata"]["name"],
+                   "--ignore-not-found", check=True)
+        cp.kubectl("delete", "namespace", ns, "--wait=false", check=True)
+
+
 def test_stop_stops_what_it_started_and_leaves_a_reused_pid_alone(tmp_path):
     cp = cpmod.ControlPlane(tmp_path / "cp")
     cp.dir.mkdir()
