@@ -498,3 +498,39 @@ def test_server_side_apply_puts_each_object_in_its_own_namespace_and_all_or_none
         cp.kubectl("delete", "clusterrole", role["metadata"]["name"], "--ignore-not-found",
                    check=True)
         cp.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=True)
+
+
+def test_reset_deletes_an_apiservice_served_from_the_namespace(controlplane):
+    """autoscale.reset with an APIService served from the namespace (the KEDA chart's
+    metrics API, unavailable here: nothing runs its Pods): the namespace still goes (an
+    unavailable APIService keeps the namespace controller from finishing it), and so
+    does the APIService."""
+    from tasks.kube import object_list
+
+    cp = controlplane
+    ns = "raibid-test-aggregated"
+    api = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+           "metadata": {"name": "v1beta1.aggregated.raibid.test"},
+           "spec": {"group": "aggregated.raibid.test", "version": "v1beta1",
+                    "insecureSkipTLSVerify": True, "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                    "service": {"name": "metrics", "namespace": ns, "port": 443}}}
+    objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+               {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "metrics", "namespace": ns},
+                "spec": {"ports": [{"port": 443}]}},
+               api]
+    try:
+        cp.kubectl("apply", "-f", "-", input=object_list(objects), check=True)
+        name = api["metadata"]["name"]
+        cp.kubectl("wait", "--for=condition=Available=False", f"apiservice/{name}", "--timeout=60s",
+                   timeout=90, check=True)
+        started = time.monotonic()
+        reset(cp, namespace=ns, keep_crds=True)
+        assert time.monotonic() - started < 60
+        assert live(cp, api) is None
+        left = cp.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name", check=True)
+        assert left.stdout == ""
+    finally:
+        cp.kubectl("delete", "apiservice", api["metadata"]["name"], "--ignore-not-found",
+                   check=True)
