@@ -215,9 +215,9 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={manager}"]
     out = []
 
-    def step(argv, stdin=None, keep=True):
+    def step(argv, stdin=None, keep=True):  # keep: its stdout is part of the output
         proc = run(kubectl + argv, input=stdin, capture_output=True, text=True)
-        if keep or proc.returncode != 0:
+        if keep:
             out.append(proc.stdout.strip())
         if proc.returncode != 0:
             out.append(proc.stderr.strip())

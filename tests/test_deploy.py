@@ -490,6 +490,7 @@ def test_server_side_apply_puts_each_object_in_its_own_namespace_and_all_or_none
         other = {**cm, "metadata": {"name": "raibid-test-other", "namespace": "kube-system"}}
         ok, out = kube.server_side_apply(kubectl, [changed, bad, other, namespace], ns)
         assert not ok and "not a key!" in out and "none of the 3 objects" in out, out
+        assert "(server dry run)" not in out  # what the dry-run accepted is not listed as applied
         assert live(cp, cm_there)["data"] == {"a": "1"}
         assert live(cp, other) is None and live(cp, bad) is None
     finally:
