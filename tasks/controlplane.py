@@ -2,11 +2,11 @@
 
 ``doit controlplane:start`` starts etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok (one fake node, so Pods are scheduled and reported Running) on
-free loopback ports, with certificates made by openssl (a CA, a serving certificate for
-127.0.0.1, an admin client certificate in ``system:masters``, etcd's serving certificate
-and the API server's etcd client certificate: etcd answers only TLS clients with a
-certificate of that CA, so no other local user reads or writes its keys; a service-account
-key pair) under ``build/controlplane/``, writes ``build/controlplane/kubeconfig`` and waits
+free loopback ports (Service cluster IPs on loopback too), with certificates made by openssl
+(a CA, a serving certificate for 127.0.0.1, an admin client certificate in ``system:masters``,
+etcd's serving certificate and the API server's etcd client certificate: etcd answers only TLS
+clients with a certificate of that CA, so no other local user reads or writes its keys; a
+service-account key pair) under ``build/controlplane/``, writes ``build/controlplane/kubeconfig`` and waits
 until everything answers. ``doit controlplane:stop`` stops exactly the processes it
 started (each pid and start time is recorded in ``state.json`` as soon as it starts;
 nothing is found by name). Starts and stops of one directory take turns (a lock on it),
@@ -472,8 +472,12 @@ def _start_components(cp: ControlPlane, ports: dict, timeout: float) -> None:
         f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
         f"--client-ca-file={pki / 'ca.crt'}", "--service-account-issuer=https://kubernetes.default.svc",
         f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=RBAC", "--allow-privileged=true",
-        "--endpoint-reconciler-type=none", "--profiling=false", f"--cert-dir={cp.dir / 'apiserver'}"])
+        # Service IPs on loopback: what the API server itself calls (a chart's admission
+        # webhooks, KEDA's metrics APIService) stays on this machine and, nothing serving
+        # it, fails at once (a webhook failing open, an APIService unavailable)
+        "--service-cluster-ip-range=127.96.0.0/16",
+        "--authorization-mode=RBAC", "--allow-privileged=true", "--endpoint-reconciler-type=none",
+        "--profiling=false", f"--cert-dir={cp.dir / 'apiserver'}"])
     cp.wait_http("kube-apiserver", f"https://127.0.0.1:{ports['apiserver']}/readyz", timeout, cp._ssl())
     common = [f"--kubeconfig={cp.kubeconfig}", f"--authentication-kubeconfig={cp.kubeconfig}",
               f"--authorization-kubeconfig={cp.kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false"]
@@ -656,7 +660,11 @@ def dry_run_namespaces(objects: list[dict], namespace: str, env: str) -> tuple[l
 
     A dry-run is a create only when nothing of that name exists: in namespaces of its own
     neither a deploy to the same control plane nor another environment's render turns it
-    into a patch of existing objects (whose immutable fields would then be reported)."""
+    into a patch of existing objects (whose immutable fields would then be reported).
+    Every namespace moves, the environment's and any other a chart names (KEDA's RoleBinding
+    in kube-system), each object into its own. Cluster-scoped objects keep their names
+    (an APIService's and a CRD's are fixed by their contents), so a dry-run of one that
+    a deploy left on the control plane is the patch an apply there would send."""
     import copy
 
     def moved(ns: str) -> str:

@@ -8,9 +8,12 @@ validated render (for the environment of kind ``local``, once ``push:<name>`` pu
 images to the k3d registry, with their refs in place of its ``raibid-<name>`` images)
 server-side, with the field
 manager ``raibid-deploy``: no last-applied annotation (a large CRD does not fit in
-one), CRDs and Namespaces first and Established before the objects that need them, and
-a second apply of the same objects changes nothing. ``diff:<env>`` asks the server the
-same way (``kubectl diff --server-side``), listing what the apply would create first.
+one), CRDs and Namespaces first and Established before the objects that need them, the
+rest dry-run first (an object the server rejects leaves it all unapplied), each object in
+its own namespace, and a second apply of the same objects changes nothing. The record is
+deleted before and written after: an apply that fails half way leaves none. ``diff:<env>``
+asks the server the same way (``kubectl diff --server-side``), listing what the apply
+would create first.
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
 from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest, check_context,
-                   context_of, context_problem, diff_objects, is_local, kubectl_argv, namespace_of,
-                   record_applied, server_side_apply)
+                   context_of, context_problem, diff_objects, forget_applied, is_local, kubectl_argv,
+                   namespace_of, record_applied, server_side_apply)
 from .render import changed_since_render, rendered_objects
 from .tanka import manifests_dir, read_digest
 
@@ -136,6 +139,12 @@ def _apply_action(env: str):
     objects = deploy_objects(env)
     if isinstance(objects, TaskFailed):
         return objects
+    # forget first, record after (as `down` does): an apply that fails, or is killed, half
+    # way leaves no record saying the cluster holds an earlier render (the next apply of
+    # that render would trust it and apply nothing)
+    if not forget_applied(env, quiet=True):
+        return TaskFailed(f"apply:{env}: deleting the applied record ({APPLIED_CONFIGMAP}) failed, "
+                          f"so nothing was applied: is the cluster ({context_of(env)}) up?")
     kubectl = kubectl_argv(context_of(env))
     ok, output = server_side_apply(kubectl, objects, namespace_of(env))
     problem = None if ok else access_problem(env, "applied", output)

@@ -10,7 +10,10 @@ directory; ``validate:<env>`` checks that it does (the ``gitops`` policy, which 
 :func:`published_dirs`).
 
 The published directory holds the rendered files and a ``kustomization.yaml`` listing
-them, so ``kubectl kustomize <dir>`` (and Flux) build exactly the render. Publishing
+them, so ``kubectl kustomize <dir>`` (and Flux) build exactly the render, each object in
+the namespace it was rendered with; the Flux Kustomization changes nothing of it (no
+``targetNamespace``, patches or substitutions: :data:`FLUX_TRANSFORMS`, which the
+``gitops`` policy refuses), so Flux applies what ``apply:<env>`` applies. Publishing
 clones the branch into a temporary directory under build/publish/, replaces that directory,
 and commits and pushes only when something changed; the push is Git's own atomic ref update,
 so an interrupted publish leaves the repository as it was. A render that contains Secrets
@@ -37,6 +40,10 @@ URL_ENV = "RAIBID_GITOPS_URL"
 #: objects of our secrets library (tanka/lib/raibid/secrets.libsonnet labels them so)
 SECRETS_COMPONENT = ("app.kubernetes.io/component", "secrets")
 KUSTOMIZATION = "kustomization.yaml"
+#: the fields of a Flux Kustomization's spec that change what it applies from the published
+#: tree (kustomize-controller's own overlay, and its variable substitution after the build)
+FLUX_TRANSFORMS = ("targetNamespace", "namePrefix", "nameSuffix", "commonMetadata", "patches",
+                   "patchesStrategicMerge", "patchesJson6902", "images", "components", "postBuild")
 
 
 class PublishError(Exception):

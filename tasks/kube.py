@@ -1,8 +1,9 @@
 """Kubernetes access of the deploy: an environment's kube context and namespace (its
 deploy.json properties), ``kubectl`` argv, server-side apply and diff with the field manager
 ``raibid-deploy`` (CRDs and Namespaces first, Established before the objects that need
-them), the kinds a server serves, and the applied record: the ConfigMap
-``raibid-deploy-applied`` in which apply:<env> leaves the digest of what it deployed.
+them; every object in its own namespace), the kinds a server serves, and the applied
+record: the ConfigMap ``raibid-deploy-applied`` in which apply:<env> leaves the digest of
+what it deployed.
 """
 from __future__ import annotations
 
@@ -217,12 +218,15 @@ def record_applied(env: str, digest: str, images: dict[str, str]) -> str | None:
     return None if rec.returncode == 0 else rec.stderr.strip()
 
 
-def forget_applied(env: str) -> bool:
-    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs)."""
+def forget_applied(env: str, quiet: bool = False) -> bool:
+    """Delete the cluster's record of what ``apply:<env>`` deployed (the next apply runs);
+    ``quiet``: without printing the command and its output."""
     if context_of(env) is None:
         print(context_problem(env, "forgotten"))
         return False
     argv = env_kubectl(env) + ["delete", "configmap", APPLIED_CONFIGMAP, "--ignore-not-found"]
+    if quiet:
+        return run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL).returncode == 0
     print("$ kubectl " + " ".join(argv[1:]), flush=True)
     return run(argv).returncode == 0
 
@@ -280,14 +284,17 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     """Server-side apply ``objects`` in two steps, so custom resources never race their CRDs:
     the CRDs and Namespaces first (always for real: a dry-run of a custom resource needs its
     CRD established), wait until the CRDs are Established, then everything else, each
-    object applied once (with ``dry_run``: ``--dry-run=server``). Returns (ok, kubectl's
-    output)."""
+    object applied once, in its own namespace (``namespace`` for a namespaced one naming
+    none: :func:`in_own_namespaces`). That second step is dry-run server-side first
+    (with ``dry_run``: only that), so an object the server rejects leaves the rest
+    unapplied rather than the stack half applied. Returns (ok, kubectl's output)."""
     base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={manager}"]
     out = []
 
-    def step(argv, stdin=None):
+    def step(argv, stdin=None, keep=True):  # keep: its stdout is part of the output
         proc = run(kubectl + argv, input=stdin, capture_output=True, text=True)
-        out.append(proc.stdout.strip())
+        if keep:
+            out.append(proc.stdout.strip())
         if proc.returncode != 0:
             out.append(proc.stderr.strip())
         return proc.returncode == 0
@@ -302,9 +309,66 @@ def server_side_apply(kubectl: list[str], objects: list[dict], namespace: str, m
     if problem:
         return False, "\n".join(filter(None, out + [problem]))
     rest = [o for o in objects if o.get("kind") not in FIRST_KINDS]
-    ok = not rest or step(base + ["--namespace", namespace, *(["--dry-run=server"] if dry_run else []), "-f", "-"],
-                          object_list(rest))
+    if not rest:
+        return True, "\n".join(filter(None, out))
+    scopes = namespaced_kinds(kubectl, rest, objects)
+    if scopes is None:
+        return False, "\n".join(filter(None, out + ["cannot ask the cluster which kinds it serves "
+                                                      "(is it running?)"]))
+    stdin = object_list(in_own_namespaces(rest, namespace, scopes))
+    ok = step(base + ["--dry-run=server", "-f", "-"], stdin, keep=dry_run)
+    if not ok and not dry_run:
+        out.append(f"the API server rejects the objects above: none of the {len(rest)} objects "
+                   "after the CRDs and Namespaces was applied")
+    elif ok and not dry_run:
+        ok = step(base + ["-f", "-"], stdin)
     return ok, "\n".join(filter(None, out))
+
+
+def in_own_namespaces(objects: list[dict], namespace: str,
+                      namespaced: dict[tuple[str, str], bool]) -> list[dict]:
+    """``objects`` with ``namespace`` given to each one of a namespaced kind (``namespaced``:
+    ``(apiVersion, kind) -> namespaced``) that names none; the others as they are. kubectl
+    then puts every object in its own namespace without ``--namespace``, which it refuses
+    for an object naming another (a chart's RoleBinding in kube-system)."""
+    out = []
+    for o in objects:
+        meta = o.get("metadata") or {}
+        if not meta.get("namespace") and namespaced.get((o.get("apiVersion"), o.get("kind"))):
+            o = {**o, "metadata": {**meta, "namespace": namespace}}
+        out.append(o)
+    return out
+
+
+def crd_scopes(objects: list[dict]) -> dict[tuple[str, str], bool]:
+    """``(apiVersion, kind) -> namespaced`` of the custom resources the CRDs of ``objects``
+    define (every version they serve)."""
+    out = {}
+    for o in objects:
+        spec = o.get("spec") or {}
+        if o.get("kind") != "CustomResourceDefinition" or not isinstance(spec, dict):
+            continue
+        kind = (spec.get("names") or {}).get("kind")
+        for v in spec.get("versions") or []:
+            if isinstance(v, dict) and v.get("served", True):
+                key = (f"{spec.get('group')}/{v.get('name')}", kind)
+                out[key] = spec.get("scope") == "Namespaced"
+    return out
+
+
+def namespaced_kinds(kubectl: list[str], objects: list[dict],
+                     defined: list[dict] = ()) -> dict[tuple[str, str], bool] | None:
+    """``(apiVersion, kind) -> namespaced`` for the kinds of ``objects`` that name no
+    namespace: from the CRDs of ``defined`` (what the apply itself defines, fresh in
+    discovery or not), else asked by discovery (:func:`served_kinds`, only when some kind
+    is left); None when the server cannot be asked."""
+    scopes = crd_scopes(list(defined))
+    unknown = [o for o in objects if not (o.get("metadata") or {}).get("namespace")
+               and (o.get("apiVersion"), o.get("kind")) not in scopes]
+    if not unknown:
+        return scopes
+    served = served_kinds(kubectl, unknown)
+    return None if served is None else {**served, **scopes}
 
 
 def _api_resources(kubectl: list[str]) -> dict[tuple[str, str], bool]:
@@ -344,7 +408,8 @@ def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
                  manager: str = FIELD_MANAGER) -> tuple[int, str]:
     """What a server-side apply of ``objects`` would change: ``kubectl diff --server-side``
     of what the server can already take, and "would be created" for the rest (custom
-    resources whose CRD, and objects whose namespace, the apply creates first). Returns
+    resources whose CRD, and objects whose namespace, the apply creates first), each
+    object in its own namespace (as :func:`server_side_apply` applies it). Returns
     (0 no differences | 1 differences | 2 error, text)."""
     served = served_kinds(kubectl, objects)
     if served is None:
@@ -361,9 +426,10 @@ def diff_objects(kubectl: list[str], objects: list[dict], namespace: str,
         (soon if key not in served or missing_ns else live).append(o)
     text, code = [], 0
     if live:
-        proc = run(kubectl + ["diff", "--server-side", "--force-conflicts", f"--field-manager={manager}",
-                              "--namespace", namespace, "-f", "-"],
-                   input=object_list(live), capture_output=True, text=True)
+        stdin = object_list(in_own_namespaces(live, namespace, served))
+        proc = run(kubectl + ["diff", "--server-side", "--force-conflicts",
+                              f"--field-manager={manager}", "-f", "-"],
+                   input=stdin, capture_output=True, text=True)
         if proc.returncode > 1:
             return 2, (proc.stderr or proc.stdout).strip()
         code = proc.returncode

@@ -40,7 +40,8 @@ object (kind/name), the container where it applies, and the rule:
                             mapping would do nothing)
   ``gitops``                every Flux Kustomization reads a GitRepository that
                             ``publish:<env>`` writes (annotation ``raibid.dev/publish-path``)
-                            and a path the published tree has (tasks/gitops.py)
+                            and a path the published tree has (tasks/gitops.py), and
+                            changes nothing of it (no targetNamespace, patches, ...)
   ========================  ===============================================================
 
 Heavy modules (yaml, jsonschema, kubernetes_validate) are imported inside the
@@ -866,6 +867,13 @@ def gitops_violations(objs: list[dict]) -> list[Violation]:
                                  f"path {spec.get('path')!r} is not in the published tree of "
                                  f"{ref.get('kind')}/{ref.get('name')}: publish:<env> writes "
                                  f"./{published[key]}/ (kustomization.yaml and the render)"))
+        changes = [f for f in gitops.FLUX_TRANSFORMS if spec.get(f) not in (None, "", [], {})]
+        if changes:
+            out.append(Violation(kind, name, "gitops",
+                                 f"sets {', '.join(changes)}: Flux would apply the published render "
+                                 "changed (e.g. targetNamespace moves objects of other namespaces "
+                                 "into one), not what apply:<env> applies and validate checked; "
+                                 "drop it (tanka/lib/raibid/flux.libsonnet)"))
     return out
 
 

@@ -57,6 +57,14 @@ def reset(cp, namespace: str = NS, keep_crds: bool = False, wait: bool = True) -
                 ref = f"{o['kind'].lower()}.{o['apiVersion'].split('/')[0]}/{o['metadata']['name']}"
                 cp.kubectl("patch", ref, "-n", namespace, "--type=merge",
                            "-p", '{"metadata":{"finalizers":null}}', timeout=60, check=True)
+    # an APIService served from the namespace (the KEDA chart's metrics API) is unavailable
+    # here (nothing runs its Pods), and while one is, the namespace controller cannot list
+    # every kind and never finishes the namespace: it goes with it
+    apis = cp.kubectl("get", "apiservices", "-o", "json", timeout=60, check=True).stdout
+    for a in json.loads(apis)["items"]:
+        if ((a.get("spec") or {}).get("service") or {}).get("namespace") == namespace:
+            cp.kubectl("delete", "apiservice", a["metadata"]["name"], "--ignore-not-found",
+                       timeout=60, check=True)
     cp.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", timeout=60, check=True)
     delete_pods_and_claims(cp, namespace)
     gone = [] if keep_crds else crds

@@ -48,6 +48,48 @@ def test_the_control_plane_schedules_a_job_on_the_fake_node_and_answers_every_co
     cp.kubectl("delete", "namespace", ns, "--wait=false", check=True)
 
 
+def test_what_the_api_server_calls_itself_stays_on_loopback(controlplane):
+    """A webhook (the KEDA chart's admission webhooks, its metrics APIService) is called by
+    the API server at its Service's cluster IP: on the test control plane that is a
+    loopback address, where nothing serves it, so the call fails at once and never leaves
+    this machine."""
+    import ipaddress
+
+    cp = controlplane
+    ns = "cp-loopback"
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hook", "namespace": ns},
+           "spec": {"ports": [{"port": 443}]}}
+    hook = {"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "raibid-test-loopback"},
+            "webhooks": [{"name": "loopback.raibid.test", "admissionReviewVersions": ["v1"],
+                          "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
+                          "clientConfig": {"service": {"name": "hook", "namespace": ns}},
+                          "objectSelector": {"matchLabels": {"raibid.test/hooked": "yes"}},
+                          "rules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                     "operations": ["CREATE"], "resources": ["configmaps"]}]}]}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "c", "namespace": ns, "labels": {"raibid.test/hooked": "yes"}}}
+    cp.kubectl("create", "namespace", ns, check=True)
+    try:
+        cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                        "items": [svc, hook]}), check=True)
+        ip = cp.kubectl("-n", ns, "get", "service", "hook", "-o", "jsonpath={.spec.clusterIP}",
+                        check=True).stdout
+        assert ipaddress.ip_address(ip).is_loopback, ip
+        for _ in range(50):  # the API server sees the new webhook within a moment
+            proc = cp.kubectl("create", "-f", "-", input=json.dumps(cm))
+            if proc.returncode != 0:
+                break
+            cp.kubectl("-n", ns, "delete", "configmap", "c", check=True)
+            time.sleep(0.1)
+        refused = f"dial tcp {ip}:443: connect: connection refused"
+        assert proc.returncode != 0 and refused in proc.stderr, proc.stderr
+    finally:
+        cp.kubectl("delete", "validatingwebhookconfiguration", hook["metadata"]["name"],
+                   "--ignore-not-found", check=True)
+        cp.kubectl("delete", "namespace", ns, "--wait=false", check=True)
+
+
 def test_stop_stops_what_it_started_and_leaves_a_reused_pid_alone(tmp_path):
     cp = cpmod.ControlPlane(tmp_path / "cp")
     cp.dir.mkdir()
@@ -105,11 +147,43 @@ def rendered(stack, tmp_path_factory):
 
 
 def test_validate_dry_runs_the_render_server_side(rendered, controlplane):
-    proc = run_doit(rendered, "validate:local", check=True)
+    """Every environment's render, with objects outside its namespace (the KEDA chart's
+    RoleBinding in kube-system) and cluster-scoped ones, is accepted."""
     from tasks import tools
+    from tasks.render import rendered_objects
 
+    for env in ("local", "staging"):
+        objs = rendered_objects(rendered / "build" / "manifests" / env)
+        assert {o["metadata"].get("namespace") for o in objs} - {None, "raibid-system"}, env
+        assert [o for o in objs if not o["metadata"].get("namespace")
+                and o["kind"] not in ("Namespace", "CustomResourceDefinition")], env
+    proc = run_doit(rendered, "validate:local", "validate:staging", check=True)
     pinned = tools.TOOLS["kube-apiserver"].version  # tools/kube-apiserver/go.mod
-    assert f"server-side dry-run accepted by kube-apiserver {pinned}" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert out.count(f"server-side dry-run accepted by kube-apiserver {pinned}") == 2, out
+
+
+def test_the_dry_run_moves_every_namespace_and_keeps_cluster_scoped_names():
+    """dry_run_namespaces: each namespaced object moves into the dry-run's namespace for
+    its own (the environment's or another, as kube-system), with a Namespace for each;
+    one naming none goes to the environment's (returned); cluster-scoped objects keep
+    their names."""
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raibid-system"}},
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "c", "namespace": "raibid-system"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "keda-operator-auth-reader", "namespace": "kube-system"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": "keda-operator"}}]
+    out, default = cpmod.dry_run_namespaces(objs, "raibid-system", "staging")
+    assert default == "dryrun-staging-raibid-system"
+    assert [(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in out] == [
+        ("Namespace", "dryrun-staging-raibid-system", None),
+        ("ConfigMap", "c", "dryrun-staging-raibid-system"),
+        ("RoleBinding", "keda-operator-auth-reader", "dryrun-staging-kube-system"),
+        ("ClusterRole", "keda-operator", None),
+        ("Namespace", "dryrun-staging-kube-system", None)]
+    assert objs[2]["metadata"]["namespace"] == "kube-system"  # the render is not changed
 
 
 def test_validate_reports_what_the_api_server_rejects_and_schemas_accept(rendered, controlplane, tmp_path):

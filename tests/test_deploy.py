@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from autoscale import NS, delete_pods_and_claims, rendered, reset
 from support import FIXTURES, copy_built, env_for, run_doit
@@ -147,6 +148,8 @@ def test_apply_local_from_an_empty_cluster_then_a_second_apply_changes_nothing(p
     empty(cp)
     objects = rendered(project, "local")
     assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "ScaledJob", "GitRepository"}
+    # and objects outside the environment's namespace (the KEDA chart's RoleBinding in kube-system)
+    assert {o["metadata"].get("namespace") for o in objects} - {None, NS}
 
     before = run_doit(project, "diff:local", env=env, check=True)
     # it asked a cluster without the CRDs (nothing before it applied them: validate is done)
@@ -211,6 +214,38 @@ def test_a_new_image_is_shown_by_diff_then_applied(project, controlplane):
         # the record holds every pushed image's ref (the agent's too, if a doit up pushed it)
         refs = {f.name.split(".")[0]: json.loads(f.read_text())["ref"] for f in images.glob("*.cluster.json")}
         assert refs["server"] == ref and json.loads(record(cp)["images"]) == refs
+
+
+def test_an_apply_the_server_rejects_changes_nothing_after_the_crds_and_leaves_no_record(
+        project, controlplane, tmp_path):
+    """A render the API server rejects (a ConfigMap key its validation refuses, which the
+    schemas accept) over the applied local stack: the apply fails naming the object, none
+    of the objects after the CRDs and Namespaces is changed (the dry-run refused them
+    first), and the cluster keeps no record of the render applied before, so applying
+    that render again is not skipped as up to date."""
+    cp = controlplane
+    local_applied(project, cp, doit_env(project, cp))
+    bad = copy_built(project, tmp_path / "project")
+    manifests = bad / "build" / "manifests" / "local"
+    cm = manifests / "v1.ConfigMap-raibid-config.yaml"
+    doc = yaml.safe_load(cm.read_text())
+    doc["data"]["not a valid key!"] = "x"
+    cm.write_text(yaml.safe_dump(doc))
+    dep = manifests / "apps-v1.Deployment-raibid-server.yaml"
+    doc = yaml.safe_load(dep.read_text())
+    doc["metadata"]["labels"]["raibid.test/changed"] = "yes"
+    dep.write_text(yaml.safe_dump(doc))
+    (bad / "build" / "manifests" / "local.sha256").write_text("0" * 64 + "\n")  # as a render would
+    proc = run_doit(bad, "apply:local", env=doit_env(bad, cp))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "not a valid key!" in out and "nothing was recorded" in out, out
+    assert "Traceback" not in out
+    assert record(cp) is None
+    server = live(cp, {"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "raibid-server", "namespace": NS}})
+    assert "raibid.test/changed" not in server["metadata"]["labels"]
+    again = run_doit(project, "apply:local", env=doit_env(project, cp), check=True)
+    assert "apply:local" in executed(again) and record(cp)["environment"] == "local"
 
 
 def test_pushed_images_replace_the_renders_own_images_whatever_their_tag():
@@ -374,3 +409,129 @@ def test_served_kinds_knows_every_served_version_of_a_group_and_nothing_unserved
     assert served[("autoscaling/v2", "HorizontalPodAutoscaler")] is True
     assert served[("autoscaling/v1", "HorizontalPodAutoscaler")] is True  # not the group's preferred version
     assert {v for v, _ in served} == {"apps/v1", "v1", "autoscaling/v2", "autoscaling/v1"}  # only what was asked
+
+
+
+def test_each_object_keeps_its_own_namespace_and_only_a_namespaced_one_gets_the_default():
+    """What apply and diff send kubectl (no ``--namespace``, which kubectl refuses for an
+    object of another namespace, as the KEDA chart's RoleBinding in kube-system): an object
+    naming a namespace keeps it; one naming none gets the environment's if its kind is
+    namespaced (by the render's own CRDs first, which discovery may not list yet), else
+    stays cluster-scoped; the render's objects themselves are not changed."""
+    import copy
+
+    from tasks import kube
+
+    def crd(kind, scope):
+        return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{kind.lower()}s.raibid.test"},
+                "spec": {"group": "raibid.test", "scope": scope, "names": {"kind": kind},
+                         "versions": [{"name": "v1", "served": True},
+                                      {"name": "v0", "served": False}]}}
+
+    def obj(api, kind, name, ns=None):
+        return {"apiVersion": api, "kind": kind,
+                "metadata": {"name": name, **({"namespace": ns} if ns else {})}}
+
+    rbac = "rbac.authorization.k8s.io/v1"
+    crds = [crd("Widget", "Namespaced"), crd("ClusterWidget", "Cluster")]
+    objects = [obj(rbac, "RoleBinding", "auth-reader", "kube-system"), obj("v1", "ConfigMap", "c"),
+               obj(rbac, "ClusterRole", "r"), obj("raibid.test/v1", "Widget", "w"),
+               obj("raibid.test/v1", "ClusterWidget", "cw"),
+               obj("raibid.test/v1", "Widget", "there", "other")]
+    before = copy.deepcopy(objects)
+    scopes = kube.crd_scopes(crds)
+    assert scopes == {("raibid.test/v1", "Widget"): True,
+                      ("raibid.test/v1", "ClusterWidget"): False}
+    namespaced = {**scopes, ("v1", "ConfigMap"): True, (rbac, "ClusterRole"): False}
+    out = kube.in_own_namespaces(objects, "raibid-system", namespaced)
+    assert [o["metadata"].get("namespace") for o in out] == [
+        "kube-system", "raibid-system", None, "raibid-system", None, "other"]
+    assert objects == before
+    # kinds the apply's own CRDs define need no discovery (a kubectl that cannot run is not run)
+    only_crs = [o for o in objects if o["apiVersion"] == "raibid.test/v1"] + objects[:1]
+    assert kube.namespaced_kinds(["/nonexistent/kubectl"], only_crs, crds) == scopes
+
+
+def test_server_side_apply_puts_each_object_in_its_own_namespace_and_all_or_none_of_the_rest(
+        controlplane):
+    """kube.server_side_apply against the real API server: an object naming a namespace
+    other than the environment's (the KEDA chart's RoleBinding in kube-system) is applied
+    there, a namespaced one naming none in the environment's, a cluster-scoped one as it
+    is; and when the server rejects one object, none of the objects after the CRDs and
+    Namespaces is applied (the stack is not left half applied)."""
+    from tasks import kube
+
+    cp = controlplane
+    kubectl = kube.kubectl_argv(cp.context, str(cp.kubeconfig), str(cp.dir / "kubecache"),
+                                exe=cp.kubectl_exe())
+    ns = "raibid-test-own-ns"
+    rb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": {"name": "raibid-test-auth-reader", "namespace": "kube-system"},
+          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                      "name": "extension-apiserver-authentication-reader"},
+          "subjects": [{"kind": "ServiceAccount", "name": "keda-operator", "namespace": ns}]}
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "raibid-test-own-ns"}, "rules": []}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "raibid-test-cm"},
+          "data": {"a": "1"}}
+    cm_there = {**cm, "metadata": {**cm["metadata"], "namespace": ns}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    try:
+        ok, out = kube.server_side_apply(kubectl, [rb, cm, role, namespace], ns)
+        assert ok, out
+        assert live(cp, rb) is not None and live(cp, role) is not None
+        assert live(cp, cm_there)["data"] == {"a": "1"}
+        assert "(server dry run)" not in out  # the dry-run before the apply is not reported
+
+        bad = {**cm, "metadata": {"name": "raibid-test-bad", "namespace": ns},
+               "data": {"not a key!": "x"}}
+        changed = {**cm, "data": {"a": "2"}}
+        other = {**cm, "metadata": {"name": "raibid-test-other", "namespace": "kube-system"}}
+        ok, out = kube.server_side_apply(kubectl, [changed, bad, other, namespace], ns)
+        assert not ok and "not a key!" in out and "none of the 3 objects" in out, out
+        assert "(server dry run)" not in out  # what the dry-run accepted is not listed as applied
+        assert live(cp, cm_there)["data"] == {"a": "1"}
+        assert live(cp, other) is None and live(cp, bad) is None
+    finally:
+        cp.kubectl("delete", "rolebinding", "-n", "kube-system", rb["metadata"]["name"],
+                   "--ignore-not-found", check=True)
+        cp.kubectl("delete", "clusterrole", role["metadata"]["name"], "--ignore-not-found",
+                   check=True)
+        cp.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=True)
+
+
+def test_reset_deletes_an_apiservice_served_from_the_namespace(controlplane):
+    """autoscale.reset with an APIService served from the namespace (the KEDA chart's
+    metrics API, unavailable here: nothing runs its Pods): the namespace still goes (an
+    unavailable APIService keeps the namespace controller from finishing it), and so
+    does the APIService."""
+    from tasks.kube import object_list
+
+    cp = controlplane
+    ns = "raibid-test-aggregated"
+    api = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+           "metadata": {"name": "v1beta1.aggregated.raibid.test"},
+           "spec": {"group": "aggregated.raibid.test", "version": "v1beta1",
+                    "insecureSkipTLSVerify": True, "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                    "service": {"name": "metrics", "namespace": ns, "port": 443}}}
+    objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+               {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "metrics", "namespace": ns},
+                "spec": {"ports": [{"port": 443}]}},
+               api]
+    try:
+        cp.kubectl("apply", "-f", "-", input=object_list(objects), check=True)
+        name = api["metadata"]["name"]
+        cp.kubectl("wait", "--for=condition=Available=False", f"apiservice/{name}", "--timeout=60s",
+                   timeout=90, check=True)
+        started = time.monotonic()
+        reset(cp, namespace=ns, keep_crds=True)
+        assert time.monotonic() - started < 60
+        assert live(cp, api) is None
+        left = cp.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name", check=True)
+        assert left.stdout == ""
+    finally:
+        cp.kubectl("delete", "apiservice", api["metadata"]["name"], "--ignore-not-found",
+                   check=True)

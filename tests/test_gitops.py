@@ -34,6 +34,28 @@ def _objects(texts) -> list[str]:
     return sorted(json.dumps(d, sort_keys=True) for t in texts for d in yaml_docs(t))
 
 
+def flux_build(kubectl: str, published: Path, spec: dict, work: Path) -> str:
+    """What Flux's kustomize-controller applies from ``published`` for a Kustomization with
+    ``spec``: it writes the spec's targetNamespace, namePrefix and nameSuffix into the
+    directory's kustomization.yaml (as ``namespace``, ...) and builds it with kustomize."""
+    from tasks.gitops import FLUX_TRANSFORMS
+
+    import shutil
+
+    emulated = {"targetNamespace": "namespace", "namePrefix": "namePrefix",
+                "nameSuffix": "nameSuffix"}
+    other = [f for f in FLUX_TRANSFORMS if f not in emulated and spec.get(f)]
+    assert not other, f"emulate {other} here"
+
+    shutil.copytree(published, work)
+    kus = yaml.safe_load((work / "kustomization.yaml").read_text())
+    kus.update({field: spec[key] for key, field in emulated.items() if spec.get(key)})
+    (work / "kustomization.yaml").write_text(yaml.safe_dump(kus))
+    built = subprocess.run([kubectl, "kustomize", str(work)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    return built.stdout
+
+
 def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(stack_copy, server, tmp_path):
     kubectl = tool_or_fail("kubectl")
     bare, url = server
@@ -54,6 +76,11 @@ def test_publish_pushes_what_kubectl_kustomize_builds_into_the_render(stack_copy
     assert built.returncode == 0, built.stderr
     assert _objects([built.stdout]) == _objects(f.read_text() for f in render.glob("*.yaml"))
     assert len(_objects([built.stdout])) == len(objs) > 40
+    # and Flux applies it as it is, each object in its namespace: none is moved (the KEDA
+    # chart's RoleBinding stays in kube-system, where apply:staging applies it)
+    assert {o["metadata"].get("namespace") for o in objs} - {None, ks["metadata"]["namespace"]}
+    flux = flux_build(kubectl, published, ks["spec"], tmp_path / "flux")
+    assert _objects([flux]) == _objects(f.read_text() for f in render.glob("*.yaml"))
     # nothing else in the repository, and no Secret made from secret values
     assert sorted(p.name for p in clone.iterdir() if p.name != ".git") == ["environments"]
     assert not [o for o in objs if o["kind"] == "Secret"

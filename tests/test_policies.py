@@ -38,6 +38,8 @@ def test_the_old_staging_render_breaks_every_new_policy():
     assert _rules(manifests.gitops_violations(objs)) == {("Kustomization", "raibid-ci", "gitops")}
     text = "\n".join(str(v) for v in manifests.gitops_violations(objs))
     assert "'./deploy'" in text
+    # its targetNamespace would move objects of other namespaces: not what apply applies
+    assert "sets targetNamespace: Flux would apply the published render changed" in text
 
 
 def test_the_old_prod_render_needs_a_pdb_for_its_autoscaled_server():
@@ -70,6 +72,7 @@ def test_policies_accept_the_fixed_shapes():
     repo["metadata"].setdefault("annotations", {})["raibid.dev/publish-path"] = "environments/staging"
     ks = next(o for o in objs if o["kind"] == "Kustomization")
     ks["spec"]["path"] = "./environments/staging"
+    ks["spec"].pop("targetNamespace")
     objs.append(pdb)
     assert manifests.url_secret_violations(objs) + manifests.pdb_violations(objs) \
         + manifests.service_violations(objs) + manifests.gitops_violations(objs) == []

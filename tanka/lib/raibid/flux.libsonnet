@@ -66,7 +66,8 @@ local helm = (import 'helm.libsonnet').new(std.thisFile);
       path: './' + cfg.gitopsPath,
       prune: true,
       wait: true,
-      targetNamespace: cfg.namespace,
+      // no targetNamespace: every object keeps the namespace it was rendered with (KEDA's
+      // RoleBinding in kube-system), as apply:<env> applies it
     },
   },
 
