@@ -143,8 +143,9 @@ def _apply_action(env: str):
     # way leaves no record saying the cluster holds an earlier render (the next apply of
     # that render would trust it and apply nothing)
     if not forget_applied(env, quiet=True):
-        return TaskFailed(f"apply:{env}: deleting the applied record ({APPLIED_CONFIGMAP}) failed, "
-                          f"so nothing was applied: is the cluster ({context_of(env)}) up?")
+        problem = access_problem(env, "applied") or (
+            f"deleting the applied record ({APPLIED_CONFIGMAP}) failed, so nothing was applied")
+        return TaskFailed(f"apply:{env}: {problem}")
     kubectl = kubectl_argv(context_of(env))
     ok, output = server_side_apply(kubectl, objects, namespace_of(env))
     problem = None if ok else access_problem(env, "applied", output)

@@ -226,16 +226,16 @@ def test_an_apply_the_server_rejects_changes_nothing_after_the_crds_and_leaves_n
     cp = controlplane
     local_applied(project, cp, doit_env(project, cp))
     bad = copy_built(project, tmp_path / "project")
-    manifests = bad / "build" / "manifests" / "local"
-    cm = manifests / "v1.ConfigMap-raibid-config.yaml"
-    doc = yaml.safe_load(cm.read_text())
-    doc["data"]["not a valid key!"] = "x"
-    cm.write_text(yaml.safe_dump(doc))
-    dep = manifests / "apps-v1.Deployment-raibid-server.yaml"
-    doc = yaml.safe_load(dep.read_text())
-    doc["metadata"]["labels"]["raibid.test/changed"] = "yes"
-    dep.write_text(yaml.safe_dump(doc))
-    (bad / "build" / "manifests" / "local.sha256").write_text("0" * 64 + "\n")  # as a render would
+    # in the source: an edited render is rendered again before anything reads it
+    lib = bad / "tanka/lib/raibid"
+    for name, before, after in (
+            ("secrets.libsonnet", "k8s.configMap('raibid-config', {",
+             "k8s.configMap('raibid-config', { 'not a valid key!': 'x',"),
+            ("server.libsonnet", "      labels=cfg.labels('server'),\n",
+             "      labels=cfg.labels('server') + { 'raibid.test/changed': 'yes' },\n")):
+        source = (lib / name).read_text()
+        assert before in source, name
+        (lib / name).write_text(source.replace(before, after, 1))
     proc = run_doit(bad, "apply:local", env=doit_env(bad, cp))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "not a valid key!" in out and "nothing was recorded" in out, out
@@ -503,9 +503,9 @@ def test_server_side_apply_puts_each_object_in_its_own_namespace_and_all_or_none
 
 def test_reset_deletes_an_apiservice_served_from_the_namespace(controlplane):
     """autoscale.reset with an APIService served from the namespace (the KEDA chart's
-    metrics API, unavailable here: nothing runs its Pods): the namespace still goes (an
-    unavailable APIService keeps the namespace controller from finishing it), and so
-    does the APIService."""
+    metrics API, unavailable here: nothing runs its Pods) and another served from elsewhere
+    (an earlier test's stack): the namespace still goes (while any APIService is
+    unavailable the namespace controller finishes no namespace), and so do both."""
     from tasks.kube import object_list
 
     cp = controlplane
@@ -521,17 +521,21 @@ def test_reset_deletes_an_apiservice_served_from_the_namespace(controlplane):
                 "metadata": {"name": "metrics", "namespace": ns},
                 "spec": {"ports": [{"port": 443}]}},
                api]
+    other = {**api, "metadata": {"name": "v1beta1.elsewhere.raibid.test"},
+             "spec": {**api["spec"], "group": "elsewhere.raibid.test",
+                      "service": {"name": "metrics", "namespace": "raibid-test-elsewhere",
+                                  "port": 443}}}
     try:
-        cp.kubectl("apply", "-f", "-", input=object_list(objects), check=True)
+        cp.kubectl("apply", "-f", "-", input=object_list(objects + [other]), check=True)
         name = api["metadata"]["name"]
         cp.kubectl("wait", "--for=condition=Available=False", f"apiservice/{name}", "--timeout=60s",
                    timeout=90, check=True)
         started = time.monotonic()
         reset(cp, namespace=ns, keep_crds=True)
         assert time.monotonic() - started < 60
-        assert live(cp, api) is None
+        assert live(cp, api) is None and live(cp, other) is None
         left = cp.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name", check=True)
         assert left.stdout == ""
     finally:
-        cp.kubectl("delete", "apiservice", api["metadata"]["name"], "--ignore-not-found",
-                   check=True)
+        cp.kubectl("delete", "apiservice", api["metadata"]["name"], other["metadata"]["name"],
+                   "--ignore-not-found", check=True)

@@ -174,6 +174,7 @@ def test_diff_and_apply_name_the_context_of_an_unreachable_cluster(unreachable, 
                                                                    action):
     from tasks import deploy
 
+    monkeypatch.setattr(deploy, "changed_since_render", lambda env: None)  # as rendered
     monkeypatch.setattr(deploy, "deploy_objects", lambda env: [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}])
     result = getattr(deploy, f"_{action}_action")("staging")
