@@ -430,7 +430,7 @@ def _number(c: _Checker, m: _Map, key: str, where: str):
     v = m[key]
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and 0 <= v < 10_000:
         return float(v)
-    got = f"{v!r}" if isinstance(v, (int, float)) and not isinstance(v, bool) else _kind(v)
+    got = shown(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _kind(v)
     c.add(_line(m, key), f"{where}: {key!r} must be a number of days between 0 and 10000, got {got}",
           f"write e.g. `{key}: 1.5`")
     return None

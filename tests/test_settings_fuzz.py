@@ -11,20 +11,19 @@ With CI=1 (set by .ci/run) it runs more than 500 variants in all, derandomized: 
 seeded variants on every run, so a failure reproduces.
 """
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import given, strategies as st
 
+from fuzzing import (assert_enough_variants, assert_named, damage, damaged, documents,
+                     fuzz_settings, huge, mutated, mutations, nested)
 from support import REPO
 from tasks.settings import Settings, SettingsError, environments_on_disk, load, loads
 
-EXAMPLES = 110 if os.environ.get("CI") else 25
-FUZZ = hsettings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(110, 25)
 
 REAL_TEXT = (REPO / "deploy.json").read_text()
 REAL_DOC = json.loads(REAL_TEXT)
@@ -40,9 +39,7 @@ huge_ints = st.one_of(st.integers(), st.sampled_from([10 ** 40, -(10 ** 30), 2 *
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), huge_ints,
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
                     st.sampled_from(ODD_STRINGS))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)), max_leaves=25)
+values = documents(scalars, KEYS, max_size=5, max_leaves=25)
 
 
 def check(text: str) -> None:
@@ -51,20 +48,10 @@ def check(text: str) -> None:
     try:
         result = loads(text, on_disk=ON_DISK)
     except SettingsError as e:
-        _rejected(e)
+        assert_named(e, "deploy.json")
     else:
         assert isinstance(result, Settings)
     assert time.monotonic() - start < 2, "an input took 2 s"
-
-
-def _rejected(e: SettingsError) -> None:
-    msg = str(e)
-    assert msg.startswith("deploy.json: ") and e.problems
-    assert len(msg) < 101 * 1000, len(msg)  # at most 100 problems shown, each a line or two
-    for p in e.problems[:100]:
-        assert isinstance(p.line, int) and p.line >= 1 and p.message, msg[:2000]
-        assert p.render("deploy.json") in msg and len(p.render("deploy.json")) < 1000, p
-        assert p.render("deploy.json").startswith(f"deploy.json:{p.line}:")
 
 
 # --------------------------------------------------------------------------- random input
@@ -83,60 +70,17 @@ def test_any_settings_shaped_document(doc, indent):
 
 # --------------------------------------------------------------------------- structural mutations
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, prefix + (k,))
-
-
-REAL_PATHS = [p for p in _paths(REAL_DOC) if p]
-
-
-def _mutate(doc, path, op, value, key):
-    parent = doc
-    for step in path[:-1]:
-        parent = parent[step]
-    last = path[-1]
-    if op == "delete":
-        del parent[last]
-    elif op == "replace":
-        parent[last] = value
-    elif op == "duplicate":
-        parent[key] = json.loads(json.dumps(parent[last]))
-    elif op == "rename":
-        parent[key] = parent.pop(last)
-    elif op == "wrap":
-        parent[last] = [parent[last]]
-
-
-mutation = st.tuples(st.sampled_from(REAL_PATHS),
-                     st.sampled_from(["delete", "replace", "replace", "duplicate", "rename",
-                                      "wrap"]),
-                     values, st.sampled_from(KEYS))
-
-
 @FUZZ
-@given(st.lists(mutation, min_size=1, max_size=4))
-def test_structural_mutations_of_the_real_settings(mutations):
-    doc = json.loads(REAL_TEXT)
-    for path, op, value, key in mutations:
-        try:
-            _mutate(doc, path, op, value, key)
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier mutation removed or changed what this path pointed into
-    check(json.dumps(doc, indent=2, ensure_ascii=False))
+@given(mutations(REAL_DOC, values, KEYS))
+def test_structural_mutations_of_the_real_settings(changes):
+    check(json.dumps(mutated(REAL_DOC, changes), indent=2, ensure_ascii=False))
 
 
 # --------------------------------------------------------------------------- byte-level damage
 
 REAL_BYTES = REAL_TEXT.encode()
-damage = st.tuples(st.integers(0, len(REAL_BYTES)),
-                   st.sampled_from(["flip", "insert", "delete", "truncate"]),
-                   st.binary(min_size=1, max_size=4) | st.sampled_from(
-                       [b"\xff", b"\xc3", b"\x00", b"{", b"[", b"}", b'"', b",", b":", b"\\",
-                        b"\\u00", b"\\ud800", b"\xef\xbb\xbf", b'"registry_port": 1,',
-                        b"9" * 5000]))
+CHUNKS = [b"\xff", b"\xc3", b"\x00", b"{", b"[", b"}", b'"', b",", b":", b"\\", b"\\u00",
+          b"\\ud800", b"\xef\xbb\xbf", b'"registry_port": 1,', b"9" * 5000]
 
 
 @pytest.fixture(scope="module")
@@ -145,21 +89,10 @@ def scratch(tmp_path_factory) -> Path:
 
 
 @FUZZ
-@given(edits=st.lists(damage, min_size=1, max_size=5))
+@given(edits=damage(REAL_BYTES, CHUNKS))
 def test_byte_level_damage_to_the_real_settings(scratch, edits):
-    data = bytearray(REAL_BYTES)
-    for pos, op, chunk in edits:
-        pos = min(pos, len(data))
-        if op == "flip" and pos < len(data):
-            data[pos] ^= chunk[0] or 0x80
-        elif op == "insert":
-            data[pos:pos] = chunk
-        elif op == "delete":
-            del data[pos:pos + len(chunk)]
-        elif op == "truncate":
-            del data[pos:]
     f = scratch / "deploy.json"
-    f.write_bytes(bytes(data))
+    f.write_bytes(damaged(REAL_BYTES, edits))
     start = time.monotonic()
     try:
         load(f, on_disk=ON_DISK)
@@ -176,11 +109,9 @@ def test_byte_level_damage_to_the_real_settings(scratch, edits):
 @given(st.integers(1, 40_000), st.sampled_from(["[", '{"a": ', '{"environments": ']),
        st.booleans(), st.sampled_from(["project", "registry_port", "environments"]))
 def test_deep_nesting(depth, opener, closed, key):
-    closer = "]" if opener == "[" else "}"
     doc = json.loads(REAL_TEXT)
     doc[key] = "@"
-    body = opener * depth + "1" + (closer * depth if closed else "")
-    check(json.dumps(doc, indent=2).replace('"@"', body))
+    check(json.dumps(doc, indent=2).replace('"@"', nested(opener, depth, closed, "1")))
 
 
 @FUZZ
@@ -188,11 +119,10 @@ def test_deep_nesting(depth, opener, closed, key):
                         "key", "env-name", "context"]),
        st.sampled_from(["digits", "string", "list", "float", "escapes"]), st.integers(1, 6))
 def test_huge_values(field, kind, magnitude):
-    size = 10 ** magnitude
-    value = {"digits": "9" * min(size, 200_000), "string": json.dumps("x" * size),
-             "list": "[" + ",".join(["1"] * min(size, 100_000)) + "]",
-             "float": "1e" + "9" * magnitude,
-             "escapes": '"' + "\\u0041" * min(size, 50_000) + '"'}[kind]
+    if kind == "escapes":
+        value = '"' + "\\u0041" * min(10 ** magnitude, 50_000) + '"'
+    else:
+        value = huge(kind, magnitude, digits=200_000, items=100_000, sep=",")
     key = value if kind in ("string", "escapes") else json.dumps(value)
     doc = json.loads(REAL_TEXT)
     if field == "key":
@@ -226,14 +156,11 @@ def test_duplicate_keys_are_named(chosen, same_value):
     try:
         loads("\n".join(lines), on_disk=ON_DISK)
     except SettingsError as e:
-        _rejected(e)
+        assert_named(e, "deploy.json")
         assert any("duplicate key" in p.message for p in e.problems), str(e)[:2000]
     else:
         raise AssertionError("a duplicate key was accepted")
 
 
 def test_the_fuzzer_runs_at_least_500_variants_in_ci():
-    tests = [v for k, v in globals().items() if k.startswith("test_") and hasattr(v, "hypothesis")]
-    if os.environ.get("CI"):
-        assert len(tests) * EXAMPLES >= 500
-    assert len(tests) >= 7
+    assert_enough_variants(globals(), FUZZ, 7)
