@@ -6,7 +6,8 @@ free loopback ports (Service cluster IPs on loopback too), with certificates mad
 (a CA, a serving certificate for 127.0.0.1, an admin client certificate in ``system:masters``,
 etcd's serving certificate and the API server's etcd client certificate: etcd answers only TLS
 clients with a certificate of that CA, so no other local user reads or writes its keys; a
-service-account key pair) under ``build/controlplane/``, writes ``build/controlplane/kubeconfig`` and waits
+service-account key pair) under ``build/controlplane/``, writes
+``build/controlplane/kubeconfig`` and waits
 until everything answers. ``doit controlplane:stop`` stops exactly the processes it
 started (each pid and start time is recorded in ``state.json`` as soon as it starts;
 nothing is found by name). Starts and stops of one directory take turns (a lock on it),

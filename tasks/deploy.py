@@ -23,9 +23,9 @@ import json
 from doit.exceptions import TaskFailed
 
 from . import core, docker, paths, tools
-from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest, check_context,
-                   context_of, context_problem, diff_objects, forget_applied, is_local, kubectl_argv,
-                   namespace_of, record_applied, server_side_apply)
+from .kube import (APPLIED_CONFIGMAP, FIELD_MANAGER, access_problem, applied_digest,
+                   check_context, context_of, context_problem, diff_objects, forget_applied,
+                   is_local, kubectl_argv, namespace_of, record_applied, server_side_apply)
 from .render import changed_since_render, rendered_objects
 from .tanka import manifests_dir, read_digest
 

@@ -129,7 +129,8 @@ def file_docs(f: Path) -> list:
     else:
         keyed = "".join(_masked(text, labels))
         subs = len(labels)
-    entry = _docs_cache(build) / f"{hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()}.json"
+    key = hashlib.sha256(_DOCS_CACHE_VERSION + keyed.encode()).hexdigest()
+    entry = _docs_cache(build) / f"{key}.json"
     docs = _read_entry(entry)
     if docs is not None:
         try:
