@@ -51,6 +51,8 @@ GROUPS = {
     "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
     _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
+    "images": "the image tests' buildx and compose CLI plugins and a local registry "
+              "(`doit tools images`; your own Docker install is used for your builds)",
 }
 DEFAULT_GROUPS = ("core", "tilt")
 
@@ -86,6 +88,17 @@ TOOLS: dict[str, Tool] = {
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
             version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
+        _go("docker-buildx", "v0.39.1", "the BuildKit client (a docker CLI plugin) the image tests build with",
+            "github.com/docker/buildx", "github.com/docker/buildx/cmd/buildx", group="images",
+            ldflags="-X github.com/docker/buildx/version.Version={version}"),
+        _go("docker-compose", "v2.40.3", "Compose v2 (a docker CLI plugin): the image tests start "
+            "docker/compose.yaml with it", "github.com/docker/compose/v2",
+            "github.com/docker/compose/v2/cmd", group="images",
+            ldflags="-X github.com/docker/compose/v2/internal.Version={version}"),
+        _go("registry", "v3.1.2", "the image tests' local registry (distribution), on 127.0.0.1",
+            "github.com/distribution/distribution/v3",
+            "github.com/distribution/distribution/v3/cmd/registry", group="images",
+            ldflags="-X github.com/distribution/distribution/v3/version.version={version}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
