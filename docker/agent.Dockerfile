@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # raibid-agent image (#100). The build context is the raibid-ci Cargo workspace:
 #
 #   docker buildx build -f docker/agent.Dockerfile --target runtime \
@@ -13,6 +11,8 @@
 #
 # The agent is rebuilt as an image on change (KEDA creates its pods, so Tilt's
 # restart_process cannot live-update it): it has no dev target.
+#
+# No `# syntax=` line: see docker/README.md ("Frontend").
 #
 # Stages: chef (toolchain on the build machine, cross-compiling for TARGETPLATFORM)
 #   -> planner (cargo-chef recipe) -> cook (dependencies only: rebuilt when Cargo.toml or

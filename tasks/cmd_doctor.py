@@ -31,6 +31,7 @@ class Doctor(PipeSafe, DoitCmdBase):
             table.add_column(col, overflow="fold")
         bad = []
         for tool in tools.TOOLS.values():
+            problem = ""
             found = tools.found_version(tool)
             want = tool.version if tool.exact else f">= {tool.version}"
             if found is None:
@@ -38,7 +39,7 @@ class Doctor(PipeSafe, DoitCmdBase):
                                                             or tool.group not in tools.DEFAULT_GROUPS) else "red")
             elif not tools.version_ok(tool, found):
                 status = Text("version differs", style="yellow")
-            elif tools.live_problem(tool):
+            elif problem := tools.live_problem(tool):
                 status = Text("not usable", style="yellow")
             else:
                 status = Text("ok", style="green")
@@ -48,7 +49,7 @@ class Doctor(PipeSafe, DoitCmdBase):
             needed = _summarise(users.get(tool.name, []))
             if tool.optional:
                 needed = needed or "optional"
-            hint = {"ok": "", "not usable": tool.live_hint}.get(status.plain, tool.install)
+            hint = {"ok": "", "not usable": problem}.get(status.plain, tool.install)
             table.add_row(tool.name, needed or "-", want, found or "-", status, hint)
         out = console(self.outstream)
         out.print(table)

@@ -1,0 +1,210 @@
+"""image:* and push:* with a real Docker engine (#20): the session's engine (tests/engine.py:
+the user's, or a private dockerd), BuildKit through the pinned buildx, the fixture workspace
+tests/fixtures/raibid-ci as the context, the stand-in base images, and the pinned
+distribution registry on loopback. No docker shim."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support import env_for, run_doit, tool_or_fail
+
+IMAGES = ("server", "agent")
+
+
+def env(project, engine, src, **extra):
+    return env_for(project, {"RAIBID_SRC": str(src), "RAIBID_PLATFORM": "linux/amd64",
+                             # the private engine has no bridge network (tests/engine.py)
+                             "RAIBID_BUILD_NETWORK": "host", **engine.env, **extra})
+
+
+def record(project, name, suffix=".json"):
+    return json.loads((project / "build" / "images" / f"{name}{suffix}").read_text())
+
+
+def doit(project, *args, e):
+    proc = run_doit(project, *args, env=e, timeout=1800)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    return out
+
+
+def inspect(engine, ref) -> dict:
+    return json.loads(engine.docker("image", "inspect", ref).stdout)[0]
+
+
+@pytest.fixture
+def built(engine, project, src):
+    """Both images built from the fixture workspace: (project, src, env)."""
+    e = env(project, engine, src)
+    out = doit(project, "image:server", "image:agent", e=e)
+    assert out.count("building raibid-") == 2, out
+    return project, src, e
+
+
+def test_both_images_build_and_carry_user_labels_and_healthcheck(engine, built):
+    project, _, _ = built
+    for name in IMAGES:
+        rec = record(project, name)
+        img = inspect(engine, rec["tag"])
+        assert img["Id"] == rec["image_id"]
+        assert img["Architecture"] == "amd64" and img["Os"] == "linux"
+        cfg = img["Config"]
+        assert cfg["User"] == "10001:10001", "the images run as their own non-root user"
+        assert cfg["Labels"]["org.opencontainers.image.title"] == f"raibid-{name}"
+        assert cfg["Labels"]["org.opencontainers.image.version"] == "0.1.0"
+        assert cfg["Labels"]["org.opencontainers.image.source"] == "https://example.invalid/raibid-ci"
+        assert cfg["Entrypoint"] == [f"/usr/local/bin/raibid-{name}"]
+    assert "Healthcheck" in inspect(engine, record(project, "server")["tag"])["Config"]
+    # the binary is an x86-64 executable the image's own libc runs
+    out = engine.docker("run", "--rm", "--network", "none", "--entrypoint", "/bin/bash",
+                        record(project, "agent")["tag"], "-c",
+                        "id -u; head -c 20 /usr/local/bin/raibid-agent | od -An -tx1 | head -1")
+    uid, elf = out.stdout.split("\n", 1)
+    assert uid == "10001" and elf.split()[:4] == ["7f", "45", "4c", "46"]
+
+
+def _server_env(stack) -> dict:
+    """The plain (non-secret) environment the rendered local Deployment gives raibid-server."""
+    from contract import rendered_env
+
+    values, _ = rendered_env(stack / "build" / "manifests" / "local", "server")
+    return {k: str(v) for k, v in values.items() if isinstance(v, (str, int))}
+
+
+def test_the_server_runs_with_the_deployments_env_and_its_healthcheck_passes(engine, built, stack):
+    project, _, _ = built
+    denv = _server_env(stack)
+    assert denv["RAIBID_SERVER_HOST"] == "0.0.0.0"
+    argv = ["run", "-d", "--network", "none", "--health-interval", "1s"]
+    for k, v in denv.items():
+        argv += ["-e", f"{k}={v}"]
+    cid = engine.docker(*argv, record(project, "server")["tag"]).stdout.strip()
+    try:
+        probe = (f"exec 3<>/dev/tcp/127.0.0.1/{denv['RAIBID_SERVER_PORT']} && printf "
+                 f"'GET /health/ready HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3")
+        deadline, status, answer = time.monotonic() + 60, "", ""
+        while time.monotonic() < deadline:
+            status = engine.docker("inspect", "--format", "{{.State.Health.Status}}", cid).stdout.strip()
+            answer = engine.docker("exec", cid, "/bin/bash", "-c", probe, check=False).stdout
+            if status == "healthy" and "200" in answer:
+                break
+            time.sleep(0.5)
+        assert status == "healthy", engine.docker("logs", cid, check=False).stderr
+        assert answer.startswith("HTTP/1.1 200")
+        user = engine.docker("exec", cid, "id", "-u").stdout.strip()
+        assert user == "10001"
+        # it listens on every address of its network namespace, as the Deployment asks
+        listening = engine.docker("exec", cid, "cat", "/proc/net/tcp").stdout
+        port = f"{int(denv['RAIBID_SERVER_PORT']):04X}"
+        assert f"00000000:{port}" in listening
+    finally:
+        engine.docker("rm", "-f", cid, check=False)
+
+
+def test_the_digest_tag_skips_a_second_build_until_the_image_is_gone(engine, built):
+    project, _, e = built
+    out = doit(project, "image:server", "image:agent", e=e)
+    assert "building raibid-" not in out, "unchanged inputs, image present: nothing is built"
+    tag = record(project, "agent")["tag"]
+    engine.docker("rmi", tag)
+    out = doit(project, "image:server", "image:agent", e=e)
+    assert out.count("building raibid-") == 1 and f"building {tag}" in out
+    assert inspect(engine, tag)["Id"] == record(project, "agent")["image_id"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """The pinned distribution registry on 127.0.0.1 (storage in ``root``), stopped by pid."""
+
+    def __init__(self, root: Path, port: int):
+        self.root, self.port, self.proc = root, port, None
+
+    def start(self):
+        exe = tool_or_fail("registry")
+        cfg = self.root / "config.yml"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n"
+                       f"    rootdirectory: {self.root / 'data'}\n"
+                       f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        log = open(self.root / "registry.log", "ab")
+        self.proc = subprocess.Popen([exe, "serve", str(cfg)], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                assert self.proc.poll() is None, (self.root / "registry.log").read_text()
+                time.sleep(0.1)
+        raise AssertionError("the registry did not listen within 20 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tags(self, repo: str) -> list[str]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/{repo}/tags/list",
+                                        timeout=10) as r:
+                return json.loads(r.read()).get("tags") or []
+        except urllib.error.HTTPError as e:
+            if e.code == 404:  # no such repository (yet)
+                return []
+            raise
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(tmp_path / "registry", _free_port()).start()
+    yield reg
+    reg.stop()
+
+
+def test_push_reaches_a_real_registry_and_pushes_again_when_it_lost_the_tag(engine, built,
+                                                                           registry):
+    project, _, e = built
+    settings = json.loads((project / "deploy.json").read_text())
+    settings["registry_port"] = registry.port
+    (project / "deploy.json").write_text(json.dumps(settings, indent=2) + "\n")
+    out = doit(project, "push:server", e=e)
+    tag = record(project, "server")["tag"]
+    assert f"docker push localhost:{registry.port}/{tag}" in out
+    assert registry.tags("raibid-server") == [tag.split(":")[1]]
+    assert record(project, "server", ".cluster.json")["ref"] == \
+        f"k3d-raibid-registry.localhost:{registry.port}/{tag}"
+
+    out = doit(project, "push:server", e=e)
+    assert "docker push" not in out, "the registry holds the tag (asked live): no push"
+
+    # a recreated registry is empty: the live check sees it and the image is pushed again
+    registry.stop()
+    import shutil
+
+    shutil.rmtree(registry.root / "data")
+    registry.start()
+    assert registry.tags("raibid-server") == []
+    out = doit(project, "push:server", e=e)
+    assert f"docker push localhost:{registry.port}/{tag}" in out
+    assert registry.tags("raibid-server") == [tag.split(":")[1]]
