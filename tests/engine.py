@@ -47,8 +47,9 @@ class Engine(NamedTuple):
     root: Path | None
 
     def docker(self, *args: str, check: bool = True, timeout: float = 600, **kw):
-        proc = subprocess.run(["docker", *args], env={**os.environ, **self.env}, text=True,
-                              capture_output=True, timeout=timeout, **kw)
+        env = {**os.environ, **kw.pop("env", {}), **self.env}
+        proc = subprocess.run(["docker", *args], env=env, text=True, capture_output=True,
+                              timeout=timeout, **kw)
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout}\n{proc.stderr}")
@@ -206,6 +207,10 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "-"
 
 
+def _debian_key() -> str:
+    return _sha(STANDIN_RECIPE, "debian", DEBIAN_SUITE, DEBIAN_MIRROR, _file_sha(HOST_CA))
+
+
 def _label(engine: Engine, ref: str) -> str | None:
     """None: no such image; "": an image of that name that is not our stand-in (a real one)."""
     proc = engine.docker("image", "inspect", "--format",
@@ -276,7 +281,7 @@ def ensure_standins(engine: Engine, rust_version: str, suite: str = DEBIAN_SUITE
     """
     assert suite == DEBIAN_SUITE
     made = []
-    base_key = _sha(STANDIN_RECIPE, "debian", suite, DEBIAN_MIRROR, _file_sha(HOST_CA))
+    base_key = _debian_key()
     debian = f"docker.io/library/debian:{suite}-slim"
     found = _label(engine, debian)
     tarball = None
@@ -298,9 +303,9 @@ def ensure_standins(engine: Engine, rust_version: str, suite: str = DEBIAN_SUITE
     return made
 
 
-def _make_rust(engine, tarball, ref, key, tc_dir, rustup, version) -> None:
-    triple = tc_dir.name.split("-", 1)[1]
-    name = f"{version}-{triple}"
+def _derived(engine, tarball, ref, key, packages, changes, fill=None) -> None:
+    """Import ``ref``: the rootfs of ``tarball`` plus Debian's ``packages`` (installed in a
+    chroot, with the host's network) and whatever ``fill(root)`` adds."""
     with tempfile.TemporaryDirectory(dir=tarball.parent) as tmp:
         root = Path(tmp) / "rootfs"
         root.mkdir()
@@ -308,11 +313,21 @@ def _make_rust(engine, tarball, ref, key, tc_dir, rustup, version) -> None:
         shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
         _run(["chroot", str(root), "apt-get", "update", "-qq"])
         _run(["chroot", str(root), "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-              "ca-certificates", "gcc", "libc6-dev"], env={**os.environ,
-                                                           "DEBIAN_FRONTEND": "noninteractive"})
+              *packages], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(root / junk, ignore_errors=True)
             (root / junk / "partial").mkdir(parents=True)
+        if fill:
+            fill(root)
+        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", f"{tmp}/image.tar", "."])
+        _import(engine, Path(f"{tmp}/image.tar"), ref, key, changes)
+
+
+def _make_rust(engine, tarball, ref, key, tc_dir, rustup, version) -> None:
+    triple = tc_dir.name.split("-", 1)[1]
+    name = f"{version}-{triple}"
+
+    def toolchain(root: Path) -> None:
         rustup_home, cargo_home = root / "usr/local/rustup", root / "usr/local/cargo"
         shutil.copytree(tc_dir, rustup_home / "toolchains" / name, symlinks=True,
                         ignore=lambda d, names: ["doc"] if d.endswith("/share") else [])
@@ -323,8 +338,21 @@ def _make_rust(engine, tarball, ref, key, tc_dir, rustup, version) -> None:
         for proxy in ("cargo", "rustc", "rustdoc", "rust-gdb", "rust-lldb", "cargo-clippy",
                       "clippy-driver", "rustfmt", "cargo-fmt"):
             os.link(cargo_home / "bin/rustup", cargo_home / "bin" / proxy)
-        _run(["tar", "-C", str(root), "--numeric-owner", "-cf", f"{tmp}/rust.tar", "."])
-        _import(engine, Path(f"{tmp}/rust.tar"), ref, key, [
-            "ENV RUSTUP_HOME=/usr/local/rustup", "ENV CARGO_HOME=/usr/local/cargo",
-            "ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-            "/sbin:/bin", f"ENV RUST_VERSION={version}", 'CMD ["bash"]'])
+
+    _derived(engine, tarball, ref, key, ["ca-certificates", "gcc", "libc6-dev"], [
+        "ENV RUSTUP_HOME=/usr/local/rustup", "ENV CARGO_HOME=/usr/local/cargo",
+        "ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+        "/sbin:/bin", f"ENV RUST_VERSION={version}", 'CMD ["bash"]'], toolchain)
+
+
+def ensure_redis(engine: Engine, ref: str) -> Standin:
+    """``ref`` (compose.yaml's Redis image) as Debian's redis-server and redis-tools on the
+    Debian stand-in's rootfs: the compose file runs ``redis-server`` and ``redis-cli``."""
+    base_key = _debian_key()
+    key = _sha(base_key, "redis", ref)
+    found = _label(engine, ref)
+    if found is None or (found and found != key):
+        _derived(engine, _rootfs(base_key), ref, key, ["redis-server", "redis-tools"],
+                 ["WORKDIR /data", "EXPOSE 6379", 'CMD ["redis-server"]'],
+                 lambda root: (root / "data").mkdir(exist_ok=True))
+    return Standin(ref, "the official Redis image (Debian's redis-server)")

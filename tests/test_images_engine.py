@@ -208,3 +208,55 @@ def test_push_reaches_a_real_registry_and_pushes_again_when_it_lost_the_tag(engi
     out = doit(project, "push:server", e=e)
     assert f"docker push localhost:{registry.port}/{tag}" in out
     assert registry.tags("raibid-server") == [tag.split(":")[1]]
+
+
+def _get(port: int, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_compose_up_waits_for_a_healthy_stack_and_down_leaves_nothing(engine, built, tmp_path):
+    """docker/compose.yaml with the images image:* built (tagged as compose names them: the
+    private engine has no bridge network to build in), Redis and the server on a network
+    of their own, published on free loopback ports only."""
+    import engine as engmod
+    import yaml
+
+    project, src, e = built
+    compose = yaml.safe_load((project / "docker" / "compose.yaml").read_text())
+    engmod.ensure_redis(engine, compose["services"]["redis"]["image"])
+    for name in IMAGES:
+        engine.docker("tag", record(project, name)["tag"], compose["services"][name]["image"])
+    server_port, redis_port = _free_port(), _free_port()
+    cenv = {**e, "RAIBID_SERVER_PUBLISH": f"127.0.0.1:{server_port}",
+            "REDIS_PUBLISH": f"127.0.0.1:{redis_port}"}
+    name = f"raibid-test-{os.getpid()}"
+    base = ["compose", "-p", name, "-f", str(project / "docker" / "compose.yaml"),
+            "--env-file", str(project / "docker" / ".env.example")]
+    try:
+        proc = engine.docker(*base, "up", "--wait", "--no-build", check=False, timeout=300,
+                             env=cenv, cwd=project)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        ps = engine.docker(*base, "ps", "--format", "json", env=cenv, cwd=project).stdout
+        rows = [json.loads(line) for line in ps.splitlines() if line.strip()]
+        rows = rows[0] if rows and isinstance(rows[0], list) else rows
+        assert {r["Service"]: r["Health"] for r in rows} == {"redis": "healthy",
+                                                              "server": "healthy"}
+        assert _get(server_port, "/health/live") == 200
+        ping = engine.docker(*base, "exec", "-T", "redis", "redis-cli", "ping", env=cenv,
+                             cwd=project)
+        assert ping.stdout.strip() == "PONG"
+    finally:
+        down = engine.docker(*base, "down", "-v", check=False, env=cenv, cwd=project)
+    assert down.returncode == 0, down.stdout + down.stderr
+    label = f"label=com.docker.compose.project={name}"
+    for kind in ("container", "network", "volume"):
+        left = engine.docker(kind, "ls", *(["-a"] if kind == "container" else []), "-q",
+                             "--filter", label).stdout.split()
+        assert left == [], f"{kind}s left by `down -v`: {left}"
