@@ -260,3 +260,32 @@ def test_compose_up_waits_for_a_healthy_stack_and_down_leaves_nothing(engine, bu
         left = engine.docker(kind, "ls", *(["-a"] if kind == "container" else []), "-q",
                              "--filter", label).stdout.split()
         assert left == [], f"{kind}s left by `down -v`: {left}"
+
+
+@pytest.mark.parametrize("edit, cause", [
+    (lambda t: "# syntax=docker.io/docker/dockerfile:1.7\n" + t,
+     "the Dockerfile frontend docker.io/docker/dockerfile:1.7 (a `# syntax=` line) cannot be "
+     "pulled"),
+    (lambda t: t.replace("FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim",
+                         "FROM docker.io/raibid-test/no-such-base:1"),
+     "the base image docker.io/raibid-test/no-such-base:1 cannot be pulled"),
+], ids=["frontend", "base-image"])
+def test_a_failed_build_says_why_in_one_line(engine, project, src, edit, cause):
+    dockerfile = project / "docker" / "server.Dockerfile"
+    dockerfile.write_text(edit(dockerfile.read_text()))
+    proc = run_doit(project, "image:server", env=env(project, engine, src))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    (line,) = [ln for ln in out.splitlines() if "docker build of raibid-server:" in ln]
+    assert cause in line, out[-3000:]
+    assert not (project / "build" / "images" / "server.json").exists()
+
+
+def test_a_build_without_a_network_names_the_setting(engine, project, src):
+    """The private engine has no bridge network: a build without RAIBID_BUILD_NETWORK says so."""
+    if engine.pid is None:
+        pytest.skip("the user's engine has its own networks")  # the private one in CI
+    proc = run_doit(project, "image:agent", env=env(project, engine, src, RAIBID_BUILD_NETWORK=""))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "no bridge network for the build's RUN steps: set RAIBID_BUILD_NETWORK=host" in out
