@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support import env_for, run_doit, tool_or_fail
+from support import REPO, env_for, run_doit, tool_or_fail
 
 IMAGES = ("server", "agent")
 
@@ -52,6 +53,9 @@ def test_both_images_build_and_carry_user_labels_and_healthcheck(engine, built):
     project, _, _ = built
     for name in IMAGES:
         rec = record(project, name)
+        assert set(rec) == {"name", "tag", "image_id", "digest", "platform"}
+        assert rec["tag"] == f"raibid-{name}:{rec['digest'][:12]}"
+        assert rec["platform"] == "linux/amd64"
         img = inspect(engine, rec["tag"])
         assert img["Id"] == rec["image_id"]
         assert img["Architecture"] == "amd64" and img["Os"] == "linux"
@@ -108,15 +112,45 @@ def test_the_server_runs_with_the_deployments_env_and_its_healthcheck_passes(eng
         engine.docker("rm", "-f", cid, check=False)
 
 
-def test_the_digest_tag_skips_a_second_build_until_the_image_is_gone(engine, built):
-    project, _, e = built
+def _built(out: str) -> list[str]:
+    return [ln.split()[1] for ln in out.splitlines() if ln.startswith("building raibid-")]
+
+
+def test_the_digest_tag_skips_a_second_build_until_an_input_changes(engine, built):
+    project, src, e = built
+    first = {n: record(project, n)["tag"] for n in IMAGES}
     out = doit(project, "image:server", "image:agent", e=e)
-    assert "building raibid-" not in out, "unchanged inputs, image present: nothing is built"
-    tag = record(project, "agent")["tag"]
-    engine.docker("rmi", tag)
+    assert _built(out) == [] and "up to date" in out, "unchanged inputs, image present"
+
+    # an image gone from the engine is built again (from BuildKit's cache), same tag
+    engine.docker("rmi", first["agent"])
     out = doit(project, "image:server", "image:agent", e=e)
-    assert out.count("building raibid-") == 1 and f"building {tag}" in out
-    assert inspect(engine, tag)["Id"] == record(project, "agent")["image_id"]
+    assert _built(out) == [first["agent"]]
+    assert inspect(engine, first["agent"])["Id"] == record(project, "agent")["image_id"]
+
+    # a change to an ignored file changes nothing
+    (src / "target").mkdir()
+    (src / "target" / "x").write_text("build output")
+    assert _built(doit(project, "image:server", "image:agent", e=e)) == []
+
+    # a Dockerfile change rebuilds that image only
+    df = project / "docker" / "server.Dockerfile"
+    df.write_text(df.read_text() + "# a comment\n")
+    out = doit(project, "image:server", "image:agent", e=e)
+    assert _built(out) == [record(project, "server")["tag"]] != [first["server"]]
+    assert record(project, "agent")["tag"] == first["agent"]
+
+    # a source change rebuilds both (they share the context) with new tags; the server's
+    # binary changed, so did its image
+    main = src / "crates" / "server" / "src" / "main.rs"
+    main.write_text(main.read_text().replace('"404 Not Found"', '"404 Not found"'))
+    old_id = record(project, "server")["image_id"]
+    out = doit(project, "image:server", "image:agent", e=e)
+    assert len(_built(out)) == 2
+    for n in IMAGES:
+        rec = record(project, n)
+        assert rec["tag"] != first[n] and inspect(engine, rec["tag"])["Id"] == rec["image_id"]
+    assert record(project, "server")["image_id"] != old_id
 
 
 def _free_port() -> int:
@@ -188,6 +222,11 @@ def test_push_reaches_a_real_registry_and_pushes_again_when_it_lost_the_tag(engi
     settings = json.loads((project / "deploy.json").read_text())
     settings["registry_port"] = registry.port
     (project / "deploy.json").write_text(json.dumps(settings, indent=2) + "\n")
+    registry.stop()  # no registry: the push fails, names it, and records nothing
+    proc = run_doit(project, "push:server", env=e)
+    assert proc.returncode != 0 and "Is the k3d registry running?" in proc.stdout + proc.stderr
+    assert not (project / "build" / "images" / "server.cluster.json").exists()
+    registry.start()
     out = doit(project, "push:server", e=e)
     tag = record(project, "server")["tag"]
     assert f"docker push localhost:{registry.port}/{tag}" in out
@@ -200,8 +239,6 @@ def test_push_reaches_a_real_registry_and_pushes_again_when_it_lost_the_tag(engi
 
     # a recreated registry is empty: the live check sees it and the image is pushed again
     registry.stop()
-    import shutil
-
     shutil.rmtree(registry.root / "data")
     registry.start()
     assert registry.tags("raibid-server") == []
@@ -279,6 +316,10 @@ def test_a_failed_build_says_why_in_one_line(engine, project, src, edit, cause):
     (line,) = [ln for ln in out.splitlines() if "docker build of raibid-server:" in ln]
     assert cause in line, out[-3000:]
     assert not (project / "build" / "images" / "server.json").exists()
+    # and the next run, with the Dockerfile fixed, builds it
+    shutil.copyfile(REPO / "docker" / "server.Dockerfile", dockerfile)
+    doit(project, "image:server", e=env(project, engine, src))
+    assert (project / "build" / "images" / "server.json").exists()
 
 
 def test_a_build_without_a_network_names_the_setting(engine, project, src):
