@@ -69,6 +69,10 @@ RUN --mount=type=cache,id=raibid-apt-cache,target=/var/cache/apt,sharing=locked 
 RUN --mount=type=cache,id=raibid-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /src
+# The image's toolchain (RUST_VERSION) builds the workspace in every stage: a directory
+# override outranks the workspace's rust-toolchain.toml, which would make rustup fetch
+# another toolchain, and compile the dependencies again with it after the cook stage.
+RUN rustup override set "$(rustup show active-toolchain | cut -d' ' -f1)"
 
 # ---------------------------------------------------------------- dependency recipe
 FROM chef AS planner

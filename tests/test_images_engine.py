@@ -330,3 +330,18 @@ def test_a_build_without_a_network_names_the_setting(engine, project, src):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "no bridge network for the build's RUN steps: set RAIBID_BUILD_NETWORK=host" in out
+
+
+def test_the_pinned_toolchain_builds_whatever_rust_toolchain_toml_says(engine, project, src):
+    """A workspace's rust-toolchain.toml (raibid-ci's says "stable") cannot switch the
+    image's toolchain: here it names one that exists nowhere, so rustup would fail."""
+    import engine as engmod
+
+    (src / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "0.0.1"\n')
+    doit(project, "image:server", "image:agent", e=env(project, engine, src))
+    want = engmod.dockerfile_arg("RUST_VERSION")
+    for name in IMAGES:
+        out = engine.docker("run", "--rm", "--network", "none", "--entrypoint", "/bin/bash",
+                            record(project, name)["tag"], "-c",
+                            f"grep -a -o -m1 'rustc version [0-9.]*' /usr/local/bin/raibid-{name}")
+        assert out.stdout.strip().startswith(f"rustc version {want}."), out.stdout
