@@ -15,8 +15,8 @@ class Tools(DoitCmdBase):
                        "whose go.mod pins the version and whose go.sum pins the checksums. Without "
                        "arguments: the groups core (tk, jb, helm) and tilt. `doit tools control-plane` adds "
                        "the opt-in test control plane (kube-apiserver, kube-controller-manager, "
-                       "kube-scheduler, kwok, keda-operator), `doit tools images` the image tests' buildx, "
-                       "compose and registry; `doit tools all` builds everything. Every "
+                       "kube-scheduler, kwok, keda-operator), `doit tools images` the image "
+                       "tests' buildx, compose and registry; `doit tools all` builds everything. Every "
                        "task puts .tools/bin first on PATH.")
     cmd_options = ()
 

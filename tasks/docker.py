@@ -437,7 +437,8 @@ def build_failure_cause(lines: list[str]) -> str:
         elif m := re.match(r"#(\d+) (\S.*)", ln):
             titles.setdefault(m.group(1), m.group(2))
     for step in failed:
-        if m := re.search(r"(?:resolve image config|load metadata) for (\S+)", titles.get(step, "")):
+        title = titles.get(step, "")
+        if m := re.search(r"(?:resolve image config|load metadata) for (\S+)", title):
             return (_FRONTEND if "resolve image config" in m.group(0) else _BASE).format(m.group(1))
     text = "\n".join(lines)
     for pattern, cause in _BUILD_CAUSES:

@@ -121,7 +121,8 @@ TOOLS: dict[str, Tool] = {
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
             version_args=("--help",), ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
-        _go("docker-buildx", "v0.39.1", "the BuildKit client (a docker CLI plugin) the image tests build with",
+        _go("docker-buildx", "v0.39.1",
+            "the BuildKit client (a docker CLI plugin) the image tests build with",
             "github.com/docker/buildx", "github.com/docker/buildx/cmd/buildx", group="images",
             ldflags="-X github.com/docker/buildx/version.Version={version}"),
         _go("docker-compose", "v2.40.3", "Compose v2 (a docker CLI plugin): the image tests start "

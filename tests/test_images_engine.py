@@ -63,7 +63,8 @@ def test_both_images_build_and_carry_user_labels_and_healthcheck(engine, built):
         assert cfg["User"] == "10001:10001", "the images run as their own non-root user"
         assert cfg["Labels"]["org.opencontainers.image.title"] == f"raibid-{name}"
         assert cfg["Labels"]["org.opencontainers.image.version"] == "0.1.0"
-        assert cfg["Labels"]["org.opencontainers.image.source"] == "https://example.invalid/raibid-ci"
+        source = cfg["Labels"]["org.opencontainers.image.source"]
+        assert source == "https://example.invalid/raibid-ci"
         assert cfg["Entrypoint"] == [f"/usr/local/bin/raibid-{name}"]
     assert "Healthcheck" in inspect(engine, record(project, "server")["tag"])["Config"]
     # the binary is an x86-64 executable the image's own libc runs
@@ -95,7 +96,8 @@ def test_the_server_runs_with_the_deployments_env_and_its_healthcheck_passes(eng
                  f"'GET /health/ready HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3")
         deadline, status, answer = time.monotonic() + 60, "", ""
         while time.monotonic() < deadline:
-            status = engine.docker("inspect", "--format", "{{.State.Health.Status}}", cid).stdout.strip()
+            status = engine.docker("inspect", "--format", "{{.State.Health.Status}}",
+                                   cid).stdout.strip()
             answer = engine.docker("exec", cid, "/bin/bash", "-c", probe, check=False).stdout
             if status == "healthy" and "200" in answer:
                 break
