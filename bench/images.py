@@ -86,8 +86,10 @@ def main() -> int:
         for name in IMAGES:
             took, out = build(name)
             cook = _cook_cached(out)
+            crates = len(re.findall(r"^#\d+ [\d.]+ +Compiling ", out, re.M))
             print(f"{name}: after a one-line change in {crate.relative_to(src)} {took:.1f} s "
-                  f"(cook stage {'cached' if cook else 'REBUILT' if cook is False else '?'})")
+                  f"(cook stage {'cached' if cook else 'REBUILT' if cook is False else '?'}; "
+                  f"{crates} crates compiled)")
         for name in IMAGES:
             size = int(eng.docker("image", "inspect", "--format", "{{.Size}}", tag(name)).stdout)
             print(f"{name}: {tag(name)} {size / 1e6:.0f} MB")
