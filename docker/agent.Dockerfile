@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # raibid-agent image (#100). The build context is the raibid-ci Cargo workspace:
 #
 #   docker buildx build -f docker/agent.Dockerfile --target runtime \
@@ -13,6 +11,8 @@
 #
 # The agent is rebuilt as an image on change (KEDA creates its pods, so Tilt's
 # restart_process cannot live-update it): it has no dev target.
+#
+# No `# syntax=` line: see docker/README.md ("Frontend").
 #
 # Stages: chef (toolchain on the build machine, cross-compiling for TARGETPLATFORM)
 #   -> planner (cargo-chef recipe) -> cook (dependencies only: rebuilt when Cargo.toml or
@@ -69,6 +69,10 @@ RUN --mount=type=cache,id=raibid-apt-cache,target=/var/cache/apt,sharing=locked 
 RUN --mount=type=cache,id=raibid-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /src
+# The image's toolchain (RUST_VERSION) builds the workspace in every stage: a directory
+# override outranks the workspace's rust-toolchain.toml, which would make rustup fetch
+# another toolchain, and compile the dependencies again with it after the cook stage.
+RUN rustup override set "$(rustup show active-toolchain | cut -d' ' -f1)"
 
 # ---------------------------------------------------------------- dependency recipe
 FROM chef AS planner

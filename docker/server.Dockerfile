@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # raibid-server image (#99). The build context is the raibid-ci Cargo workspace:
 #
 #   docker buildx build -f docker/server.Dockerfile --target runtime \
@@ -12,6 +10,8 @@
 #   runtime  the release image (the last stage, so also the default)
 #   dev      live reload (#106): the build context is a directory holding a host-built
 #            `raibid-server` (linux, glibc) at its root; same base, user, env and ports
+#
+# No `# syntax=` line: see docker/README.md ("Frontend").
 #
 # Stages: chef (toolchain on the build machine, cross-compiling for TARGETPLATFORM)
 #   -> planner (cargo-chef recipe) -> cook (dependencies only: rebuilt when Cargo.toml or
@@ -68,6 +68,10 @@ RUN --mount=type=cache,id=raibid-apt-cache,target=/var/cache/apt,sharing=locked 
 RUN --mount=type=cache,id=raibid-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /src
+# The image's toolchain (RUST_VERSION) builds the workspace in every stage: a directory
+# override outranks the workspace's rust-toolchain.toml, which would make rustup fetch
+# another toolchain, and compile the dependencies again with it after the cook stage.
+RUN rustup override set "$(rustup show active-toolchain | cut -d' ' -f1)"
 
 # ---------------------------------------------------------------- dependency recipe
 FROM chef AS planner

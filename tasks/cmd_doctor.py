@@ -33,6 +33,7 @@ class Doctor(PipeSafe, DoitCmdBase):
             table.add_column(col, no_wrap=True)
         bad, hints = [], []
         for tool in tools.TOOLS.values():
+            problem = ""
             found = tools.found_version(tool)
             want = tool.version if tool.exact else f">= {tool.version}"
             if found is None:
@@ -40,7 +41,7 @@ class Doctor(PipeSafe, DoitCmdBase):
                                                             or tool.group not in tools.DEFAULT_GROUPS) else "red")
             elif not tools.version_ok(tool, found):
                 status = Text("version differs", style="yellow")
-            elif tools.live_problem(tool):
+            elif problem := tools.live_problem(tool):
                 status = Text("not usable", style="yellow")
             else:
                 status = Text("ok", style="green")
@@ -50,7 +51,7 @@ class Doctor(PipeSafe, DoitCmdBase):
             needed = _summarise(users.get(tool.name, []))
             if tool.optional:
                 needed = needed or "optional"
-            hint = {"ok": "", "not usable": tool.live_hint}.get(status.plain, tool.install)
+            hint = {"ok": "", "not usable": problem}.get(status.plain, tool.install)
             if hint:
                 hints.append(f"  {tool.name}: {hint}")
             table.add_row(tool.name, needed or "-", want, found or "-", status)

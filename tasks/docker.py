@@ -348,6 +348,9 @@ def build_command(inp: ImageInputs, buildx: bool) -> tuple[list[str], dict | Non
     else:
         argv, env = ["docker", "build"], dict(os.environ, DOCKER_BUILDKIT="1")
     argv += ["-f", str(inp.dockerfile), "--target", inp.target, "--platform", inp.platform]
+    if network := os.environ.get("RAIBID_BUILD_NETWORK", "").strip():
+        # an engine without a bridge network (the tests' private one) builds with the host's
+        argv += ["--network", network]
     for key, value in inp.build_args:
         argv += ["--build-arg", f"{key}={value}"]
     argv += ["-t", inp.tag, str(inp.context)]
@@ -394,6 +397,57 @@ def image_current(name: str) -> bool:
     return found is not None and found == rec.get("image_id")
 
 
+def _run_echoed(argv, env) -> tuple[int, list[str]]:
+    """Run ``argv``, echoing its output as it comes; (exit code, its last lines)."""
+    from collections import deque
+
+    tail: deque[str] = deque(maxlen=200)
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            tail.append(line.rstrip("\n"))
+    return proc.returncode, list(tail)
+
+
+#: (what a failed build's output says, the one line naming the cause); first match wins
+_BUILD_CAUSES = (
+    (r"network bridge not found",
+     "the engine has no bridge network for the build's RUN steps: set RAIBID_BUILD_NETWORK=host"),
+    (r"Temporary failure resolving|Could not resolve|i/o timeout|connection refused"
+     r"|Network is unreachable|failed to download|spurious network error",
+     "a RUN step could not reach the network (Debian's mirror or crates.io): check the "
+     "engine's network, proxy and DNS"),
+)
+_FRONTEND = "the Dockerfile frontend {0} (a `# syntax=` line) cannot be pulled: drop the line " \
+            "(docker/README.md, \"Frontend\") or make the registry reachable"
+_BASE = "the base image {0} cannot be pulled: is its registry reachable (or the image loaded)?"
+
+
+def build_failure_cause(lines: list[str]) -> str:
+    """One line saying why a build failed, from its output (BuildKit's numbered steps): an
+    image that cannot be pulled (the frontend or a base), then :data:`_BUILD_CAUSES`, else
+    the last error line."""
+    import re
+
+    titles, failed = {}, []
+    for ln in lines:
+        if m := re.match(r"#(\d+) ERROR: (.*)", ln):
+            failed.append(m.group(1))
+        elif m := re.match(r"#(\d+) (\S.*)", ln):
+            titles.setdefault(m.group(1), m.group(2))
+    for step in failed:
+        title = titles.get(step, "")
+        if m := re.search(r"(?:resolve image config|load metadata) for (\S+)", title):
+            return (_FRONTEND if "resolve image config" in m.group(0) else _BASE).format(m.group(1))
+    text = "\n".join(lines)
+    for pattern, cause in _BUILD_CAUSES:
+        if re.search(pattern, text):
+            return cause
+    errors = [ln.strip() for ln in lines if re.match(r"\s*(?:#\d+ )?(?:ERROR|error)\b", ln)]
+    return errors[-1] if errors else "see the build output above"
+
+
 def build_image(name: str):
     """doit action: build the image, then record name, tag, image id, digest and platform."""
     from doit.exceptions import TaskFailed
@@ -406,9 +460,10 @@ def build_image(name: str):
         return no_engine
     argv, env = build_command(inp, buildx_available())
     print(f"building {inp.tag} ({inp.platform}, target {inp.target}) from {inp.context}", flush=True)
-    proc = subprocess.run(argv, env=env)
-    if proc.returncode != 0:
-        return TaskFailed(f"docker build of {inp.tag} failed (exit {proc.returncode}):\n  {shlex.join(argv)}")
+    returncode, tail = _run_echoed(argv, env)
+    if returncode != 0:
+        return TaskFailed(f"docker build of {inp.tag} failed (exit {returncode}): "
+                          f"{build_failure_cause(tail)}\n  {shlex.join(argv)}")
     found = image_id(inp.tag)
     if not found:
         return TaskFailed(f"docker build reported success but the engine has no image {inp.tag}")

@@ -34,11 +34,44 @@ class Tool(NamedTuple):
     cluster_side: bool = False         # needs a Docker engine or a cluster; replaced by shims in tests
     live_args: tuple[str, ...] = ()    # a command that fails when the tool is installed but unusable
     live_hint: str = ""                # what to do when live_args fails
+    live_check: object = None          # (live_args' stdout) -> a problem, or "": more checks
     ldflags: str = ""                  # extra `-ldflags` for the Go build ({version}, {bare}: without "v")
     group: str = "core"                # `doit tools GROUP` builds a group; see GROUPS
     command: str = ""                  # the executable, when not ``name`` (``own`` tools)
     own: bool = False                  # the user's install: looked up on PATH, never in .tools/bin
     users: str = ""                    # who needs it besides the tasks declaring it (doit doctor)
+
+
+#: the oldest engine whose built-in Dockerfile frontend has everything docker/*.Dockerfile use
+#: (RUN --mount, COPY --chmod): they have no `# syntax=` line (docker/README.md, "Frontend")
+DOCKER_ENGINE_MIN = "20.10"
+
+
+def _docker_engine_problem(server_version: str) -> str:
+    """What keeps the engine (its version is ``server_version``) from building the images."""
+    key = _key(server_version)
+    if key and key < _key(DOCKER_ENGINE_MIN):
+        return (f"the Docker engine is {server_version}, older than {DOCKER_ENGINE_MIN}: its "
+                f"BuildKit cannot build docker/*.Dockerfile; upgrade Docker Engine")
+    try:
+        proc = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    if (proc is None or proc.returncode != 0) and _key(_docker_client()) >= (23,):
+        # a client of 23.0 or later builds with BuildKit only through the buildx plugin
+        return (f"the engine ({server_version}) answers, but the docker client has no buildx "
+                f"(BuildKit's client, which builds the images): install Docker's buildx plugin "
+                f"(apt-get install docker-buildx, or docs.docker.com/go/buildx)")
+    return ""
+
+
+def _docker_client() -> str:
+    try:
+        return subprocess.run(["docker", "--version"], capture_output=True, text=True,
+                              timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
 
 
 _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -53,6 +86,8 @@ GROUPS = {
     "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
     _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
+    "images": "the image tests' buildx and compose CLI plugins and a local registry "
+              "(`doit tools images`; your own Docker install is used for your builds)",
 }
 DEFAULT_GROUPS = ("core", "tilt")
 
@@ -93,6 +128,20 @@ TOOLS: dict[str, Tool] = {
             "github.com/kedacore/keda/v2", "github.com/kedacore/keda/v2/cmd/operator", group=_CP,
             version_args=("--help",), users="the autoscaling test",
             ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
+        _go("docker-buildx", "v0.39.1",
+            "the BuildKit client (a docker CLI plugin) the image tests build with",
+            "github.com/docker/buildx", "github.com/docker/buildx/cmd/buildx", group="images",
+            users="the image tests",
+            ldflags="-X github.com/docker/buildx/version.Version={version}"),
+        _go("docker-compose", "v2.40.3", "Compose v2 (a docker CLI plugin): the image tests start "
+            "docker/compose.yaml with it", "github.com/docker/compose/v2",
+            "github.com/docker/compose/v2/cmd", group="images", users="the image tests",
+            ldflags="-X github.com/docker/compose/v2/internal.Version={version}"),
+        _go("registry", "v3.1.2", "the image tests' local registry (distribution), on 127.0.0.1",
+            "github.com/distribution/distribution/v3",
+            "github.com/distribution/distribution/v3/cmd/registry", group="images",
+            users="the image tests",
+            ldflags="-X github.com/distribution/distribution/v3/version.version={version}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
@@ -106,7 +155,7 @@ TOOLS: dict[str, Tool] = {
              "install Docker Engine (docs.docker.com/engine/install) and start it", exact=False,
              cluster_side=True, live_args=("info", "--format", "{{.ServerVersion}}"),
              live_hint="the docker client is installed but no engine answers: start Docker "
-                       "(or set DOCKER_HOST)"),
+                       "(or set DOCKER_HOST)", live_check=_docker_engine_problem),
         Tool("tilt-ui", "v0.33.0", "your Tilt, with its web UI: `doit dev` and `doit e2e` run it "
              "(the pinned tilt has no UI assets)", "https://docs.tilt.dev/install.html", exact=False,
              cluster_side=True, version_args=("version",), command="tilt", own=True),
@@ -287,7 +336,9 @@ def live_problem(tool: Tool) -> str:
         proc = subprocess.run([exe, *tool.live_args], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return tool.live_hint
-    return "" if proc.returncode == 0 else tool.live_hint
+    if proc.returncode != 0:
+        return tool.live_hint
+    return tool.live_check(proc.stdout.strip()) if tool.live_check else ""
 
 
 def _key(version: str) -> tuple[int, ...]:

@@ -94,6 +94,32 @@ def controlplane(tmp_path_factory):
     cp.stop()
 
 
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory):
+    """A real Docker engine (the user's, else a private dockerd started once per session,
+    see tests/engine.py) whose base images exist (stand-ins made offline where the real ones
+    are missing), with the pinned buildx and compose as its client's plugins. Fails in CI
+    when a piece is missing."""
+    import engine as engmod
+    from tasks import paths
+
+    for name in ("docker", "dockerd", "debootstrap", *engmod.PLUGINS):
+        if name != "dockerd" or not os.environ.get("DOCKER_HOST"):
+            tool_or_fail(name)
+    where = tmp_path_factory.mktemp("engine")
+    config = engmod.docker_config(where / "docker-config", paths.tools_bin())
+    eng, lock = engmod.start(config, where)
+    try:
+        if eng.pid is None and not engmod._answers(eng.env):
+            pytest.fail("no Docker engine answers and none could be started (see `doit doctor`)")
+        engmod.ensure_standins(eng, engmod.dockerfile_arg("RUST_VERSION"))
+        yield eng
+    finally:
+        engmod.stop(eng)
+        if lock is not None:
+            lock.close()
+
+
 #: a watcher of the test process: once it has gone (ended, or killed before its fixtures were
 #: torn down: a timeout's SIGTERM, SIGKILL), it stops the control plane it was given
 _WATCHER = """
@@ -146,6 +172,8 @@ def pytest_itemcollected(item):
     conftest hook), so the group was never formed and a second control plane started."""
     if "controlplane" in getattr(item, "fixturenames", ()):
         item.add_marker(pytest.mark.xdist_group("controlplane"))
+    elif "engine" in getattr(item, "fixturenames", ()):  # one Docker engine, one worker
+        item.add_marker(pytest.mark.xdist_group("engine"))
 
 
 #: the opt-in marker: tests that build and run raibid-ci's real binaries (RAIBID_SRC)

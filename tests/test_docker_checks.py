@@ -371,3 +371,42 @@ def test_fixture_builds_offline_and_the_server_healthcheck_probes_it(src, tmp_pa
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- the engine (#20)
+
+ENGINE = '''
+import sys
+def handle(argv, state, rec):
+    if argv == ["--version"]:
+        print(f"Docker version {state.get('client', '28.2.2')}, build e6534b4")
+        return 0
+    if argv[:1] == ["info"]:
+        print(state.get("server", "20.10.24+dfsg1"))
+        return 0
+    if argv[:2] == ["buildx", "version"]:
+        if state.get("buildx"):
+            print("github.com/docker/buildx v0.39.1")
+            return 0
+        sys.stderr.write("docker: unknown command: docker buildx\\n")
+        return 1
+    return 1
+'''
+
+
+@pytest.mark.parametrize("state, problem", [
+    ({"buildx": True}, ""),
+    ({"buildx": False}, "the docker client has no buildx"),
+    ({"buildx": False, "client": "20.10.24"}, ""),  # its own BuildKit client: DOCKER_BUILDKIT=1
+    ({"buildx": True, "server": "19.03.15"}, "the Docker engine is 19.03.15, older than 20.10"),
+])
+def test_the_docker_check_asks_the_engine_version_and_buildx(shims, monkeypatch, state, problem):
+    """What `doit doctor`, the preflights of up/dev/e2e and image:* report about docker."""
+    from tasks import tools
+
+    shims.add("docker", ENGINE)
+    shims.set_state(**state)
+    monkeypatch.setenv("PATH", f"{shims.bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(tools, "which", lambda name: str(shims.bin / name))
+    found = tools.live_problem(tools.TOOLS["docker"])
+    assert (problem in found) if problem else found == "", found

@@ -331,3 +331,33 @@ def test_up_says_why_it_runs_again(monkeypatch):
     task.task_dep = ["image", "apply:local"]
     assert check(task, {"settled": True, "deployed": "d1"}) is False
     assert check.reason == "apply:local ran in this run"
+
+
+NO_BUILDX = '''
+import sys
+def handle(argv, state, rec):
+    if argv == ["--version"]:
+        print("Docker version 28.2.2, build e6534b4")
+        return 0
+    if argv[:1] == ["info"]:
+        print("20.10.24+dfsg1")
+        return 0
+    if argv[:2] == ["buildx", "version"]:
+        sys.stderr.write("docker: unknown command: docker buildx\\n")
+        return 1
+    return 0
+'''
+
+
+def test_up_with_an_engine_but_no_buildx_stops_first_and_names_the_fix(fresh):
+    """A 23+ client builds only through buildx: without it every image build would fail
+    after the cluster was made (#20)."""
+    project, shims = fresh
+    shims.add("docker", NO_BUILDX)
+    r = up(project, shims)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "a tool is installed but cannot work: nothing was run." in out
+    assert "the docker client has no buildx" in out and "apt-get install docker-buildx" in out
+    assert {line(rec) for rec in shims.records()} == {
+        "docker info --format {{.ServerVersion}}", "docker buildx version", "docker --version"}
