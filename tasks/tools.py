@@ -45,6 +45,8 @@ _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/b
 _KUBE_LDFLAGS = ("-X k8s.io/component-base/version.gitVersion={version} "
                  "-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33")
 _CP = "control-plane"
+_NODE = "node"
+_NODE_USERS = "the real-node test"
 
 #: what `doit tools` builds: the default groups, and the opt-in ones named on its command line
 GROUPS = {
@@ -53,6 +55,8 @@ GROUPS = {
     "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
     _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
+    _NODE: "kubelet and kube-proxy: a real node for the test control plane, beside Debian's "
+           "containerd and CNI plugins (`doit tools node`)",
 }
 DEFAULT_GROUPS = ("core", "tilt")
 
@@ -87,6 +91,12 @@ TOOLS: dict[str, Tool] = {
             ldflags=_KUBE_LDFLAGS),
         _go("kube-scheduler", "v1.33.13", "the test control plane's scheduler",
             "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", group=_CP, ldflags=_KUBE_LDFLAGS),
+        _go("kubelet", "v1.33.13", "the test control plane's real node (with containerd)",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kubelet", group=_NODE, ldflags=_KUBE_LDFLAGS,
+            users=_NODE_USERS),
+        _go("kube-proxy", "v1.33.13", "Service routing on the test control plane's real node",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", group=_NODE, ldflags=_KUBE_LDFLAGS,
+            users=_NODE_USERS),
         _go("kwok", "v0.8.0", "fake nodes and pods for the test control plane",
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
@@ -95,6 +105,9 @@ TOOLS: dict[str, Tool] = {
             ldflags="-X github.com/kedacore/keda/v2/version.Version={bare}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
+        Tool("containerd", "1.6", "the real node's container runtime (CRI); its ctr imports images",
+             "apt-get install containerd containernetworking-plugins  (Debian/Ubuntu)", exact=False,
+             group=_NODE, users=_NODE_USERS),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
              "apt-get install openssl", exact=False, group=_CP, version_args=("version",)),
         Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",
