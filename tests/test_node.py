@@ -33,7 +33,36 @@ def _wait_running(cp, ns: str, pod: str, timeout: float = 90) -> dict:
                          f"kubelet's log ends:\n{cp.log_tail('kubelet', 30)}")
 
 
-def test_a_pod_runs_on_the_real_node_kubectl_logs_reads_it_and_stop_leaves_nothing(controlplane):
+def _port_forward_answers(cp, ns: str) -> None:
+    """kubectl port-forward (what Tilt's port forwards use) reaches a pod's port through the
+    kubelet and containerd's stream server, on a loopback port of ours."""
+    import re
+    import urllib.request
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": ns},
+           "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
+                    "containers": [{"name": "web", "image": nodemod.PAUSE_IMAGE,
+                                    "imagePullPolicy": "Never",
+                                    "args": ["--serve", "8080", "served on the real node"]}]}}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(pod), check=True)
+    _wait_running(cp, ns, "web")
+    argv = [cp.kubectl_exe(), "--kubeconfig", str(cp.kubeconfig), "-n", ns, "port-forward",
+            "--address", "127.0.0.1", "pod/web", ":8080"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=cp.env(), stdin=subprocess.DEVNULL)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"127\.0\.0\.1:(\d+) -> 8080", line)
+        assert m, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/", timeout=10) as answer:
+            assert answer.read().decode() == "served on the real node\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_pods_run_on_the_real_node_logs_and_port_forward_reach_them_and_stop_leaves_nothing(
+        controlplane):
     for name in (*nodemod.TOOLS, "ctr"):
         tool_or_fail(name)
     cp = controlplane
@@ -62,6 +91,7 @@ def test_a_pod_runs_on_the_real_node_kubectl_logs_reads_it_and_stop_leaves_nothi
         routes = subprocess.run(["nsenter", "-t", pid, "-n", "ip", "route"], capture_output=True,
                                 text=True, check=True).stdout
         assert routes.strip() and "default" not in routes, routes
+        _port_forward_answers(cp, ns)
     finally:
         nodemod.stop(cp)
     assert not cp.alive("kubelet") and not cp.alive("containerd")
