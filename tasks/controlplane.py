@@ -627,7 +627,7 @@ def _start_action(contexts: str, node: bool = False):
             with _turn(cp):
                 info = nodemod.start(cp)
             print(f"node {info['name']} Ready in {info['startup_seconds']}s at {info['ip']} "
-                  f"(pods on {info['subnet']}, bridge {info['bridge']})")
+                  f"(pods {info['subnet']}, Services {info['services']}, netns {info['netns']})")
     except (ControlPlaneError, nodemod.NodeError, tools.MissingTools) as e:
         return TaskFailed(str(e))
     rss = sum(cp.rss_mib().values())

@@ -1,17 +1,23 @@
-"""A real node for the test control plane: containerd (CRI), a CNI bridge and a kubelet.
+"""A real node for the test control plane: containerd (CRI), a CNI bridge, kubelet, kube-proxy.
 
-:func:`start` runs Debian's containerd with a config, socket, root and state of its own under
-``<control plane>/node/``, and a kubelet (built from the pinned k8s.io/kubernetes) that joins
-the control plane as node :data:`NAME`. Its address is on a Linux bridge the start creates
-itself (kubelet refuses a loopback node IP; the API server reaches the kubelet there for
-``kubectl logs``), and its pods sit on that bridge too: no default route, no masquerading,
-nothing routed off the machine. The pause image is a tiny static C program (tools/kubelet/
-pause.c) packed as a docker archive and imported offline: no registry is ever asked.
+:func:`start` gives the node a network namespace of its own (``raibid-<tag>``) and a veth pair
+into it: the machine's end holds the node's address (kubelet refuses a loopback node IP; the
+API server reaches the kubelet there for ``kubectl logs`` and port-forwards), the namespace
+holds the pods' bridge. Debian's containerd runs in that namespace (with its config, socket,
+root and state under ``<control plane>/node/``), so its CNI bridge and its pods are there;
+kube-proxy runs there too, so its iptables rules are the namespace's, never the machine's
+(concurrent sessions each have theirs). The kubelet (built from the pinned k8s.io/kubernetes)
+runs on the machine and joins as node :data:`NAME`. Pods get routes to the node and to the
+node's Service range (a ServiceCIDR of its own) only: no default route, no masquerading off
+the machine; the machine gets routes to the pods and the Services through the veth. The pause
+image is a tiny static C program (tools/kubelet/pause.c) packed as a docker archive and
+imported offline: no registry is ever asked.
 
 Every process is recorded in the control plane's ``state.json`` and stopped by pid;
-:func:`teardown` (run by :meth:`ControlPlane.stop`) deletes the pods first, so the kubelet
-stops their sandboxes (and CRI removes their network namespaces), then stops the runtime's
-shims, unmounts what is left under the node's directory and deletes the bridge.
+:func:`stop` (and :meth:`ControlPlane.stop`) deletes the pods first, so the kubelet stops
+their sandboxes (CRI removes their network namespaces), then stops the processes and the
+runtime's shims, unmounts what is left under the node's directory, and deletes the
+namespace (its veth, bridge and rules with it) and the node's cgroups.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -29,7 +36,9 @@ from pathlib import Path
 from . import paths, tools
 
 #: what the node needs besides the control plane (runc comes with Debian's containerd)
-TOOLS = ("kubelet", "containerd", "gcc")
+TOOLS = ("kubelet", "kube-proxy", "containerd", "gcc")
+#: the node's processes in the control plane's state.json
+PROCESSES = ("kubelet", "containerd", "api-relay", "kube-proxy")
 NAME = "raibid-node"
 #: the image of the pod sandboxes, and of the tests' workload (it prints its arguments)
 PAUSE_IMAGE = "raibid.local/pause:1"
@@ -76,14 +85,45 @@ def _remove_cgroups(name: str) -> None:
                 pass
 
 
-def free_subnet() -> str:
-    """A /24 of 10.251.0.0/16 that no address or route of this machine is in."""
+def free_subnets(count: int) -> list[str]:
+    """``count`` /24s of 10.251.0.0/16 that no address or route of this machine is in."""
     used = (_run(["ip", "-4", "-o", "addr"]).stdout
             + _run(["ip", "-4", "route", "show", "table", "all"]).stdout)
-    for third in range(256):
-        if f"{_NET}.{third}." not in used:
-            return f"{_NET}.{third}.0/24"
-    raise NodeError(f"no free /24 in {_NET}.0.0/16 for the node's pods")
+    free = [f"{_NET}.{third}.0/24" for third in range(256) if f"{_NET}.{third}." not in used]
+    if len(free) < count:
+        raise NodeError(f"no {count} free /24s in {_NET}.0.0/16 for the node")
+    return free[:count]
+
+
+def _host(subnet: str, n: int) -> str:
+    return f"{subnet.rsplit('.', 1)[0]}.{n}"
+
+
+#: a TCP relay from the node's address to the API server on loopback, for kube-proxy in the
+#: node's network namespace (where 127.0.0.1 is its own)
+_RELAY = """
+import asyncio, sys
+host, port, target = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+async def serve(r, w):
+    try:
+        tr, tw = await asyncio.open_connection("127.0.0.1", target)
+    except OSError:
+        w.close()
+        return
+    await asyncio.gather(pipe(r, tw), pipe(tr, w), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(serve, host, port)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
 
 
 # --------------------------------------------------------------------------- the pause image
@@ -138,7 +178,7 @@ class Node:
                     check=check, timeout=timeout)
 
 
-def _containerd_config(node: Node) -> str:
+def _containerd_config(node: Node, stream_address: str) -> str:
     d = node.dir / "containerd"
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
@@ -159,7 +199,7 @@ state = "{d / 'state'}"
   # no CAP_SYS_RESOURCE in these sandboxes: without it every pod sandbox fails to set
   # /proc/self/oom_score_adj
   restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
+  stream_server_address = "{stream_address}"
   stream_server_port = "0"
   enable_selinux = false
 [{cri}.cni]
@@ -173,60 +213,68 @@ state = "{d / 'state'}"
 """
 
 
-def _cni_config(bridge: str, subnet: str, gateway: str, ipam_dir: Path) -> str:
-    # isGateway false: the start gave the bridge its address already, and a gateway bridge
-    # would turn on IP forwarding for the whole machine; host-local adds no default route
+def _cni_config(bridge: str, subnet: str, ipam_dir: Path, routes: list[str]) -> str:
+    # isGateway false: the start gave the bridge its address already; no default route, no
+    # masquerade: a pod reaches the node and the Services, nothing off the machine
+    gateway = _host(subnet, 1)
     return json.dumps({"cniVersion": "0.4.0", "name": "raibid-node", "plugins": [
         {"type": "bridge", "bridge": bridge, "isGateway": False, "ipMasq": False,
          "hairpinMode": True,
          "ipam": {"type": "host-local", "dataDir": str(ipam_dir),
-                  "ranges": [[{"subnet": subnet, "gateway": gateway}]]}}]}, indent=1)
+                  "ranges": [[{"subnet": subnet, "gateway": gateway}]],
+                  "routes": [{"dst": r, "gw": gateway} for r in routes]}}]}, indent=1)
 
 
-def _kubelet_cert(cp, pki: Path) -> None:
+def _client_cert(pki: Path, name: str, subject: str) -> None:
+    """A client certificate of the control plane's CA: pki/NAME.crt and NAME.key."""
     from .controlplane import _openssl
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    (pki / "kubelet.ext").write_text("extendedKeyUsage=clientAuth\n"
+    (pki / f"{name}.ext").write_text("extendedKeyUsage=clientAuth\n"
                                      "keyUsage=critical,digitalSignature,keyEncipherment\n")
-    _openssl(pki, "req", "-new", *ec, "-keyout", "kubelet.key", "-out", "kubelet.csr",
-             "-subj", f"/O=system:nodes/CN=system:node:{NAME}")
-    _openssl(pki, "x509", "-req", "-in", "kubelet.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "kubelet.crt", "-days", "7", "-extfile", "kubelet.ext")
+    _openssl(pki, "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", subject)
+    _openssl(pki, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "7", "-extfile", f"{name}.ext")
 
 
-def _kubelet_files(node: Node, ip: str, subnet: str, healthz: int,
-                   cgroup: str) -> tuple[Path, Path]:
+def _kubeconfig(cp, path: Path, user: str, server: str) -> Path:
+    """A kubeconfig for ``user`` (pki/USER.crt) at ``server``, which the API server's
+    certificate names as localhost whatever address it is reached at."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "cp", "cluster": {"server": server, "tls-server-name": "localhost",
+                                                "certificate-authority": str(cp.pki / "ca.crt")}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cp.pki / f"{user}.crt"),
+                                          "client-key": str(cp.pki / f"{user}.key")}}],
+        "contexts": [{"name": user, "context": {"cluster": "cp", "user": user}}],
+        "current-context": user}))
+    path.chmod(0o600)
+    return path
+
+
+def _kubelet_config(node: Node, info: dict, healthz: int) -> Path:
     import yaml
 
     cp, d = node.cp, node.dir
-    _kubelet_cert(cp, cp.pki)
-    kubeconfig = d / "kubelet.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "cp", "cluster": {"server": f"https://127.0.0.1:{cp.port}",
-                                                "certificate-authority": str(cp.pki / "ca.crt")}}],
-        "users": [{"name": "kubelet", "user": {"client-certificate": str(cp.pki / "kubelet.crt"),
-                                               "client-key": str(cp.pki / "kubelet.key")}}],
-        "contexts": [{"name": "kubelet", "context": {"cluster": "cp", "user": "kubelet"}}],
-        "current-context": "kubelet"}))
-    kubeconfig.chmod(0o600)
     config = d / "kubelet.yaml"
     config.write_text(yaml.safe_dump({
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "failCgroupV1": False,  # cgroup v1 in these sandboxes
         "failSwapOn": False,
-        "address": ip, "port": 10250, "readOnlyPort": 0,
+        "address": info["ip"], "port": 10250, "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1", "healthzPort": healthz,
         "cgroupDriver": "cgroupfs",
         # a cgroup of its own (the start makes it, cleanup removes it), not the machine's /kubepods
-        "cgroupRoot": "/" + cgroup,
+        "cgroupRoot": "/" + info["cgroup"],
         "containerRuntimeEndpoint": f"unix://{node.socket}",
         # only holders of a certificate of the control plane's CA (its API server) get in
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
                            "x509": {"clientCAFile": str(cp.pki / "ca.crt")}},
         "authorization": {"mode": "AlwaysAllow"},
-        "podCIDR": subnet, "podLogsDir": str(d / "pod-logs"),
+        "podCIDR": info["subnet"], "podLogsDir": str(d / "pod-logs"),
         "resolvConf": "", "staticPodPath": "",
         # a shared disk: no eviction or image GC because other users filled it
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%",
@@ -237,7 +285,64 @@ def _kubelet_files(node: Node, ip: str, subnet: str, healthz: int,
         # schedule onto kwok's fake node, with images this node does not have
         "registerWithTaints": [{"key": TAINT, "value": "true", "effect": "NoSchedule"}],
     }))
-    return kubeconfig, config
+    return config
+
+
+def _kube_proxy_config(node: Node, info: dict, kubeconfig: Path) -> Path:
+    import yaml
+
+    config = node.dir / "kube-proxy.yaml"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": NAME, "mode": "iptables", "clusterCIDR": info["subnet"],
+        # its own network namespace: these loopback ports are its own
+        "healthzBindAddress": "127.0.0.1:10256", "metricsBindAddress": "127.0.0.1:10249",
+        # conntrack's limits are the machine's: left as they are
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+        # SNAT to the bridge's address (on this machine): replies between pods of one bridge
+        # come back through the namespace's netfilter
+        "iptables": {"masqueradeAll": True, "localhostNodePorts": False},
+        "nodePortAddresses": [info["link"]],
+    }))
+    return config
+
+
+def _in_netns(info: dict, *argv) -> list[str]:
+    """``argv`` in the node's network namespace only (`ip netns exec` would remount /sys and
+    hide the cgroup mounts)."""
+    return ["nsenter", f"--net=/run/netns/{info['netns']}", "--", *map(str, argv)]
+
+
+def _make_network(info: dict) -> None:
+    """The node's network namespace, a veth from the machine into it (the node's address on
+    the machine's end), the pods' bridge inside it, and routes to its pods and Services."""
+    ns, veth = info["netns"], info["veth"]
+    _run(["ip", "netns", "add", ns])
+    _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "n"])
+    _run(["ip", "link", "set", veth + "n", "netns", ns])
+    _run(["ip", "addr", "add", f"{info['ip']}/24", "dev", veth])
+    _run(["ip", "link", "set", veth, "up"])
+    inside = [
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "addr", "add", f"{info['peer']}/24", "dev", veth + "n"],
+        ["ip", "link", "set", veth + "n", "up"],
+        ["ip", "link", "add", info["bridge"], "type", "bridge"],
+        ["ip", "addr", "add", f"{_host(info['subnet'], 1)}/24", "dev", info["bridge"]],
+        ["ip", "link", "set", info["bridge"], "up"],
+        # the namespace's own forwarding (pods to Services, the machine to pods)
+        ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+    ]
+    for argv in inside:
+        _run(_in_netns(info, *argv))
+    for dst in (info["subnet"], info["services"]):
+        _run(["ip", "route", "add", dst, "via", info["peer"], "dev", veth])
+
+
+def _service_cidr(info: dict) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+            "metadata": {"name": info["netns"]}, "spec": {"cidrs": [info["services"]]}}
 
 
 def start(cp, timeout: float = 120) -> dict:
@@ -253,37 +358,47 @@ def start(cp, timeout: float = 120) -> dict:
     node = Node(cp)
     node.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    subnet = free_subnet()
-    prefix = subnet.rsplit(".", 1)[0]
-    ip = f"{prefix}.1"
-    bridge = "rn" + secrets.token_hex(4)
-    info = {"bridge": bridge, "subnet": subnet, "ip": ip, "name": NAME,
-            "cgroup": f"raibid-{bridge}"}
+    link, pods, services = free_subnets(3)
+    tag = secrets.token_hex(4)
+    info = {"name": NAME, "netns": f"raibid-{tag}", "veth": f"rn{tag}", "bridge": f"rb{tag}",
+            "link": link, "ip": _host(link, 1), "peer": _host(link, 2), "subnet": pods,
+            "services": services, "cgroup": f"raibid-{tag}"}
     state = cp.state()
-    state["node"] = info  # before the bridge exists: a failed start still deletes it
+    state["node"] = info  # before the namespace exists: a failed start still deletes it
     cp._save(state)
     try:
-        _run(["ip", "link", "add", info["bridge"], "type", "bridge"])
-        _run(["ip", "addr", "add", f"{ip}/24", "dev", info["bridge"]])
-        _run(["ip", "link", "set", info["bridge"], "up"])
+        _make_network(info)
         net_d = node.dir / "cni" / "net.d"
         net_d.mkdir(parents=True, exist_ok=True)
-        (net_d / "10-raibid.conflist").write_text(_cni_config(info["bridge"], subnet, ip,
-                                                             node.dir / "cni" / "ipam"))
+        (net_d / "10-raibid.conflist").write_text(
+            _cni_config(info["bridge"], pods, node.dir / "cni" / "ipam", [link, services]))
         conf = node.dir / "containerd.toml"
-        conf.write_text(_containerd_config(node))
-        cp.spawn("containerd", [tools.which("containerd"), "--config", str(conf)])
+        conf.write_text(_containerd_config(node, info["peer"]))
+        cp.spawn("containerd", _in_netns(info, tools.which("containerd"), "--config", conf))
         _wait(lambda: node.ctr("version", check=False).returncode == 0, timeout, cp, "containerd")
         archive = build_pause(node.dir / "image")
         node.ctr("images", "import", archive, timeout=timeout)
         _bind_node_role(cp)
+        cp.kubectl("apply", "-f", "-", input=json.dumps(_service_cidr(info)), check=True)
         for d in _cgroup_dirs(info["cgroup"]):
             d.mkdir(exist_ok=True)
-        kubeconfig, config = _kubelet_files(node, ip, subnet, free_port(), info["cgroup"])
+        _client_cert(cp.pki, "kubelet", f"/O=system:nodes/CN=system:node:{NAME}")
+        kubeconfig = _kubeconfig(cp, node.dir / "kubelet.kubeconfig", "kubelet",
+                                 f"https://127.0.0.1:{cp.port}")
+        config = _kubelet_config(node, info, free_port())
         cp.spawn("kubelet", [tools.which("kubelet"), f"--config={config}",
                              f"--kubeconfig={kubeconfig}", f"--root-dir={node.dir / 'kubelet'}",
-                             f"--cert-dir={node.dir / 'kubelet-pki'}", f"--node-ip={ip}",
+                             f"--cert-dir={node.dir / 'kubelet-pki'}", f"--node-ip={info['ip']}",
                              f"--hostname-override={NAME}", "--v=1"])
+        # kube-proxy in the namespace reaches the API server through a relay on the node's
+        # address; its certificate's user is bound to system:node-proxier from the start
+        cp.spawn("api-relay", [sys.executable, "-c", _RELAY, info["ip"], str(cp.port),
+                               str(cp.port)])
+        _client_cert(cp.pki, "kube-proxy", "/CN=system:kube-proxy")
+        proxy_kubeconfig = _kubeconfig(cp, node.dir / "kube-proxy.kubeconfig", "kube-proxy",
+                                       f"https://{info['ip']}:{cp.port}")
+        cp.spawn("kube-proxy", _in_netns(info, tools.which("kube-proxy"), "--config",
+                                         _kube_proxy_config(node, info, proxy_kubeconfig)))
         _wait(lambda: cp.kubectl("get", "node", NAME).returncode == 0, timeout, cp, "kubelet")
         proc = cp.kubectl("wait", "--for=condition=Ready", f"node/{NAME}",
                           f"--timeout={int(timeout)}s", timeout=timeout + 10)
@@ -292,8 +407,9 @@ def start(cp, timeout: float = 120) -> dict:
                             f"kubelet's log ends:\n{cp.log_tail('kubelet', 25)}")
         # the node lifecycle controller, which would lift the not-ready taint, is off
         cp.kubectl("taint", "nodes", NAME, "node.kubernetes.io/not-ready:NoSchedule-")
+        cp.require_alive("kube-proxy")
     except BaseException:
-        cp.stop(names=["kubelet", "containerd"])
+        cp.stop(names=PROCESSES)
         cleanup(cp)
         raise
     state = cp.state()
@@ -377,8 +493,9 @@ def cleanup(cp) -> None:
     for point in sorted(mounts, key=len, reverse=True):
         if _run(["umount", point], check=False).returncode != 0:
             _run(["umount", "-l", point], check=False)
-    if info.get("bridge"):
-        _run(["ip", "link", "del", info["bridge"]], check=False)
+    if info.get("netns"):  # its veth pair, bridge and kube-proxy's rules go with it
+        _run(["ip", "netns", "del", info["netns"]], check=False)
+        _run(["ip", "link", "del", info["veth"]], check=False)
     if info.get("cgroup"):
         _remove_cgroups(info["cgroup"])
     state = cp.state()
@@ -389,8 +506,12 @@ def cleanup(cp) -> None:
 def stop(cp) -> None:
     """Stop the node of ``cp`` (its pods, kubelet, containerd) and leave the control plane
     running."""
+    info = cp.state().get("node") or {}
     drain(cp)
-    cp.stop(names=["kubelet", "containerd"])
+    cp.stop(names=PROCESSES)
     cleanup(cp)
+    if info.get("netns"):  # its Services' range (kept until their Services are deleted)
+        cp.kubectl("delete", "servicecidr", info["netns"], "--ignore-not-found", "--wait=false",
+                   timeout=30)
     # its Node would stay Ready (no node lifecycle controller here) and be scheduled onto
     cp.kubectl("delete", "node", NAME, "--ignore-not-found", "--wait=false", timeout=30)

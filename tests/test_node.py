@@ -39,7 +39,8 @@ def _port_forward_answers(cp, ns: str) -> None:
     import re
     import urllib.request
 
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": ns},
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
            "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
                     "containers": [{"name": "web", "image": nodemod.PAUSE_IMAGE,
                                     "imagePullPolicy": "Never",
@@ -59,6 +60,47 @@ def _port_forward_answers(cp, ns: str) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as answer:
+        return answer.read().decode()
+
+
+def _services_route_to_pods(cp, ns: str, info: dict) -> None:
+    """kube-proxy, in the node's network namespace, routes a Service's cluster IP (in the
+    node's ServiceCIDR) to its pod: from this machine and from another pod; the machine's
+    own netfilter rules stay as they were."""
+    ip = info["services"].rsplit(".", 1)[0] + ".10"
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+           "spec": {"clusterIP": ip, "selector": {"app": "web"},
+                    "ports": [{"port": 80, "targetPort": 8080}]}}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(svc), check=True)
+    deadline, last = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        try:
+            assert _get(f"http://{ip}/") == "served on the real node\n"
+            break
+        except OSError as e:  # until kube-proxy has written the Service's rules
+            last = e
+            time.sleep(0.5)
+    else:
+        raise AssertionError(f"{ip} did not answer: {last}\n{cp.log_tail('kube-proxy', 20)}")
+    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": ns},
+              "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
+                       "containers": [{"name": "client", "image": nodemod.PAUSE_IMAGE,
+                                       "imagePullPolicy": "Never", "args": ["--get", ip, "80"]}]}}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(client), check=True)
+    _wait_running(cp, ns, "client")
+    deadline = time.monotonic() + 20
+    while "served on the real node" not in (logs := cp.kubectl("logs", "-n", ns, "client").stdout):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.5)
+    machine = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert ip not in machine and "KUBE-SERVICES" not in machine
 
 
 def test_pods_run_on_the_real_node_logs_and_port_forward_reach_them_and_stop_leaves_nothing(
@@ -92,6 +134,7 @@ def test_pods_run_on_the_real_node_logs_and_port_forward_reach_them_and_stop_lea
                                 text=True, check=True).stdout
         assert routes.strip() and "default" not in routes, routes
         _port_forward_answers(cp, ns)
+        _services_route_to_pods(cp, ns, info)
     finally:
         nodemod.stop(cp)
     assert not cp.alive("kubelet") and not cp.alive("containerd")
@@ -106,3 +149,5 @@ def test_pods_run_on_the_real_node_logs_and_port_forward_reach_them_and_stop_lea
     assert not nodemod._shim_pids(nodemod.Node(cp)) or not any(
         Path(f"/proc/{p}").exists() for p in nodemod._shim_pids(nodemod.Node(cp)))
     assert "node" not in cp.state()
+    assert info["netns"] not in subprocess.run(["ip", "netns"], capture_output=True,
+                                               text=True).stdout

@@ -1,7 +1,9 @@
 /* The real test node's pause image, and a workload the tests run. With arguments it prints
  * them, one a line; `--serve PORT TEXT...` also answers every TCP connection on PORT with an
- * HTTP/1.0 response whose body is TEXT. Then it sleeps until SIGTERM or SIGINT ends it.
+ * HTTP/1.0 response whose body is TEXT; `--get IPV4 PORT` prints what a GET of / there answers
+ * (retrying until it connects). Then it sleeps until SIGTERM or SIGINT ends it.
  * Built static: the image holds nothing else. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,11 +43,41 @@ static void serve(int port, int argc, char **argv) {
     }
 }
 
+static void get(const char *ip, int port) {
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, ip, &addr.sin_addr) != 1) {
+        fprintf(stderr, "get: not an IPv4 address: %s\n", ip);
+        exit(1);
+    }
+    for (;;) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&addr, sizeof addr) == 0) {
+            const char *request = "GET / HTTP/1.0\r\n\r\n";
+            char answer[4096];
+            ssize_t n, len = 0;
+            (void)!write(s, request, strlen(request));
+            while ((n = read(s, answer + len, sizeof answer - 1 - len)) > 0)
+                len += n;
+            answer[len] = 0;
+            char *body = strstr(answer, "\r\n\r\n");
+            fputs(body ? body + 4 : answer, stdout);
+            fflush(stdout);
+            close(s);
+            return;
+        }
+        perror("get");
+        close(s);
+        sleep(1);
+    }
+}
+
 int main(int argc, char **argv) {
     signal(SIGTERM, done);
     signal(SIGINT, done);
+    if (argc == 4 && strcmp(argv[1], "--get") == 0)
+        get(argv[2], atoi(argv[3]));
     int first = argc > 2 && strcmp(argv[1], "--serve") == 0 ? 3 : 1;
-    for (int i = first; i < argc; i++)
+    for (int i = first; i < argc && strcmp(argv[1], "--get") != 0; i++)
         puts(argv[i]);
     fflush(stdout);
     if (first == 3)
