@@ -460,27 +460,59 @@ def drain(cp, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def _shim_pids(node: Node) -> list[int]:
+def runtime_pids(node: Node, cgroup: str) -> list[int]:
+    """The containers' first processes (each task's init.pid, still in the node's cgroup) and
+    the shims running them (their parent, serving the node's containerd socket)."""
     pids = []
-    for f in (node.dir / "containerd" / "state").glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
+    for f in (node.dir / "containerd" / "state").glob("io.containerd.runtime.v2.task/*/*/init.pid"):
         try:
-            pids.append(int(f.read_text().strip()))
-        except (OSError, ValueError):
+            pid = int(f.read_text().strip())
+            if f"/{cgroup}/" not in Path(f"/proc/{pid}/cgroup").read_text():
+                continue  # gone, and the pid is another process's now
+            pids.append(pid)
+            status = Path(f"/proc/{pid}/status").read_text()
+            ppid = int(status.split("PPid:", 1)[1].split()[0])
+            argv = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"containerd-shim-runc-v2") and str(node.socket).encode() in argv:
+                pids.append(ppid)
+        except (OSError, ValueError, IndexError):
             pass
-    return pids
+    return list(dict.fromkeys(pids))
+
+
+def _netns_of(pids: list[int]) -> list[str]:
+    """The names in /run/netns of the network namespaces ``pids`` are in."""
+    inodes = set()
+    for pid in pids:
+        try:
+            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+        except OSError:
+            pass
+    names = []
+    for f in Path("/run/netns").glob("cni-*") if inodes else ():
+        try:
+            if os.stat(f).st_ino in inodes:
+                names.append(f.name)
+        except OSError:
+            pass
+    return names
 
 
 def cleanup(cp) -> None:
-    """After the kubelet and containerd stopped: the shims they left (by the pid containerd
-    recorded), the mounts under the node's directory, and the bridge."""
+    """After the kubelet and containerd stopped: the containers and shims they left (found
+    from the pids containerd recorded), the mounts under the node's directory, the network
+    namespace and the cgroups."""
     node = Node(cp)
     info = cp.state().get("node") or {}
-    for pid in _shim_pids(node):
+    pids = runtime_pids(node, info.get("cgroup") or "-")  # what drain could not stop
+    pod_netns = _netns_of(pids)
+    for pid in pids:
         try:
-            if Path(f"/proc/{pid}/exe").resolve().name.startswith("containerd-shim"):
-                os.kill(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+    for name in pod_netns:  # CRI's, for sandboxes nobody stopped
+        _run(["ip", "netns", "del", name], check=False)
     prefix = str(node.dir) + "/"
     mounts = []
     try:

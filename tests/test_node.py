@@ -1,15 +1,22 @@
-"""The test control plane's real node (tasks/node.py): containerd, a CNI bridge and a kubelet
-built from the pinned k8s.io/kubernetes, joined to the session control plane."""
+"""The test control plane's real node (tasks/node.py): containerd, a CNI bridge, kubelet and
+kube-proxy built from the pinned k8s.io/kubernetes, joined to the session control plane."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from support import tool_or_fail
 
+from tasks import controlplane as cpmod
 from tasks import node as nodemod
+
+TEXT = "served on the real node"
 
 
 def _mount_points(under: Path) -> list[str]:
@@ -18,62 +25,90 @@ def _mount_points(under: Path) -> list[str]:
             if line.split()[4].startswith(prefix)]
 
 
-def _wait_running(cp, ns: str, pod: str, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
+def _netns() -> set[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listing.splitlines() if line.strip()}
+
+
+def _get(url: str) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as answer:
+        return answer.read().decode()
+
+
+def _pod(cp, ns: str, name: str, args: list[str], labels: dict | None = None) -> dict:
+    """A pod of the pause image on the real node, Running (its container ready)."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+           "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
+                    "containers": [{"name": name, "image": nodemod.PAUSE_IMAGE,
+                                    "imagePullPolicy": "Never", "args": args}]}}
+    cp.kubectl("create", "namespace", ns)
+    cp.kubectl("apply", "-f", "-", input=json.dumps(pod), check=True)
+    deadline = time.monotonic() + 90
     obj = {}
     while time.monotonic() < deadline:
-        proc = cp.kubectl("get", "pod", "-n", ns, pod, "-o", "json")
+        proc = cp.kubectl("get", "pod", "-n", ns, name, "-o", "json")
         if proc.returncode == 0:
             obj = json.loads(proc.stdout)
             statuses = obj.get("status", {}).get("containerStatuses") or []
             if statuses and all(s.get("ready") for s in statuses):
                 return obj
         time.sleep(0.5)
-    raise AssertionError(f"pod {pod} not Running in {timeout}s: {json.dumps(obj.get('status'))}\n"
+    raise AssertionError(f"pod {name} not Running: {json.dumps(obj.get('status'))}\n"
                          f"kubelet's log ends:\n{cp.log_tail('kubelet', 30)}")
 
 
-def _port_forward_answers(cp, ns: str) -> None:
-    """kubectl port-forward (what Tilt's port forwards use) reaches a pod's port through the
-    kubelet and containerd's stream server, on a loopback port of ours."""
-    import re
-    import urllib.request
+def _logs(cp, ns: str, name: str, want: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while want not in (logs := cp.kubectl("logs", "-n", ns, name).stdout):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.5)
+    return logs
 
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
-           "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
-                    "containers": [{"name": "web", "image": nodemod.PAUSE_IMAGE,
-                                    "imagePullPolicy": "Never",
-                                    "args": ["--serve", "8080", "served on the real node"]}]}}
-    cp.kubectl("apply", "-f", "-", input=json.dumps(pod), check=True)
-    _wait_running(cp, ns, "web")
-    argv = [cp.kubectl_exe(), "--kubeconfig", str(cp.kubeconfig), "-n", ns, "port-forward",
-            "--address", "127.0.0.1", "pod/web", ":8080"]
+
+def test_a_pod_runs_on_the_real_node_and_kubectl_logs_reads_it(controlplane, real_node):
+    cp, info = controlplane, real_node
+    node = json.loads(cp.kubectl("get", "node", nodemod.NAME, "-o", "json", check=True).stdout)
+    addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+    assert addresses["InternalIP"] == info["ip"]  # on the veth the start made, not loopback
+    obj = _pod(cp, "node-logs", "hello", ["hello from the real node"])
+    assert obj["status"]["podIP"].startswith(info["subnet"].rsplit(".", 1)[0] + ".")
+    # the API server reads it from the kubelet at the node's address
+    logs = cp.kubectl("logs", "-n", "node-logs", "hello", check=True).stdout
+    assert logs.strip() == "hello from the real node"
+    # nothing is routed off the machine: the pod has no default route
+    tasks = nodemod.Node(cp).ctr("tasks", "ls").stdout.splitlines()[1:]
+    pid = next(line.split()[1] for line in tasks)
+    routes = subprocess.run(["nsenter", "-t", pid, "-n", "ip", "route"], capture_output=True,
+                            text=True, check=True).stdout
+    assert routes.strip() and "default" not in routes, routes
+
+
+def test_kubectl_port_forward_reaches_a_pod_on_the_real_node(controlplane, real_node):
+    """What Tilt's port forwards use: the kubelet and containerd's stream server, to a
+    loopback port of ours."""
+    cp = controlplane
+    _pod(cp, "node-forward", "web", ["--serve", "8080", TEXT])
+    argv = [cp.kubectl_exe(), "--kubeconfig", str(cp.kubeconfig), "-n", "node-forward",
+            "port-forward", "--address", "127.0.0.1", "pod/web", ":8080"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=cp.env(), stdin=subprocess.DEVNULL)
     try:
         line = proc.stdout.readline()
         m = re.search(r"127\.0\.0\.1:(\d+) -> 8080", line)
         assert m, line
-        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/", timeout=10) as answer:
-            assert answer.read().decode() == "served on the real node\n"
+        assert _get(f"http://127.0.0.1:{m.group(1)}/") == TEXT + "\n"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def _get(url: str) -> str:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=5) as answer:
-        return answer.read().decode()
-
-
-def _services_route_to_pods(cp, ns: str, info: dict) -> None:
-    """kube-proxy, in the node's network namespace, routes a Service's cluster IP (in the
-    node's ServiceCIDR) to its pod: from this machine and from another pod; the machine's
-    own netfilter rules stay as they were."""
+def test_a_service_routes_to_its_pod_from_the_machine_and_from_a_pod(controlplane, real_node):
+    """kube-proxy, in the node's network namespace, routes a cluster IP of the node's
+    ServiceCIDR to its pod; the machine's own netfilter rules stay as they were."""
+    cp, info, ns = controlplane, real_node, "node-service"
+    _pod(cp, ns, "web", ["--serve", "8080", TEXT], labels={"app": "web"})
     ip = info["services"].rsplit(".", 1)[0] + ".10"
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
            "spec": {"clusterIP": ip, "selector": {"app": "web"},
@@ -82,72 +117,44 @@ def _services_route_to_pods(cp, ns: str, info: dict) -> None:
     deadline, last = time.monotonic() + 30, None
     while time.monotonic() < deadline:
         try:
-            assert _get(f"http://{ip}/") == "served on the real node\n"
+            assert _get(f"http://{ip}/") == TEXT + "\n"
             break
         except OSError as e:  # until kube-proxy has written the Service's rules
             last = e
             time.sleep(0.5)
     else:
         raise AssertionError(f"{ip} did not answer: {last}\n{cp.log_tail('kube-proxy', 20)}")
-    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": ns},
-              "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
-                       "containers": [{"name": "client", "image": nodemod.PAUSE_IMAGE,
-                                       "imagePullPolicy": "Never", "args": ["--get", ip, "80"]}]}}
-    cp.kubectl("apply", "-f", "-", input=json.dumps(client), check=True)
-    _wait_running(cp, ns, "client")
-    deadline = time.monotonic() + 20
-    while "served on the real node" not in (logs := cp.kubectl("logs", "-n", ns, "client").stdout):
-        assert time.monotonic() < deadline, logs
-        time.sleep(0.5)
+    _pod(cp, ns, "client", ["--get", ip, "80"])
+    _logs(cp, ns, "client", TEXT)
     machine = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert ip not in machine and "KUBE-SERVICES" not in machine
 
 
-def test_pods_run_on_the_real_node_logs_and_port_forward_reach_them_and_stop_leaves_nothing(
-        controlplane):
-    for name in (*nodemod.TOOLS, "ctr"):
+def test_stopping_a_control_plane_with_a_node_leaves_nothing(tmp_path):
+    """What the session's teardown and its watcher do, even after the kubelet died: every
+    process, the containers and their shims, the mounts, the pods' and the node's network
+    namespaces, the veth, the routes and the cgroups."""
+    for name in (*cpmod.TOOLS, *nodemod.TOOLS, "ctr"):
         tool_or_fail(name)
-    cp = controlplane
-    netns_before = set(Path("/run/netns").iterdir()) if Path("/run/netns").is_dir() else set()
-    info = nodemod.start(cp)
+    netns_before = _netns()
+    cp = cpmod.start(tmp_path / "cp", fake_node=False)
     try:
-        node = json.loads(cp.kubectl("get", "node", nodemod.NAME, "-o", "json", check=True).stdout)
-        addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
-        assert addresses["InternalIP"] == info["ip"]  # on the bridge the start made, not loopback
-        ns = "real-node"
-        cp.kubectl("create", "namespace", ns, check=True)
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello", "namespace": ns},
-               "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
-                        "containers": [{"name": "hello", "image": nodemod.PAUSE_IMAGE,
-                                        "imagePullPolicy": "Never",
-                                        "args": ["hello from the real node"]}]}}
-        cp.kubectl("apply", "-f", "-", input=json.dumps(pod), check=True)
-        obj = _wait_running(cp, ns, "hello")
-        assert obj["status"]["podIP"].startswith(info["subnet"].rsplit(".", 1)[0] + ".")
-        # the API server reads it from the kubelet at the node's address
-        logs = cp.kubectl("logs", "-n", ns, "hello", check=True).stdout
-        assert logs.strip() == "hello from the real node"
-        # nothing is routed off the machine: the pod has no default route
-        tasks = nodemod.Node(cp).ctr("tasks", "ls").stdout.splitlines()[1:]
-        pid = next(line.split()[1] for line in tasks)
-        routes = subprocess.run(["nsenter", "-t", pid, "-n", "ip", "route"], capture_output=True,
-                                text=True, check=True).stdout
-        assert routes.strip() and "default" not in routes, routes
-        _port_forward_answers(cp, ns)
-        _services_route_to_pods(cp, ns, info)
+        info = nodemod.start(cp)
+        _pod(cp, "node-stop", "web", ["--serve", "8080", TEXT])
+        shims = nodemod.runtime_pids(nodemod.Node(cp), info["cgroup"])
+        # a container and its shim; the node's network namespace and the pod's
+        assert len(shims) >= 2 and len(_netns()) >= len(netns_before) + 2
+        pids = [p["pid"] for p in cp.processes()]
+        # a kubelet that died: nothing stops the pods' sandboxes, so the stop itself must
+        os.kill(next(p["pid"] for p in cp.processes() if p["name"] == "kubelet"), signal.SIGKILL)
     finally:
-        nodemod.stop(cp)
-    assert not cp.alive("kubelet") and not cp.alive("containerd")
-    assert cp.alive()  # the control plane runs on
-    node_dir = cp.dir / "node"
-    assert not _mount_points(node_dir)
+        cp.stop()
+    assert not [pid for pid in pids + shims if cpmod._start_time(pid)]  # gone (or a zombie)
+    assert not _mount_points(cp.dir / "node")
+    assert _netns() <= netns_before
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert info["bridge"] not in links
-    netns_after = set(Path("/run/netns").iterdir()) if Path("/run/netns").is_dir() else set()
-    assert netns_after <= netns_before
+    assert info["veth"] not in links
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    assert info["subnet"] not in routes and info["services"] not in routes
     assert not any(d.exists() for d in nodemod._cgroup_dirs(info["cgroup"]))
-    assert not nodemod._shim_pids(nodemod.Node(cp)) or not any(
-        Path(f"/proc/{p}").exists() for p in nodemod._shim_pids(nodemod.Node(cp)))
     assert "node" not in cp.state()
-    assert info["netns"] not in subprocess.run(["ip", "netns"], capture_output=True,
-                                               text=True).stdout
