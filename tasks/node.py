@@ -1,4 +1,4 @@
-"""A real node for the test control plane: containerd (CRI), a CNI bridge, kubelet, kube-proxy.
+"""A real node for the test control plane: containerd, a CNI bridge, kubelet, kube-proxy, DNS.
 
 :func:`start` gives the node a network namespace of its own (``raibid-<tag>``) and a veth pair
 into it: the machine's end holds the node's address (kubelet refuses a loopback node IP; the
@@ -6,7 +6,8 @@ API server reaches the kubelet there for ``kubectl logs`` and port-forwards), th
 holds the pods' bridge. Debian's containerd runs in that namespace (with its config, socket,
 root and state under ``<control plane>/node/``), so its CNI bridge and its pods are there;
 kube-proxy runs there too, so its iptables rules are the namespace's, never the machine's
-(concurrent sessions each have theirs). The kubelet (built from the pinned k8s.io/kubernetes)
+(concurrent sessions each have theirs), and CoreDNS, the pods' resolver, which answers the
+cluster's names and forwards nothing. The kubelet (built from the pinned k8s.io/kubernetes)
 runs on the machine and joins as node :data:`NAME`. Pods get routes to the node and to the
 node's Service range (a ServiceCIDR of its own) only: no default route, no masquerading off
 the machine; the machine gets routes to the pods and the Services through the veth. The pause
@@ -36,14 +37,15 @@ from pathlib import Path
 from . import paths, tools
 
 #: what the node needs besides the control plane (runc comes with Debian's containerd)
-TOOLS = ("kubelet", "kube-proxy", "containerd", "gcc")
+TOOLS = ("kubelet", "kube-proxy", "coredns", "containerd", "gcc")
 #: the node's processes in the control plane's state.json
-PROCESSES = ("kubelet", "containerd", "api-relay", "kube-proxy")
+PROCESSES = ("kubelet", "containerd", "api-relay", "kube-proxy", "coredns")
 NAME = "raibid-node"
 #: the image of the pod sandboxes, and of the tests' workload (it prints its arguments)
 PAUSE_IMAGE = "raibid.local/pause:1"
 CNI_BIN = Path("/usr/lib/cni")
 TAINT = "raibid.dev/real-node"
+DOMAIN = "cluster.local"
 #: pod subnets are /24s of this /16 not routed here yet
 _NET = "10.251"
 
@@ -275,7 +277,9 @@ def _kubelet_config(node: Node, info: dict, healthz: int) -> Path:
                            "x509": {"clientCAFile": str(cp.pki / "ca.crt")}},
         "authorization": {"mode": "AlwaysAllow"},
         "podCIDR": info["subnet"], "podLogsDir": str(d / "pod-logs"),
-        "resolvConf": "", "staticPodPath": "",
+        # the node's CoreDNS; no resolver of the machine's (nothing off the machine)
+        "clusterDNS": [info["peer"]], "clusterDomain": DOMAIN, "resolvConf": "",
+        "staticPodPath": "",
         # a shared disk: no eviction or image GC because other users filled it
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%",
                          "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
@@ -307,6 +311,39 @@ def _kube_proxy_config(node: Node, info: dict, kubeconfig: Path) -> Path:
         "nodePortAddresses": [info["link"]],
     }))
     return config
+
+
+def _corefile(node: Node, info: dict, kubeconfig: Path) -> Path:
+    # the cluster's names only: no forward plugin, so no name is ever asked off the machine
+    corefile = node.dir / "Corefile"
+    corefile.write_text(f""".:53 {{
+    bind {info['peer']}
+    errors
+    kubernetes {DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} coredns
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 5
+}}
+""")
+    return corefile
+
+
+def _coredns_rbac() -> str:
+    rule = {"apiGroups": [""], "resources": ["services", "pods", "namespaces"],
+            "verbs": ["list", "watch"]}
+    slices = {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+              "verbs": ["list", "watch"]}
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "raibid-coredns"}, "rules": [rule, slices]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "raibid-coredns"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "raibid-coredns"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": "system:coredns"}]}
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
 
 
 def _in_netns(info: dict, *argv) -> list[str]:
@@ -399,6 +436,12 @@ def start(cp, timeout: float = 120) -> dict:
                                        f"https://{info['ip']}:{cp.port}")
         cp.spawn("kube-proxy", _in_netns(info, tools.which("kube-proxy"), "--config",
                                          _kube_proxy_config(node, info, proxy_kubeconfig)))
+        cp.kubectl("apply", "-f", "-", input=_coredns_rbac(), check=True)
+        _client_cert(cp.pki, "coredns", "/CN=system:coredns")
+        dns_kubeconfig = _kubeconfig(cp, node.dir / "coredns.kubeconfig", "coredns",
+                                     f"https://{info['ip']}:{cp.port}")
+        cp.spawn("coredns", _in_netns(info, tools.which("coredns"), "-conf",
+                                      _corefile(node, info, dns_kubeconfig)))
         _wait(lambda: cp.kubectl("get", "node", NAME).returncode == 0, timeout, cp, "kubelet")
         proc = cp.kubectl("wait", "--for=condition=Ready", f"node/{NAME}",
                           f"--timeout={int(timeout)}s", timeout=timeout + 10)
@@ -408,6 +451,7 @@ def start(cp, timeout: float = 120) -> dict:
         # the node lifecycle controller, which would lift the not-ready taint, is off
         cp.kubectl("taint", "nodes", NAME, "node.kubernetes.io/not-ready:NoSchedule-")
         cp.require_alive("kube-proxy")
+        cp.require_alive("coredns")
     except BaseException:
         cp.stop(names=PROCESSES)
         cleanup(cp)

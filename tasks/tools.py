@@ -55,8 +55,8 @@ GROUPS = {
     "tilt": "the pinned Tilt that checks the Tiltfile (built by default)",
     _CP: "a throwaway Kubernetes control plane for server-side checks and the tests "
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
-    _NODE: "kubelet and kube-proxy: a real node for the test control plane, beside Debian's "
-           "containerd and CNI plugins (`doit tools node`)",
+    _NODE: "kubelet, kube-proxy and CoreDNS: a real node for the test control plane, beside "
+           "Debian's containerd and CNI plugins (`doit tools node`)",
 }
 DEFAULT_GROUPS = ("core", "tilt")
 
@@ -97,6 +97,9 @@ TOOLS: dict[str, Tool] = {
         _go("kube-proxy", "v1.33.13", "Service routing on the test control plane's real node",
             "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", group=_NODE, ldflags=_KUBE_LDFLAGS,
             users=_NODE_USERS),
+        _go("coredns", "v1.14.7", "cluster DNS on the test control plane's real node",
+            "github.com/coredns/coredns", "github.com/coredns/coredns", group=_NODE,
+            version_args=("-version",), users=_NODE_USERS),
         _go("kwok", "v0.8.0", "fake nodes and pods for the test control plane",
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",

@@ -158,3 +158,52 @@ def test_stopping_a_control_plane_with_a_node_leaves_nothing(tmp_path):
     assert info["subnet"] not in routes and info["services"] not in routes
     assert not any(d.exists() for d in nodemod._cgroup_dirs(info["cgroup"]))
     assert "node" not in cp.state()
+
+
+def _dns_a(server: str, name: str) -> list[str]:
+    """The A records ``server`` answers for ``name`` (one UDP query, made by hand)."""
+    import socket
+    import struct
+
+    question = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    question += b"\0" + struct.pack(">HH", 1, 1)  # A, IN
+    query = struct.pack(">HHHHHH", 0x2a2a, 0x0100, 1, 0, 0, 0) + question
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(query, (server, 53))
+        data = s.recv(4096)
+    count, offset, found = struct.unpack(">H", data[6:8])[0], 12 + len(question), []
+    for _ in range(count):
+        if data[offset] & 0xC0 == 0xC0:  # a compressed name
+            offset += 2
+        else:
+            while data[offset]:
+                offset += data[offset] + 1
+            offset += 1
+        rtype, _cls, _ttl, length = struct.unpack(">HHIH", data[offset:offset + 10])
+        offset += 10
+        if rtype == 1:
+            found.append(socket.inet_ntoa(data[offset:offset + 4]))
+        offset += length
+    return found
+
+
+def test_the_node_s_cluster_dns_names_services_and_nothing_else(controlplane, real_node):
+    """CoreDNS in the node's namespace answers a Service's name with its cluster IP, asks
+    nobody about other names, and is every pod's resolver."""
+    cp, info, ns = controlplane, real_node, "node-dns"
+    ip = info["services"].rsplit(".", 1)[0] + ".11"
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "named", "namespace": ns},
+           "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}
+    obj = _pod(cp, ns, "resolver", ["resolver"])
+    cp.kubectl("apply", "-f", "-", input=json.dumps(svc), check=True)
+    deadline = time.monotonic() + 20
+    while (found := _dns_a(info["peer"], f"named.{ns}.svc.cluster.local")) != [ip]:
+        assert time.monotonic() < deadline, (found, cp.log_tail("coredns", 20))
+        time.sleep(0.5)
+    assert _dns_a(info["peer"], "example.com") == []
+    container = obj["status"]["containerStatuses"][0]["containerID"].split("//", 1)[1]
+    tasks = nodemod.Node(cp).ctr("tasks", "ls").stdout.splitlines()[1:]
+    pid = next(line.split()[1] for line in tasks if line.split()[0] == container)
+    resolv = Path(f"/proc/{pid}/root/etc/resolv.conf").read_text()
+    assert f"nameserver {info['peer']}" in resolv and f"search {ns}.svc.cluster.local" in resolv
