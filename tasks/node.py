@@ -12,7 +12,9 @@ runs on the machine and joins as node :data:`NAME`. Pods get routes to the node 
 node's Service range (a ServiceCIDR of its own) only: no default route, no masquerading off
 the machine; the machine gets routes to the pods and the Services through the veth. The pause
 image is a tiny static C program (tools/kubelet/pause.c) packed as a docker archive and
-imported offline: no registry is ever asked.
+imported offline: no registry is ever asked. :func:`mirror_registry` points a registry name
+(the k3d registry's) at a registry on this machine's loopback, through containerd's hosts
+config.
 
 Every process is recorded in the control plane's ``state.json`` and stopped by pid;
 :func:`stop` (and :meth:`ControlPlane.stop`) deletes the pods first, so the kubelet stops
@@ -207,6 +209,9 @@ state = "{d / 'state'}"
 [{cri}.cni]
   bin_dir = "{CNI_BIN}"
   conf_dir = "{node.dir / 'cni' / 'net.d'}"
+[{cri}.registry]
+  # hosts.toml per registry name (mirror_registry), read at each pull
+  config_path = "{node.dir / 'certs.d'}"
 [{cri}.containerd]
   snapshotter = "overlayfs"
   default_runtime_name = "runc"
@@ -463,6 +468,25 @@ def start(cp, timeout: float = 120) -> dict:
     return info
 
 
+def mirror_registry(cp, name: str, port: int) -> None:
+    """Pulls of images named ``name/...`` (e.g. the k3d registry's ``host:port``) go to the
+    plain-HTTP registry on this machine's 127.0.0.1:``port``, through a relay on the node's
+    address (containerd's 127.0.0.1 is its namespace's own)."""
+    info = cp.state().get("node") or {}
+    if not info:
+        raise NodeError("no real node runs beside this control plane")
+    relay = f"registry-relay-{port}"
+    if not cp.alive(relay):
+        cp.spawn(relay, [sys.executable, "-c", _RELAY, info["ip"], str(port), str(port)])
+    url = f"http://{info['ip']}:{port}"
+    hosts = Node(cp).dir / "certs.d" / name / "hosts.toml"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text(f'server = "{url}"\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n')
+    state = cp.state()
+    state["node"].setdefault("relays", []).append(relay)
+    cp._save(state)
+
+
 def _wait(check, timeout: float, cp, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -584,7 +608,7 @@ def stop(cp) -> None:
     running."""
     info = cp.state().get("node") or {}
     drain(cp)
-    cp.stop(names=PROCESSES)
+    cp.stop(names=[*PROCESSES, *info.get("relays", ())])
     cleanup(cp)
     if info.get("netns"):  # its Services' range (kept until their Services are deleted)
         cp.kubectl("delete", "servicecidr", info["netns"], "--ignore-not-found", "--wait=false",

@@ -207,3 +207,82 @@ def test_the_node_s_cluster_dns_names_services_and_nothing_else(controlplane, re
     pid = next(line.split()[1] for line in tasks if line.split()[0] == container)
     resolv = Path(f"/proc/{pid}/root/etc/resolv.conf").read_text()
     assert f"nameserver {info['peer']}" in resolv and f"search {ns}.svc.cluster.local" in resolv
+
+
+def _registry(image_dir: Path):
+    """A read-only registry (the distribution API's pulls) of one image, the pause image
+    as an OCI manifest, on a free loopback port; the paths it was asked for."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+
+    with tarfile.open(nodemod.build_pause(image_dir)) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())[0]
+        config = tar.extractfile(manifest["Config"]).read()
+        layer = tar.extractfile(manifest["Layers"][0]).read()
+
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    oci = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": digest(layer), "size": len(layer)}]}).encode()
+    blobs = {digest(config): config, digest(layer): layer, digest(oci): oci}
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            path = self.path
+            if path == "/v2/":
+                body, kind = b"{}", "application/json"
+            elif "/manifests/" in path:
+                body, kind = oci, "application/vnd.oci.image.manifest.v1+json"
+            elif "/blobs/" in path and path.rsplit("/", 1)[1] in blobs:
+                body, kind = blobs[path.rsplit("/", 1)[1]], "application/octet-stream"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Docker-Content-Digest", digest(body))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, asked
+
+
+def test_the_k3d_registry_name_pulls_from_the_registry_on_this_machine(controlplane, real_node,
+                                                                      tmp_path):
+    """containerd resolves the registry name through its hosts config to a registry on
+    loopback (through the relay on the node's address), and a pod runs the image it pulled."""
+    cp = controlplane
+    server, asked = _registry(tmp_path / "image")
+    try:
+        port = server.server_address[1]
+        name = f"k3d-raibid-registry.localhost:{port}"
+        nodemod.mirror_registry(cp, name, port)
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "pulled", "namespace": "pull"},
+               "spec": {"nodeName": nodemod.NAME, "automountServiceAccountToken": False,
+                        "containers": [{"name": "pulled", "image": f"{name}/raibid/pause:test",
+                                        "imagePullPolicy": "Always", "args": ["pulled"]}]}}
+        cp.kubectl("create", "namespace", "pull")
+        cp.kubectl("apply", "-f", "-", input=json.dumps(pod), check=True)
+        _logs(cp, "pull", "pulled", "pulled", timeout=90)
+        assert any(p.startswith("/v2/raibid/pause/manifests/test") for p in asked), asked
+    finally:
+        server.shutdown()
