@@ -382,6 +382,26 @@ def _make_network(info: dict) -> None:
         _run(["ip", "route", "add", dst, "via", info["peer"], "dev", veth])
 
 
+#: nodes of concurrent sessions take turns choosing their subnets (a lock on this directory)
+LOCK_DIR = Path("/run/raibid-node")
+
+
+def _make_network_locked(cp, info: dict) -> None:
+    """Choose three free subnets and make the network on them, one session at a time: two
+    that chose together would share addresses."""
+    from . import atomic
+
+    atomic.private_dir(LOCK_DIR)
+    with atomic.locked(LOCK_DIR):
+        link, pods, services = free_subnets(3)
+        info.update(link=link, ip=_host(link, 1), peer=_host(link, 2), subnet=pods,
+                    services=services)
+        state = cp.state()
+        state["node"] = info  # before the namespace exists: a failed start still deletes it
+        cp._save(state)
+        _make_network(info)
+
+
 def _service_cidr(info: dict) -> dict:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
             "metadata": {"name": info["netns"]}, "spec": {"cidrs": [info["services"]]}}
@@ -400,20 +420,16 @@ def start(cp, timeout: float = 120) -> dict:
     node = Node(cp)
     node.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    link, pods, services = free_subnets(3)
     tag = secrets.token_hex(4)
     info = {"name": NAME, "netns": f"raibid-{tag}", "veth": f"rn{tag}", "bridge": f"rb{tag}",
-            "link": link, "ip": _host(link, 1), "peer": _host(link, 2), "subnet": pods,
-            "services": services, "cgroup": f"raibid-{tag}"}
-    state = cp.state()
-    state["node"] = info  # before the namespace exists: a failed start still deletes it
-    cp._save(state)
+            "cgroup": f"raibid-{tag}"}
     try:
-        _make_network(info)
+        _make_network_locked(cp, info)
         net_d = node.dir / "cni" / "net.d"
         net_d.mkdir(parents=True, exist_ok=True)
         (net_d / "10-raibid.conflist").write_text(
-            _cni_config(info["bridge"], pods, node.dir / "cni" / "ipam", [link, services]))
+            _cni_config(info["bridge"], info["subnet"], node.dir / "cni" / "ipam",
+                        [info["link"], info["services"]]))
         conf = node.dir / "containerd.toml"
         conf.write_text(_containerd_config(node, info["peer"]))
         cp.spawn("containerd", _in_netns(info, tools.which("containerd"), "--config", conf))
