@@ -417,6 +417,8 @@ def start(cp, timeout: float = 120) -> dict:
                         "apt-get install containernetworking-plugins")
     from .controlplane import free_port
 
+    if cp.state().get("node"):  # one that died (a kubelet killed): its leftovers go first
+        stop(cp)
     node = Node(cp)
     node.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

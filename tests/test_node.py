@@ -144,9 +144,17 @@ def test_stopping_a_control_plane_with_a_node_leaves_nothing(tmp_path):
         shims = nodemod.runtime_pids(nodemod.Node(cp), info["cgroup"])
         # a container and its shim; the node's network namespace and the pod's
         assert len(shims) >= 2 and len(_netns()) >= len(netns_before) + 2
-        pids = [p["pid"] for p in cp.processes()]
-        # a kubelet that died: nothing stops the pods' sandboxes, so the stop itself must
+        # a kubelet that died: nothing stops the pods' sandboxes, so a start again (which
+        # clears what the dead node left first) and the stop itself must
         os.kill(next(p["pid"] for p in cp.processes() if p["name"] == "kubelet"), signal.SIGKILL)
+        first, info = info, nodemod.start(cp)
+        assert first["netns"] not in _netns() and info["netns"] in _netns()
+        assert not [pid for pid in shims if cpmod._start_time(pid)]
+        _pod(cp, "node-stop", "again", ["--serve", "8080", TEXT])
+        shims = nodemod.runtime_pids(nodemod.Node(cp), info["cgroup"])
+        assert shims
+        os.kill(next(p["pid"] for p in cp.processes() if p["name"] == "kubelet"), signal.SIGKILL)
+        pids = [p["pid"] for p in cp.processes()]
     finally:
         cp.stop()
     assert not [pid for pid in pids + shims if cpmod._start_time(pid)]  # gone (or a zombie)
