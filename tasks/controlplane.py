@@ -649,7 +649,7 @@ def task_controlplane():
     yield tools.needs({
         "name": "start",
         "doc": "Start etcd, kube-apiserver, controller-manager, scheduler and a kwok node on loopback; "
-               "kubeconfig in build/controlplane/",
+               "kubeconfig in build/controlplane/ (--node: and a real node, tasks/node.py)",
         "actions": [_start_action],
         "params": [{"name": "contexts", "long": "contexts", "default": DEFAULT_CONTEXT,
                     "help": "comma-separated context names for build/controlplane/kubeconfig"},
