@@ -26,7 +26,8 @@ class Tools(PipeSafe, Command):
         "the groups core (tk, jb, helm, actionlint) and tilt. `doit tools control-plane` adds the "
         "opt-in test control plane (kube-apiserver, kube-controller-manager, kube-scheduler, "
         "kwok, keda-operator), `doit tools images` the image tests' buildx, compose and "
-        "registry; `doit tools all` builds everything. A tool whose binary was built "
+        "registry, `doit tools node` the real node (kubelet, kube-proxy, CoreDNS); "
+        "`doit tools all` builds everything. A tool whose binary was built "
         "from its current go.mod, go.sum and Go toolchain is left as it is (a stamp next to it "
         "records them); --force builds it anyway. Every task puts .tools/bin first on PATH.")
     cmd_options = (opt_force,)

@@ -18,7 +18,8 @@ to the control plane's directory and every kubectl call names the kubeconfig.
 
 The same module runs a password-protected redis-server and the KEDA operator out of
 cluster against it (the autoscaling test and ``bench/autoscale.py``), and gives
-``validate:<env>`` its server-side dry-run (:func:`dry_run`).
+``validate:<env>`` its server-side dry-run (:func:`dry_run`). ``--node`` adds a real node
+beside kwok's fake one (tasks/node.py).
 """
 from __future__ import annotations
 
@@ -235,6 +236,11 @@ class ControlPlane:
     def stop(self, names=None, timeout: float = 15) -> list[str]:
         """Stop the recorded processes (all, or those in ``names``), newest first: SIGTERM,
         then SIGKILL after ``timeout``. A pid whose start time changed is not ours: left alone."""
+        node = names is None and bool(self.state().get("node"))
+        if node:  # a real node: its pods go first, while its kubelet can stop them
+            from . import node as nodemod
+
+            nodemod.drain(self)
         state = self.state()
         procs = state.get("processes") or []
         chosen = [p for p in procs if names is None or p["name"] in names]
@@ -257,6 +263,8 @@ class ControlPlane:
             stopped.append(p["name"])
         state["processes"] = [p for p in procs if p not in chosen]
         self._save(state)
+        if node:
+            nodemod.cleanup(self)
         return stopped
 
     # ------------------------------------------------------------------ readiness
@@ -478,7 +486,11 @@ def _start_components(cp: ControlPlane, ports: dict, timeout: float) -> None:
         # it, fails at once (a webhook failing open, an APIService unavailable)
         "--service-cluster-ip-range=127.96.0.0/16",
         "--authorization-mode=RBAC", "--allow-privileged=true", "--endpoint-reconciler-type=none",
-        "--profiling=false", f"--cert-dir={cp.dir / 'apiserver'}"])
+        "--profiling=false", f"--cert-dir={cp.dir / 'apiserver'}",
+        # a real node's kubelet (tasks/node.py) admits only clients of our CA, at its InternalIP
+        f"--kubelet-client-certificate={pki / 'server.crt'}",
+        f"--kubelet-client-key={pki / 'server.key'}",
+        "--kubelet-preferred-address-types=InternalIP"])
     cp.wait_http("kube-apiserver", f"https://127.0.0.1:{ports['apiserver']}/readyz", timeout, cp._ssl())
     common = [f"--kubeconfig={cp.kubeconfig}", f"--authentication-kubeconfig={cp.kubeconfig}",
               f"--authorization-kubeconfig={cp.kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false"]
@@ -604,13 +616,20 @@ def running_dir(probe: bool = True) -> Path | None:
     return None
 
 
-def _start_action(contexts: str):
+def _start_action(contexts: str, node: bool = False):
     from doit.exceptions import TaskFailed
+
+    from . import node as nodemod
 
     names = [c for c in contexts.split(",") if c] or [DEFAULT_CONTEXT]
     try:
         cp = start(default_dir(), names)
-    except (ControlPlaneError, tools.MissingTools) as e:
+        if node and not cp.alive("kubelet"):
+            with _turn(cp):
+                info = nodemod.start(cp)
+            print(f"node {info['name']} Ready in {info['startup_seconds']}s at {info['ip']} "
+                  f"(pods {info['subnet']}, Services {info['services']}, netns {info['netns']})")
+    except (ControlPlaneError, nodemod.NodeError, tools.MissingTools) as e:
         return TaskFailed(str(e))
     rss = sum(cp.rss_mib().values())
     took = cp.state().get("startup_seconds")
@@ -631,10 +650,12 @@ def task_controlplane():
     yield tools.needs({
         "name": "start",
         "doc": "Start etcd, kube-apiserver, controller-manager, scheduler and a kwok node on loopback; "
-               "kubeconfig in build/controlplane/",
+               "kubeconfig in build/controlplane/ (--node: and a real node, tasks/node.py)",
         "actions": [_start_action],
         "params": [{"name": "contexts", "long": "contexts", "default": DEFAULT_CONTEXT,
-                    "help": "comma-separated context names for build/controlplane/kubeconfig"}],
+                    "help": "comma-separated context names for build/controlplane/kubeconfig"},
+                   {"name": "node", "long": "node", "type": bool, "default": False,
+                    "help": "and a real node: containerd and a kubelet (`doit tools node`)"}],
         "uptodate": [False],
         "verbosity": 2,
     }, *TOOLS)

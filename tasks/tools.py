@@ -78,6 +78,8 @@ _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/b
 _KUBE_LDFLAGS = ("-X k8s.io/component-base/version.gitVersion={version} "
                  "-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33")
 _CP = "control-plane"
+_NODE = "node"
+_NODE_USERS = "the real-node test"
 
 #: what `doit tools` builds: the default groups, and the opt-in ones named on its command line
 GROUPS = {
@@ -88,6 +90,8 @@ GROUPS = {
          "(large: about 300 MB, 10-25 min cold; `doit tools control-plane`)",
     "images": "the image tests' buildx and compose CLI plugins and a local registry "
               "(`doit tools images`; your own Docker install is used for your builds)",
+    _NODE: "kubelet, kube-proxy and CoreDNS: a real node for the test control plane, beside "
+           "Debian's containerd and CNI plugins (`doit tools node`)",
 }
 DEFAULT_GROUPS = ("core", "tilt")
 
@@ -122,6 +126,15 @@ TOOLS: dict[str, Tool] = {
             ldflags=_KUBE_LDFLAGS),
         _go("kube-scheduler", "v1.33.13", "the test control plane's scheduler",
             "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", group=_CP, ldflags=_KUBE_LDFLAGS),
+        _go("kubelet", "v1.33.13", "the test control plane's real node (with containerd)",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kubelet", group=_NODE, ldflags=_KUBE_LDFLAGS,
+            users=_NODE_USERS),
+        _go("kube-proxy", "v1.33.13", "Service routing on the test control plane's real node",
+            "k8s.io/kubernetes", "k8s.io/kubernetes/cmd/kube-proxy", group=_NODE, ldflags=_KUBE_LDFLAGS,
+            users=_NODE_USERS),
+        _go("coredns", "v1.14.7", "cluster DNS on the test control plane's real node",
+            "github.com/coredns/coredns", "github.com/coredns/coredns", group=_NODE,
+            version_args=("-version",), users=_NODE_USERS),
         _go("kwok", "v0.8.0", "fake nodes and pods for the test control plane",
             "sigs.k8s.io/kwok", "sigs.k8s.io/kwok/cmd/kwok", group=_CP, version_args=("--version",)),
         _go("keda-operator", "v2.20.2", "the KEDA operator, run out of cluster against the test control plane",
@@ -144,6 +157,12 @@ TOOLS: dict[str, Tool] = {
             ldflags="-X github.com/distribution/distribution/v3/version.version={version}"),
         Tool("etcd", "3.4", "the test control plane's store",
              "apt-get install etcd-server  (Debian/Ubuntu)", exact=False, group=_CP),
+        Tool("containerd", "1.6", "the real node's container runtime (CRI); its ctr imports images",
+             "apt-get install containerd containernetworking-plugins  (Debian/Ubuntu)", exact=False,
+             group=_NODE, users=_NODE_USERS),
+        Tool("gcc", "10", "builds the real node's pause image (a static C program)",
+             "apt-get install gcc libc6-dev  (Debian/Ubuntu)", exact=False, group=_NODE,
+             users=_NODE_USERS),
         Tool("openssl", "1.1.1", "makes the test control plane's certificates (a CA, serving and client certs)",
              "apt-get install openssl", exact=False, group=_CP, version_args=("version",)),
         Tool("redis-server", "7.0", "the Redis stream KEDA scales the agents on, in the autoscaling test",

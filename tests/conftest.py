@@ -120,6 +120,19 @@ def engine(tmp_path_factory):
             lock.close()
 
 
+@pytest.fixture(scope="session")
+def real_node(controlplane) -> dict:
+    """A real node (tasks/node.py: containerd, kubelet, kube-proxy in a network namespace of its
+    own) joined to the session control plane, started once; what its state records."""
+    from tasks import node
+
+    for name in (*node.TOOLS, "ctr"):
+        tool_or_fail(name)
+    info = node.start(controlplane)
+    yield info
+    node.stop(controlplane)
+
+
 #: a watcher of the test process: once it has gone (ended, or killed before its fixtures were
 #: torn down: a timeout's SIGTERM, SIGKILL), it stops the control plane it was given
 _WATCHER = """
