@@ -36,7 +36,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import paths, tools
+from . import atomic, paths, tools
 
 #: what the node needs besides the control plane (runc comes with Debian's containerd)
 TOOLS = ("kubelet", "kube-proxy", "coredns", "containerd", "gcc")
@@ -172,6 +172,10 @@ class Node:
     def __init__(self, cp):
         self.cp = cp
         self.dir = cp.dir / "node"
+        # unix sockets under it (containerd's ttrpc, the kubelet's pod-resources) must fit
+        # in about 104 bytes: a deep directory (pytest's temporary ones) gets a short one
+        if len(str(self.dir)) > 60:
+            self.dir = LOCK_DIR / hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
 
     @property
     def socket(self) -> Path:
@@ -389,8 +393,6 @@ LOCK_DIR = Path("/run/raibid-node")
 def _make_network_locked(cp, info: dict) -> None:
     """Choose three free subnets and make the network on them, one session at a time: two
     that chose together would share addresses."""
-    from . import atomic
-
     atomic.private_dir(LOCK_DIR)
     with atomic.locked(LOCK_DIR):
         link, pods, services = free_subnets(3)
@@ -420,7 +422,7 @@ def start(cp, timeout: float = 120) -> dict:
     if cp.state().get("node"):  # one that died (a kubelet killed): its leftovers go first
         stop(cp)
     node = Node(cp)
-    node.dir.mkdir(parents=True, exist_ok=True)
+    atomic.private_dir(node.dir)
     started = time.monotonic()
     tag = secrets.token_hex(4)
     info = {"name": NAME, "netns": f"raibid-{tag}", "veth": f"rn{tag}", "bridge": f"rb{tag}",
@@ -616,6 +618,10 @@ def cleanup(cp) -> None:
         _run(["ip", "link", "del", info["veth"]], check=False)
     if info.get("cgroup"):
         _remove_cgroups(info["cgroup"])
+    if node.dir.parent == LOCK_DIR:  # a short directory of its own (unmounted above)
+        import shutil
+
+        shutil.rmtree(node.dir, ignore_errors=True)
     state = cp.state()
     state.pop("node", None)
     cp._save(state)
