@@ -273,15 +273,22 @@ def handle(argv, state, rec):
 '''
 
 
-def test_up_with_a_docker_client_but_no_engine_stops_first(fresh):
+def refused_by_preflight(fresh, docker_handler: str) -> tuple[str, list[str]]:
+    """`doit up` with a docker shim of ``docker_handler``: refused before anything ran, as a
+    tool that is installed but cannot work; its output and the docker calls it made."""
     project, shims = fresh
-    shims.add("docker", NO_ENGINE)
+    shims.add("docker", docker_handler)
     r = up(project, shims)
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "a tool is installed but cannot work: nothing was run." in out
+    return out, [line(rec) for rec in shims.records()]
+
+
+def test_up_with_a_docker_client_but_no_engine_stops_first(fresh):
+    out, calls = refused_by_preflight(fresh, NO_ENGINE)
     assert "no engine answers: start Docker" in out
-    assert [line(rec) for rec in shims.records()] == ["docker info --format {{.ServerVersion}}"]
+    assert calls == ["docker info --format {{.ServerVersion}}"]
 
 
 def test_a_missing_tool_and_a_dead_engine_are_named_in_the_same_message(fresh):
@@ -352,12 +359,7 @@ def handle(argv, state, rec):
 def test_up_with_an_engine_but_no_buildx_stops_first_and_names_the_fix(fresh):
     """A 23+ client builds only through buildx: without it every image build would fail
     after the cluster was made (#20)."""
-    project, shims = fresh
-    shims.add("docker", NO_BUILDX)
-    r = up(project, shims)
-    assert r.returncode != 0
-    out = r.stdout + r.stderr
-    assert "a tool is installed but cannot work: nothing was run." in out
+    out, calls = refused_by_preflight(fresh, NO_BUILDX)
     assert "the docker client has no buildx" in out and "apt-get install docker-buildx" in out
-    assert {line(rec) for rec in shims.records()} == {
+    assert set(calls) == {
         "docker info --format {{.ServerVersion}}", "docker buildx version", "docker --version"}
