@@ -296,16 +296,7 @@ def _at_pin(root: Path, directory: str, version: str, cached: bool = True) -> bo
 
     chart_yaml = root / directory / "Chart.yaml"
     try:
-        if cached:
-            chart = load_yaml(chart_yaml)
-        else:
-            import yaml
-
-            try:
-                chart = yaml.load(chart_yaml.read_bytes(),
-                                  Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            except yaml.YAMLError:
-                return False
+        chart = load_yaml(chart_yaml, keep=cached)
         return isinstance(chart, dict) and str(chart.get("version")) == version
     except (OSError, ValueError):  # unreadable, not YAML, or a number str() refuses
         return False

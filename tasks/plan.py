@@ -704,16 +704,13 @@ def current() -> Plan:
     except OSError:
         st, key = None, (0, 0)
     hit = _CACHE.get(path)
-    text = None
-    if hit and hit[0] == key:
-        if st is None or settled(st):
-            return hit[2]
-        # written within a timestamp tick: a same-size rewrite keeps the stat, not the text
-        text = read_text(path, source)
-        if text == hit[1]:
-            return hit[2]
-    if text is None:
-        text = read_text(path, source)
+    same = hit is not None and hit[0] == key
+    if same and (st is None or settled(st)):
+        return hit[2]
+    text = read_text(path, source)
+    # written within a timestamp tick: a same-size rewrite keeps the stat, not the text
+    if same and text == hit[1]:
+        return hit[2]
     if len(text) < CACHE_MIN_BYTES:  # a plan this small is checked in milliseconds
         plan = loads(text, source)
     else:

@@ -213,7 +213,7 @@ def dir_digest(directory: Path) -> str:
     for name in sorted(names, key=lambda n: n.split(os.sep)):
         h.update(name.encode() + b"\0")
         full = os.path.join(base, name)
-        if os.path.isfile(full) and not os.path.isdir(full):
+        if os.path.isfile(full):
             with open(full, "rb") as f:
                 h.update(hashlib.sha256(f.read()).digest())
         else:

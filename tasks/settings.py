@@ -205,7 +205,7 @@ def loads(text: str, source: str = FILE, on_disk: list[str] | None = None) -> Se
         raise SettingsError(source, [Problem(line, f"nested more than {MAX_DEPTH} levels deep",
                                              "the settings are three levels deep: check the "
                                              "brackets here", column)])
-    c = _Checker(text, layout.lines)
+    c = _Checker(layout.lines)
     for path, line, first in layout.duplicates:
         c.problems.append(Problem(line, f"duplicate key {shown(path[-1])} (first at line {first})",
                                   "keep one of them: JSON readers disagree on which one counts"))
@@ -431,8 +431,7 @@ def _layout(text: str) -> _Layout:
 class _Checker:
     """Collects problems; knows the line of each key path (:func:`_layout`)."""
 
-    def __init__(self, text: str, lines: dict):
-        self.text = text
+    def __init__(self, lines: dict):
         self.lines = lines
         self.problems: list[Problem] = []
 

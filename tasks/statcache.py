@@ -51,13 +51,14 @@ def _store(cache: Path, entries: dict) -> None:
     atomic.write_text(cache, json.dumps(entries), durable=False)
 
 
-def load_yaml(path: Path) -> Any:
+def load_yaml(path: Path, keep: bool = True) -> Any:
     """The first YAML document of ``path`` (None when empty). Raises OSError when the file
-    cannot be read and ValueError (with YAML's message) when it is not YAML."""
+    cannot be read and ValueError (with YAML's message) when it is not YAML. With ``keep``
+    False the cache is neither read nor written (a file whose entry would never be read)."""
     st = os.stat(path)
     key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     cache = _file()
-    entries = _entries(cache)
+    entries = _entries(cache) if keep else {}
     hit = entries.get(str(path))
     if isinstance(hit, dict) and hit.get("stat") == key and "data" in hit:
         return hit.get("data")
@@ -69,7 +70,7 @@ def load_yaml(path: Path) -> Any:
     except yaml.YAMLError as e:
         raise ValueError(str(e)) from None
     try:  # kept only where build output already is: a first `doit list` leaves nothing behind
-        keep = settled(st) and paths.build().is_dir()
+        keep = keep and settled(st) and paths.build().is_dir()
         if keep and json.loads(json.dumps(data, allow_nan=False)) == data:
             entries[str(path)] = {"stat": key, "data": data}
             _store(cache, entries)
