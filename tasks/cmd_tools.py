@@ -39,7 +39,7 @@ class Tools(PipeSafe, Command):
         from . import atomic, tools
 
         out = console(sys.stdout)
-        known = set(tools.GROUPS) | {"all"} | {t.name for t in tools.TOOLS.values() if t.go_module}
+        known = tools.go_tool_args()
         unknown = [a for a in args if a not in known]
         if unknown:
             out.print(f"[red]not a Go-built tool or group:[/] {', '.join(unknown)} "

@@ -222,8 +222,6 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
     exist, an option the command (or, after a task, the task's parameters) does not have, a
     value outside an option's choices, or an argument `doit tools`/`doit help` rejects.
     ``tasks``: task name -> its parameters' flags (`--yes`)."""
-    from . import tools
-
     commands = doit_commands()
     groups = {n.split(":", 1)[0] for n in tasks}
     call = f"`doit {' '.join(args)}`"
@@ -260,8 +258,7 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
                 if word not in commands and word not in tasks and word not in groups:
                     problems.append(f"{call}: {word!r} is neither a doit command nor a task")
             elif scope == "tools":
-                known = {"all", *tools.GROUPS, *(t.name for t in tools.go_tools(["all"]))}
-                if word not in known:
+                if word not in tools.go_tool_args():
                     problems.append(f"{call}: {word!r} is not a Go-built tool or group of "
                                     "`doit tools`")
             else:

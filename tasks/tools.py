@@ -385,6 +385,11 @@ def go_tools(names=None) -> list[Tool]:
     return [t for t in TOOLS.values() if t.go_module and (t.name in wanted or t.group in wanted)]
 
 
+def go_tool_args() -> set[str]:
+    """What `doit tools` takes as arguments: a group, "all" or a Go-built tool's name."""
+    return {"all", *GROUPS, *(t.name for t in TOOLS.values() if t.go_module)}
+
+
 def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
     """The ``go build`` of ``tool`` into ``out``; ``-v`` names each package as it compiles
     (what :func:`install_go_tool` reports progress with)."""
