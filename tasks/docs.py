@@ -269,15 +269,17 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
 # --------------------------------------------------------------------------- paths cited
 
 
-def _ignore_patterns(root: Path) -> list[str]:
+@functools.lru_cache(maxsize=4)
+def _ignore_patterns(root: Path) -> tuple[str, ...]:
+    """The patterns of ``root``'s .gitignore (read once, as :func:`project_files` walks once)."""
     try:
         lines = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
     except OSError:
-        return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "!"))]
+        return ()
+    return tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "!")))
 
 
-def ignored(rel: str, patterns: list[str]) -> bool:
+def ignored(rel: str, patterns) -> bool:
     """Whether ``rel`` (a path relative to the root, maybe a glob) is generated or
     downloaded: under a .gitignore pattern (``/build/``, ``secrets.local.json``, ...)."""
     parts = [p for p in rel.split("/") if p]
@@ -325,6 +327,7 @@ def path_problems(words: list[str], root: Path, here: Path | None = None) -> lis
     may be relative to it)."""
     tops, names = project_files(root)
     patterns = _ignore_patterns(root)
+    lasts = [last for p in patterns if (last := p.rstrip("/").rsplit("/", 1)[-1]).strip("*?")]
     problems = []
     for raw in words:
         word = raw.strip("'\"(").rstrip(",.;:)'\"")
@@ -340,8 +343,7 @@ def path_problems(words: list[str], root: Path, here: Path | None = None) -> lis
             if not any(root.glob(glob)) and not any((here or root).glob(glob)):
                 problems.append(f"`{raw}` names a path that does not exist")
         elif re.match(_FILE_NAME, glob) and "*" not in glob:
-            lasts = [p.rstrip("/").rsplit("/", 1)[-1] for p in patterns]
-            generated = any(fnmatch.fnmatchcase(glob, last) for last in lasts if last.strip("*?"))
+            generated = any(fnmatch.fnmatchcase(glob, last) for last in lasts)
             if glob not in names and not generated and glob not in project_words(root):
                 problems.append(f"`{raw}` names a file that is nowhere in the project "
                                 "(nor in its code)")
