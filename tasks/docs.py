@@ -435,13 +435,12 @@ def doc_problems(text: str, rel: str, tasks: dict[str, set[str] | None], root: P
             continue
         for args in doit_citations(line, in_code_block=fence):
             problems += [f"{rel}:{n}: {p}" for p in citation_problems(args, tasks)]
-        if not fence:
-            spans = re.findall(_CODE_SPAN, line)
-            problems += [f"{rel}:{n}: {p}" for p in task_name_problems(spans, tasks)]
         if fence:
             words = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].split()
         else:
-            words = [w for span in re.findall(_CODE_SPAN, line) for w in span.split()]
+            spans = re.findall(_CODE_SPAN, line)
+            problems += [f"{rel}:{n}: {p}" for p in task_name_problems(spans, tasks)]
+            words = [w for span in spans for w in span.split()]
             words += re.findall(r"\*\*`?([\w./<>-]+/[\w./<>-]+)`?\*\*", line)
         problems += [f"{rel}:{n}: {p}" for p in path_problems(words, root, here)]
         for target in re.findall(_LINK, line):
