@@ -61,10 +61,10 @@ class Doctor(PipeSafe, DoitCmdBase):
             import textwrap
 
             width = max(out.width, 40)
-            out.print("To install or fix:", highlight=False)
+            out.print("To install or fix:")
             for hint in hints:
                 text = textwrap.fill(hint, width, subsequent_indent=" " * 6, break_on_hyphens=False)
-                out.print(text, highlight=False, markup=False)
+                out.print(text, markup=False)
         if bad:
             out.print(f"[red]Missing or wrong version:[/] {', '.join(bad)} - the offline checks need them. "
                           "Run `doit tools` (Go tools) or `pip install -e '.\\[test]'`.")

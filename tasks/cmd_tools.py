@@ -39,16 +39,16 @@ class Tools(PipeSafe, Command):
         from . import atomic, tools
 
         out = console(sys.stdout)
-        known = set(tools.GROUPS) | {"all"} | {t.name for t in tools.TOOLS.values() if t.go_module}
+        known = tools.go_tool_args()
         unknown = [a for a in args if a not in known]
         if unknown:
             out.print(f"[red]not a Go-built tool or group:[/] {', '.join(unknown)} "
-                      f"(choose from {', '.join(sorted(known))})", highlight=False)
+                      f"(choose from {', '.join(sorted(known))})")
             return 2
         try:
             tools.require(["go"])
         except tools.MissingTools as e:
-            out.print(str(e), markup=False, highlight=False)
+            out.print(str(e), markup=False)
             return 1
         targets = tools.go_tools(args or None)
         goenv = tools.go_env()
@@ -58,31 +58,27 @@ class Tools(PipeSafe, Command):
         failed = 0
         with atomic.locked(bin_dir):  # two `doit tools` in one checkout take turns
             for stale in tools.sweep_partials():
-                out.print(f"removed {shown / stale}, left by a build that was killed",
-                          highlight=False)
+                out.print(f"removed {shown / stale}, left by a build that was killed")
             for n, t in enumerate(targets, 1):
                 what = f"[{n}/{len(targets)}] {t.name} {t.version} (tools/{t.name})"
                 key = tools.build_key(t, goenv)
                 if not params.get("force") and tools.built_current(t, key):
                     go = goenv.get("GOVERSION", "Go")
-                    out.print(f"up to date {what}: go.mod, go.sum and {go} unchanged",
-                              highlight=False, markup=False)
+                    out.print(f"up to date {what}: go.mod, go.sum and {go} unchanged", markup=False)
                     continue
-                out.print(f"building {what} ...", highlight=False, markup=False)
+                out.print(f"building {what} ...", markup=False)
                 start = time.monotonic()
 
                 def progress(seconds, packages, _name=t.name):
-                    out.print(f"  ... {_name}: {seconds:.0f} s, {packages} packages compiled",
-                              highlight=False)
+                    out.print(f"  ... {_name}: {seconds:.0f} s, {packages} packages compiled")
 
                 result = tools.install_go_tool(t, key, progress)
                 took = f"{time.monotonic() - start:.0f} s"
                 if result.ok:
-                    out.print(f"[green]ok[/] {t.name} {t.version} -> "
-                              f"{shown / t.name} ({took})", highlight=False)
+                    out.print(f"[green]ok[/] {t.name} {t.version} -> {shown / t.name} ({took})")
                 else:
                     failed += 1
-                    out.print(f"[red]failed[/] {t.name} after {took}: ", highlight=False, end="")
+                    out.print(f"[red]failed[/] {t.name} after {took}: ", end="")
                     out.print(f"{' '.join(result.argv)} in tools/{t.name}\n{result.detail}",
-                              highlight=False, markup=False)
+                              markup=False)
         return 1 if failed else 0

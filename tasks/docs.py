@@ -222,8 +222,6 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
     exist, an option the command (or, after a task, the task's parameters) does not have, a
     value outside an option's choices, or an argument `doit tools`/`doit help` rejects.
     ``tasks``: task name -> its parameters' flags (`--yes`)."""
-    from . import tools
-
     commands = doit_commands()
     groups = {n.split(":", 1)[0] for n in tasks}
     call = f"`doit {' '.join(args)}`"
@@ -260,8 +258,7 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
                 if word not in commands and word not in tasks and word not in groups:
                     problems.append(f"{call}: {word!r} is neither a doit command nor a task")
             elif scope == "tools":
-                known = {"all", *tools.GROUPS, *(t.name for t in tools.go_tools(["all"]))}
-                if word not in known:
+                if word not in tools.go_tool_args():
                     problems.append(f"{call}: {word!r} is not a Go-built tool or group of "
                                     "`doit tools`")
             else:
@@ -272,15 +269,17 @@ def citation_problems(args: list[str], tasks: dict[str, set[str]]) -> list[str]:
 # --------------------------------------------------------------------------- paths cited
 
 
-def _ignore_patterns(root: Path) -> list[str]:
+@functools.lru_cache(maxsize=4)
+def _ignore_patterns(root: Path) -> tuple[str, ...]:
+    """The patterns of ``root``'s .gitignore (read once, as :func:`project_files` walks once)."""
     try:
         lines = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
     except OSError:
-        return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "!"))]
+        return ()
+    return tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "!")))
 
 
-def ignored(rel: str, patterns: list[str]) -> bool:
+def ignored(rel: str, patterns) -> bool:
     """Whether ``rel`` (a path relative to the root, maybe a glob) is generated or
     downloaded: under a .gitignore pattern (``/build/``, ``secrets.local.json``, ...)."""
     parts = [p for p in rel.split("/") if p]
@@ -328,6 +327,7 @@ def path_problems(words: list[str], root: Path, here: Path | None = None) -> lis
     may be relative to it)."""
     tops, names = project_files(root)
     patterns = _ignore_patterns(root)
+    lasts = [last for p in patterns if (last := p.rstrip("/").rsplit("/", 1)[-1]).strip("*?")]
     problems = []
     for raw in words:
         word = raw.strip("'\"(").rstrip(",.;:)'\"")
@@ -343,8 +343,7 @@ def path_problems(words: list[str], root: Path, here: Path | None = None) -> lis
             if not any(root.glob(glob)) and not any((here or root).glob(glob)):
                 problems.append(f"`{raw}` names a path that does not exist")
         elif re.match(_FILE_NAME, glob) and "*" not in glob:
-            lasts = [p.rstrip("/").rsplit("/", 1)[-1] for p in patterns]
-            generated = any(fnmatch.fnmatchcase(glob, last) for last in lasts if last.strip("*?"))
+            generated = any(fnmatch.fnmatchcase(glob, last) for last in lasts)
             if glob not in names and not generated and glob not in project_words(root):
                 problems.append(f"`{raw}` names a file that is nowhere in the project "
                                 "(nor in its code)")
@@ -436,13 +435,12 @@ def doc_problems(text: str, rel: str, tasks: dict[str, set[str] | None], root: P
             continue
         for args in doit_citations(line, in_code_block=fence):
             problems += [f"{rel}:{n}: {p}" for p in citation_problems(args, tasks)]
-        if not fence:
-            spans = re.findall(_CODE_SPAN, line)
-            problems += [f"{rel}:{n}: {p}" for p in task_name_problems(spans, tasks)]
         if fence:
             words = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].split()
         else:
-            words = [w for span in re.findall(_CODE_SPAN, line) for w in span.split()]
+            spans = re.findall(_CODE_SPAN, line)
+            problems += [f"{rel}:{n}: {p}" for p in task_name_problems(spans, tasks)]
+            words = [w for span in spans for w in span.split()]
             words += re.findall(r"\*\*`?([\w./<>-]+/[\w./<>-]+)`?\*\*", line)
         problems += [f"{rel}:{n}: {p}" for p in path_problems(words, root, here)]
         for target in re.findall(_LINK, line):

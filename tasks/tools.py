@@ -53,12 +53,8 @@ def _docker_engine_problem(server_version: str) -> str:
     if key and key < _key(DOCKER_ENGINE_MIN):
         return (f"the Docker engine is {server_version}, older than {DOCKER_ENGINE_MIN}: its "
                 f"BuildKit cannot build docker/*.Dockerfile; upgrade Docker Engine")
-    try:
-        proc = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True,
-                              timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        proc = None
-    if (proc is None or proc.returncode != 0) and _key(_docker_client()) >= (23,):
+    buildx = _ask(["docker", "buildx", "version"])
+    if (buildx is None or buildx.returncode != 0) and _key(_docker_client()) >= (23,):
         # a client of 23.0 or later builds with BuildKit only through the buildx plugin
         return (f"the engine ({server_version}) answers, but the docker client has no buildx "
                 f"(BuildKit's client, which builds the images): install Docker's buildx plugin "
@@ -67,11 +63,16 @@ def _docker_engine_problem(server_version: str) -> str:
 
 
 def _docker_client() -> str:
+    proc = _ask(["docker", "--version"])
+    return proc.stdout if proc is not None else ""
+
+
+def _ask(argv: list[str]) -> subprocess.CompletedProcess | None:
+    """``argv``'s answer (its output captured, at most 20 s); None when it cannot be run."""
     try:
-        return subprocess.run(["docker", "--version"], capture_output=True, text=True,
-                              timeout=20).stdout
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
-        return ""
+        return None
 
 
 _GO_HINT = "doit tools {name}  (builds tools/{name}/go.mod with Go into .tools/bin)"
@@ -338,9 +339,8 @@ def found_version(tool: Tool) -> str | None:
         m = re.search(rf"^\s*mod\s+{re.escape(tool.go_module)}\s+(\S+)", go_build_info(exe) or "", re.M)
         if m:
             return m.group(1)
-    try:
-        proc = subprocess.run([exe, *tool.version_args], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
+    proc = _ask([exe, *tool.version_args])
+    if proc is None:
         return "unknown"
     m = re.search(_VERSION_RE, proc.stdout + proc.stderr)
     return m.group(0) if m else "unknown"
@@ -351,11 +351,8 @@ def live_problem(tool: Tool) -> str:
     exe = which(tool.name)
     if exe is None or not tool.live_args:
         return ""
-    try:
-        proc = subprocess.run([exe, *tool.live_args], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return tool.live_hint
-    if proc.returncode != 0:
+    proc = _ask([exe, *tool.live_args])
+    if proc is None or proc.returncode != 0:
         return tool.live_hint
     return tool.live_check(proc.stdout.strip()) if tool.live_check else ""
 
@@ -383,6 +380,11 @@ def go_tools(names=None) -> list[Tool]:
     if "all" in wanted:
         wanted |= set(GROUPS)
     return [t for t in TOOLS.values() if t.go_module and (t.name in wanted or t.group in wanted)]
+
+
+def go_tool_args() -> set[str]:
+    """What `doit tools` takes as arguments: a group, "all" or a Go-built tool's name."""
+    return {"all", *GROUPS, *(t.name for t in TOOLS.values() if t.go_module)}
 
 
 def build_argv(tool: Tool, out: Path) -> tuple[str, ...]:
