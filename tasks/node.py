@@ -346,13 +346,19 @@ def _coredns_rbac() -> str:
               "verbs": ["list", "watch"]}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "raibid-coredns"}, "rules": [rule, slices]}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "raibid-coredns"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": "raibid-coredns"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                             "name": "system:coredns"}]}
+    binding = _cluster_role_binding("raibid-coredns", "raibid-coredns", "User", "system:coredns")
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+
+
+def _cluster_role_binding(name: str, role: str, kind: str, subject: str) -> dict:
+    """A ClusterRoleBinding ``name`` of ClusterRole ``role`` to one subject (``kind``: User or
+    Group)."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind,
+                          "name": subject}]}
 
 
 def _in_netns(info: dict, *argv) -> list[str]:
@@ -521,12 +527,7 @@ def _wait(check, timeout: float, cp, name: str) -> None:
 def _bind_node_role(cp) -> None:
     """RBAC gives no group the system:node role by default; the kubelet's certificate is in
     system:nodes."""
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "raibid-node"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": "system:node"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                             "name": "system:nodes"}]}
+    binding = _cluster_role_binding("raibid-node", "system:node", "Group", "system:nodes")
     cp.kubectl("apply", "-f", "-", input=json.dumps(binding), check=True)
 
 
