@@ -238,15 +238,10 @@ def _cni_config(bridge: str, subnet: str, ipam_dir: Path, routes: list[str]) -> 
 
 def _client_cert(pki: Path, name: str, subject: str) -> None:
     """A client certificate of the control plane's CA: pki/NAME.crt and NAME.key."""
-    from .controlplane import _openssl
+    from .controlplane import sign_cert
 
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    (pki / f"{name}.ext").write_text("extendedKeyUsage=clientAuth\n"
-                                     "keyUsage=critical,digitalSignature,keyEncipherment\n")
-    _openssl(pki, "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", subject)
-    _openssl(pki, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "7", "-extfile", f"{name}.ext")
+    sign_cert(pki, name, subject, "extendedKeyUsage=clientAuth\n"
+              "keyUsage=critical,digitalSignature,keyEncipherment\n")
 
 
 def _kubeconfig(cp, path: Path, user: str, server: str) -> Path:
