@@ -337,14 +337,24 @@ def _openssl(pki: Path, *args: str) -> None:
         raise ControlPlaneError(f"openssl {' '.join(args[:2])} failed:\n{proc.stderr.strip()}")
 
 
+_EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def sign_cert(pki: Path, name: str, subject: str, ext: str) -> None:
+    """pki/NAME.key and NAME.crt, signed by pki/ca.crt with the extensions ``ext``."""
+    (pki / f"{name}.ext").write_text(ext)
+    _openssl(pki, "req", "-new", *_EC, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
+    _openssl(pki, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "7", "-extfile", f"{name}.ext")
+
+
 def make_pki(pki: Path) -> None:
     """CA, apiserver serving cert (127.0.0.1), admin client cert (system:masters), etcd's
     serving and peer cert, the apiserver's etcd client cert, SA keys. ECDSA P-256 keys
     (fast to make); private keys are 0600 (from creation: the umask) in a 0700 directory."""
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(pki, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
+    _openssl(pki, "req", "-x509", *_EC, "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
              "-subj", "/CN=raibid-deploy test control plane CA")
     exts = {
         "server": ("/CN=kube-apiserver",
@@ -361,10 +371,7 @@ def make_pki(pki: Path) -> None:
                         "keyUsage=critical,digitalSignature,keyEncipherment\n"),
     }
     for name, (subject, ext) in exts.items():
-        (pki / f"{name}.ext").write_text(ext)
-        _openssl(pki, "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
-        _openssl(pki, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "7", "-extfile", f"{name}.ext")
+        sign_cert(pki, name, subject, ext)
     _openssl(pki, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key")
     _openssl(pki, "ec", "-in", "sa.key", "-pubout", "-out", "sa.pub")
     for f in pki.glob("*.key"):

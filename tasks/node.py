@@ -236,24 +236,17 @@ def _cni_config(bridge: str, subnet: str, ipam_dir: Path, routes: list[str]) -> 
                   "routes": [{"dst": r, "gw": gateway} for r in routes]}}]}, indent=1)
 
 
-def _client_cert(pki: Path, name: str, subject: str) -> None:
-    """A client certificate of the control plane's CA: pki/NAME.crt and NAME.key."""
-    from .controlplane import _openssl
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    (pki / f"{name}.ext").write_text("extendedKeyUsage=clientAuth\n"
-                                     "keyUsage=critical,digitalSignature,keyEncipherment\n")
-    _openssl(pki, "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", subject)
-    _openssl(pki, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "7", "-extfile", f"{name}.ext")
-
-
-def _kubeconfig(cp, path: Path, user: str, server: str) -> Path:
-    """A kubeconfig for ``user`` (pki/USER.crt) at ``server``, which the API server's
-    certificate names as localhost whatever address it is reached at."""
+def _kubeconfig(node: Node, user: str, subject: str, server: str) -> Path:
+    """NODE_DIR/USER.kubeconfig for ``user`` at ``server``, which the API server's certificate
+    names as localhost whatever address it is reached at, with a client certificate of the
+    control plane's CA for ``subject`` (pki/USER.crt and USER.key)."""
     import yaml
 
+    from .controlplane import sign_cert
+
+    cp, path = node.cp, node.dir / f"{user}.kubeconfig"
+    sign_cert(cp.pki, user, subject, "extendedKeyUsage=clientAuth\n"
+              "keyUsage=critical,digitalSignature,keyEncipherment\n")
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "cp", "cluster": {"server": server, "tls-server-name": "localhost",
@@ -346,13 +339,19 @@ def _coredns_rbac() -> str:
               "verbs": ["list", "watch"]}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "raibid-coredns"}, "rules": [rule, slices]}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "raibid-coredns"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": "raibid-coredns"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                             "name": "system:coredns"}]}
+    binding = _cluster_role_binding("raibid-coredns", "raibid-coredns", "User", "system:coredns")
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
+
+
+def _cluster_role_binding(name: str, role: str, kind: str, subject: str) -> dict:
+    """A ClusterRoleBinding ``name`` of ClusterRole ``role`` to one subject (``kind``: User or
+    Group)."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind,
+                          "name": subject}]}
 
 
 def _in_netns(info: dict, *argv) -> list[str]:
@@ -444,8 +443,7 @@ def start(cp, timeout: float = 120) -> dict:
         cp.kubectl("apply", "-f", "-", input=json.dumps(_service_cidr(info)), check=True)
         for d in _cgroup_dirs(info["cgroup"]):
             d.mkdir(exist_ok=True)
-        _client_cert(cp.pki, "kubelet", f"/O=system:nodes/CN=system:node:{NAME}")
-        kubeconfig = _kubeconfig(cp, node.dir / "kubelet.kubeconfig", "kubelet",
+        kubeconfig = _kubeconfig(node, "kubelet", f"/O=system:nodes/CN=system:node:{NAME}",
                                  f"https://127.0.0.1:{cp.port}")
         config = _kubelet_config(node, info, free_port())
         cp.spawn("kubelet", [tools.which("kubelet"), f"--config={config}",
@@ -456,14 +454,12 @@ def start(cp, timeout: float = 120) -> dict:
         # address; its certificate's user is bound to system:node-proxier from the start
         cp.spawn("api-relay", [sys.executable, "-c", _RELAY, info["ip"], str(cp.port),
                                str(cp.port)])
-        _client_cert(cp.pki, "kube-proxy", "/CN=system:kube-proxy")
-        proxy_kubeconfig = _kubeconfig(cp, node.dir / "kube-proxy.kubeconfig", "kube-proxy",
+        proxy_kubeconfig = _kubeconfig(node, "kube-proxy", "/CN=system:kube-proxy",
                                        f"https://{info['ip']}:{cp.port}")
         cp.spawn("kube-proxy", _in_netns(info, tools.which("kube-proxy"), "--config",
                                          _kube_proxy_config(node, info, proxy_kubeconfig)))
         cp.kubectl("apply", "-f", "-", input=_coredns_rbac(), check=True)
-        _client_cert(cp.pki, "coredns", "/CN=system:coredns")
-        dns_kubeconfig = _kubeconfig(cp, node.dir / "coredns.kubeconfig", "coredns",
+        dns_kubeconfig = _kubeconfig(node, "coredns", "/CN=system:coredns",
                                      f"https://{info['ip']}:{cp.port}")
         cp.spawn("coredns", _in_netns(info, tools.which("coredns"), "-conf",
                                       _corefile(node, info, dns_kubeconfig)))
@@ -521,12 +517,7 @@ def _wait(check, timeout: float, cp, name: str) -> None:
 def _bind_node_role(cp) -> None:
     """RBAC gives no group the system:node role by default; the kubelet's certificate is in
     system:nodes."""
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "raibid-node"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": "system:node"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                             "name": "system:nodes"}]}
+    binding = _cluster_role_binding("raibid-node", "system:node", "Group", "system:nodes")
     cp.kubectl("apply", "-f", "-", input=json.dumps(binding), check=True)
 
 
